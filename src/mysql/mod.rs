@@ -1,0 +1,76 @@
+//! Everything that speaks MySQL: reading binlog files, parsing binlog events (MySQL and
+//! MariaDB), decoding row images into typed values with the table's schema, and tracking that
+//! schema through DDL. The output of this stage is a stream of [`crate::event::ChangeEvent`]s.
+
+pub mod binlog_file;
+pub mod charset;
+pub mod cursor;
+pub mod decoder;
+pub mod events;
+pub mod jsonb;
+pub mod rows;
+pub mod schema;
+pub mod table_map;
+
+use thiserror::Error;
+
+pub use binlog_file::{BinlogFileReader, EventHeader};
+pub use decoder::BinlogDecoder;
+
+/// A malformed piece of an event: what was wrong, without the file or event it was in; the
+/// caller that knows those wraps it into a [`BinlogError`].
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{0}")]
+pub struct Malformed(pub String);
+
+impl Malformed {
+    pub fn new(reason: impl Into<String>) -> Self {
+        Malformed(reason.into())
+    }
+}
+
+/// Errors reading or decoding a binlog, each naming the file, byte offset and event type.
+#[derive(Debug, Error)]
+pub enum BinlogError {
+    #[error("{file}: cannot read: {source}")]
+    Io {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{file}: not a binlog file: expected the magic bytes fe 62 69 6e at byte 0, found {found}"
+    )]
+    NotABinlog { file: String, found: String },
+    #[error("{file} at byte {offset}: truncated {what}: needed {needed} bytes, the file has {available} more")]
+    Truncated {
+        file: String,
+        offset: u64,
+        what: String,
+        needed: u64,
+        available: u64,
+    },
+    #[error("{file} at byte {offset}: {event} event: {reason}")]
+    Malformed {
+        file: String,
+        offset: u64,
+        event: String,
+        reason: String,
+    },
+    #[error("{file} at byte {offset}: {event} event: checksum mismatch (stored {stored:08x}, computed {computed:08x}); the file is corrupted")]
+    Checksum {
+        file: String,
+        offset: u64,
+        event: String,
+        stored: u32,
+        computed: u32,
+    },
+    #[error("{file} at byte {offset}: unknown event type {type_code} that is not marked ignorable; binlake cannot skip it safely")]
+    UnknownEvent {
+        file: String,
+        offset: u64,
+        type_code: u8,
+    },
+    #[error("schema file {file}: {reason}")]
+    Schema { file: String, reason: String },
+}

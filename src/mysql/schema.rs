@@ -1,0 +1,691 @@
+//! The schema binlake knows for each table apart from table maps: from CREATE TABLE statements
+//! (`--schema FILE.sql`, information_schema) and from DDL met in the binlog (CREATE / ALTER /
+//! RENAME / DROP / TRUNCATE TABLE), parsed with sqlparser's MySQL dialect. Table maps without
+//! optional metadata carry no column names, ENUM/SET members or signedness; this fills them in.
+
+use std::collections::BTreeMap;
+
+use sqlparser::ast::{
+    AlterTableOperation, ColumnDef, ColumnOption, DataType, EnumMember, MySQLColumnPosition,
+    ObjectName, ObjectType, RenameTableNameKind, Statement, TableConstraint,
+};
+use sqlparser::dialect::MySqlDialect;
+use sqlparser::parser::Parser;
+
+use super::charset::charset_by_name;
+use crate::event::{Charset, TableId};
+
+/// A column as DDL declares it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeclaredColumn {
+    pub name: String,
+    /// The declared type as sqlparser prints it (`INT UNSIGNED`, `ENUM('a', 'b')`).
+    pub type_text: String,
+    pub unsigned: bool,
+    pub nullable: bool,
+    pub charset: Option<Charset>,
+    pub members: Vec<String>,
+}
+
+/// A table as DDL declares it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DeclaredTable {
+    pub columns: Vec<DeclaredColumn>,
+    pub primary_key: Vec<String>,
+}
+
+/// What one DDL statement did, for the decoder to act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DdlEffect {
+    /// Not a table DDL statement (BEGIN, DML in STATEMENT format, CREATE USER, ...).
+    None,
+    /// Table definitions changed.
+    Changed(Vec<TableId>),
+    /// TRUNCATE TABLE.
+    Truncated(Vec<TableId>),
+}
+
+/// A table DDL statement sqlparser could not read; the named table's schema is forgotten so a
+/// stale definition is never used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot parse DDL ({reason}); the schema of {table} is now unknown: {sql}")]
+pub struct UnparsedDdl {
+    pub table: String,
+    pub reason: String,
+    pub sql: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SchemaTracker {
+    tables: BTreeMap<TableId, DeclaredTable>,
+}
+
+fn ident_name(name: &ObjectName, default_db: &str) -> TableId {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|p| p.to_string().trim_matches('`').to_string())
+        .collect();
+    match parts.as_slice() {
+        [db, table] => TableId::new(db.clone(), table.clone()),
+        [.., table] => TableId::new(default_db, table.clone()),
+        [] => TableId::new(default_db, ""),
+    }
+}
+
+fn strip_quotes(s: &str) -> String {
+    s.trim_matches('`').to_string()
+}
+
+fn first_words(sql: &str, n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = sql.trim_start();
+    while out.len() < n {
+        // Skip comments MySQL puts in generated DDL.
+        if let Some(r) = rest.strip_prefix("/*") {
+            rest = r.split_once("*/").map(|x| x.1).unwrap_or("").trim_start();
+            continue;
+        }
+        let end = rest
+            .find(|c: char| c.is_whitespace() || c == '(' || c == ';')
+            .unwrap_or(rest.len());
+        if end == 0 {
+            break;
+        }
+        out.push(rest[..end].to_ascii_uppercase());
+        rest = rest[end..].trim_start();
+    }
+    out
+}
+
+/// The table a DDL statement names, read by hand when sqlparser could not.
+fn table_named_in(sql: &str) -> String {
+    let words: Vec<String> = sql
+        .split_whitespace()
+        .map(|w| w.trim_matches(|c| c == '(' || c == ';').to_string())
+        .collect();
+    let upper: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
+    let Some(i) = upper.iter().position(|w| w == "TABLE") else {
+        return "?".into();
+    };
+    let mut j = i + 1;
+    while upper
+        .get(j)
+        .is_some_and(|w| w == "IF" || w == "NOT" || w == "EXISTS")
+    {
+        j += 1;
+    }
+    words
+        .get(j)
+        .map(|w| w.replace('`', ""))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// Removes MySQL column attributes sqlparser's MySQL dialect does not read and that do not
+/// change how binlake decodes a column: `[IN]VISIBLE`, and the `BINARY` attribute after a
+/// character type (`CHAR(20) BINARY` means a binary collation, still text). Quoted strings and
+/// identifiers are left alone.
+fn normalize_ddl(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.char_indices().peekable();
+    let mut last_significant = ' ';
+    while let Some((i, ch)) = chars.next() {
+        if ch == '\'' || ch == '"' || ch == '`' {
+            out.push(ch);
+            let mut prev = ' ';
+            for (_, c) in chars.by_ref() {
+                out.push(c);
+                if c == ch && prev != '\\' {
+                    break;
+                }
+                prev = c;
+            }
+            last_significant = ch;
+            continue;
+        }
+        if ch.is_ascii_alphabetic()
+            && !out.ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        {
+            let word_end = sql[i..]
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .map(|n| i + n)
+                .unwrap_or(sql.len());
+            let word = &sql[i..word_end];
+            let upper = word.to_ascii_uppercase();
+            let drop = upper == "INVISIBLE"
+                || upper == "VISIBLE"
+                || (upper == "BINARY"
+                    && last_significant == ')'
+                    && !sql[word_end..].trim_start().starts_with('('));
+            if !drop {
+                out.push_str(word);
+                last_significant = word.chars().last().unwrap_or(' ');
+            }
+            while chars.peek().is_some_and(|(j, _)| *j < word_end) {
+                chars.next();
+            }
+            continue;
+        }
+        out.push(ch);
+        if !ch.is_whitespace() {
+            last_significant = ch;
+        }
+    }
+    out
+}
+
+fn is_table_ddl(sql: &str) -> bool {
+    let w = first_words(sql, 4);
+    let kw = |i: usize| w.get(i).map(String::as_str).unwrap_or("");
+    match kw(0) {
+        "CREATE" => {
+            let mut i = 1;
+            while matches!(kw(i), "OR" | "REPLACE" | "TEMPORARY") {
+                i += 1;
+            }
+            kw(i) == "TABLE"
+        }
+        "ALTER" => kw(1) == "TABLE" || (kw(1) == "ONLINE" && kw(2) == "TABLE") || kw(1) == "IGNORE",
+        "RENAME" => kw(1) == "TABLE",
+        "DROP" => kw(1) == "TABLE" || (kw(1) == "TEMPORARY" && kw(2) == "TABLE"),
+        "TRUNCATE" => true,
+        _ => false,
+    }
+}
+
+fn declared_column(def: &ColumnDef, table_charset: Option<Charset>) -> DeclaredColumn {
+    let type_text = def.data_type.to_string();
+    let upper = type_text.to_ascii_uppercase();
+    let members = match &def.data_type {
+        DataType::Enum(m, _) => m
+            .iter()
+            .map(|e| match e {
+                EnumMember::Name(n) => n.clone(),
+                EnumMember::NamedValue(n, _) => n.clone(),
+            })
+            .collect(),
+        DataType::Set(m) => m.clone(),
+        _ => Vec::new(),
+    };
+    let binary_type = matches!(
+        def.data_type,
+        DataType::Binary(_) | DataType::Varbinary(_) | DataType::Blob(_)
+    ) || ["TINYBLOB", "MEDIUMBLOB", "LONGBLOB", "BLOB"]
+        .iter()
+        .any(|t| upper.starts_with(t));
+    let mut charset = if binary_type {
+        Some(Charset::Binary)
+    } else {
+        None
+    };
+    let mut nullable = true;
+    let mut explicit = None;
+    for opt in &def.options {
+        match &opt.option {
+            ColumnOption::CharacterSet(name) | ColumnOption::Collation(name) => {
+                explicit = charset_by_name(&name.to_string());
+            }
+            ColumnOption::NotNull => nullable = false,
+            ColumnOption::Unique {
+                is_primary: true, ..
+            } => nullable = false,
+            _ => {}
+        }
+    }
+    let textual = !binary_type
+        && [
+            "CHAR",
+            "VARCHAR",
+            "TEXT",
+            "TINYTEXT",
+            "MEDIUMTEXT",
+            "LONGTEXT",
+            "ENUM",
+            "SET",
+            "CHARACTER",
+            "NCHAR",
+            "NVARCHAR",
+        ]
+        .iter()
+        .any(|t| upper.starts_with(t));
+    if textual {
+        charset = explicit.or(table_charset).or(Some(Charset::Utf8));
+    }
+    // `CHAR(16) CHARACTER SET binary` / `BINARY` attribute.
+    if explicit == Some(Charset::Binary) || upper.contains(" BINARY") && !textual {
+        charset = Some(Charset::Binary);
+    }
+    DeclaredColumn {
+        name: strip_quotes(&def.name.value),
+        unsigned: upper.contains("UNSIGNED"),
+        type_text,
+        nullable,
+        charset,
+        members,
+    }
+}
+
+fn index_columns(cols: &[sqlparser::ast::IndexColumn]) -> Vec<String> {
+    cols.iter()
+        .map(|c| {
+            let s = c.column.expr.to_string();
+            // `name(10)` prefix keys: the column is `name`.
+            strip_quotes(s.split('(').next().unwrap_or(&s).trim())
+        })
+        .collect()
+}
+
+fn table_charset_from_options(options_text: &str) -> Option<Charset> {
+    let upper = options_text.to_ascii_uppercase();
+    for key in ["CHARSET", "CHARACTER SET", "COLLATE"] {
+        if let Some(i) = upper.find(key) {
+            let rest = options_text[i + key.len()..].trim_start_matches([' ', '=']);
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if let Some(cs) = charset_by_name(&name) {
+                return Some(cs);
+            }
+        }
+    }
+    None
+}
+
+impl SchemaTracker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn get(&self, id: &TableId) -> Option<&DeclaredTable> {
+        self.tables.get(id)
+    }
+
+    pub fn tables(&self) -> impl Iterator<Item = (&TableId, &DeclaredTable)> {
+        self.tables.iter()
+    }
+
+    pub fn insert(&mut self, id: TableId, table: DeclaredTable) {
+        self.tables.insert(id, table);
+    }
+
+    /// Applies one SQL statement run with `default_db` as the current schema. Statements that
+    /// are not table DDL are ignored.
+    pub fn apply(&mut self, default_db: &str, sql: &str) -> Result<DdlEffect, UnparsedDdl> {
+        if !is_table_ddl(sql) {
+            return Ok(DdlEffect::None);
+        }
+        let statements = match Parser::parse_sql(&MySqlDialect {}, &normalize_ddl(sql)) {
+            Ok(s) => s,
+            Err(e) => {
+                let table = table_named_in(sql);
+                let id = if table.contains('.') {
+                    let (d, t) = table.split_once('.').expect("has a dot");
+                    TableId::new(d, t)
+                } else {
+                    TableId::new(default_db, table.clone())
+                };
+                self.tables.remove(&id);
+                return Err(UnparsedDdl {
+                    table: id.to_string(),
+                    reason: e.to_string(),
+                    sql: sql.chars().take(300).collect(),
+                });
+            }
+        };
+        let mut changed = Vec::new();
+        let mut truncated = Vec::new();
+        for st in statements {
+            match st {
+                Statement::CreateTable(ct) => {
+                    let id = ident_name(&ct.name, default_db);
+                    if let Some(like) = &ct.like {
+                        let src = match like {
+                            sqlparser::ast::CreateTableLikeKind::Parenthesized(l)
+                            | sqlparser::ast::CreateTableLikeKind::Plain(l) => {
+                                ident_name(&l.name, default_db)
+                            }
+                        };
+                        match self.tables.get(&src).cloned() {
+                            Some(t) => {
+                                self.tables.insert(id.clone(), t);
+                            }
+                            None => {
+                                self.tables.remove(&id);
+                            }
+                        }
+                        changed.push(id);
+                        continue;
+                    }
+                    if ct.if_not_exists && self.tables.contains_key(&id) {
+                        continue;
+                    }
+                    if ct.query.is_some() && ct.columns.is_empty() {
+                        // CREATE TABLE ... AS SELECT: columns come from the query.
+                        self.tables.remove(&id);
+                        changed.push(id);
+                        continue;
+                    }
+                    let table_cs = table_charset_from_options(&ct.table_options.to_string());
+                    let mut t = DeclaredTable {
+                        columns: ct
+                            .columns
+                            .iter()
+                            .map(|c| declared_column(c, table_cs))
+                            .collect(),
+                        primary_key: Vec::new(),
+                    };
+                    for (c, def) in t.columns.iter().zip(&ct.columns) {
+                        if def.options.iter().any(|o| {
+                            matches!(
+                                o.option,
+                                ColumnOption::Unique {
+                                    is_primary: true,
+                                    ..
+                                }
+                            )
+                        }) {
+                            t.primary_key = vec![c.name.clone()];
+                        }
+                    }
+                    for con in &ct.constraints {
+                        if let TableConstraint::PrimaryKey { columns, .. } = con {
+                            t.primary_key = index_columns(columns);
+                        }
+                    }
+                    for c in t.columns.iter_mut() {
+                        if t.primary_key
+                            .iter()
+                            .any(|k| k.eq_ignore_ascii_case(&c.name))
+                        {
+                            c.nullable = false;
+                        }
+                    }
+                    self.tables.insert(id.clone(), t);
+                    changed.push(id);
+                }
+                Statement::AlterTable {
+                    name, operations, ..
+                } => {
+                    let mut id = ident_name(&name, default_db);
+                    for op in operations {
+                        id = self.alter(id, op, default_db);
+                    }
+                    changed.push(id);
+                }
+                Statement::RenameTable(renames) => {
+                    for r in renames {
+                        let from = ident_name(&r.old_name, default_db);
+                        let to = ident_name(&r.new_name, default_db);
+                        if let Some(t) = self.tables.remove(&from) {
+                            self.tables.insert(to.clone(), t);
+                        }
+                        changed.push(from);
+                        changed.push(to);
+                    }
+                }
+                Statement::Drop {
+                    object_type: ObjectType::Table,
+                    names,
+                    ..
+                } => {
+                    for n in names {
+                        let id = ident_name(&n, default_db);
+                        self.tables.remove(&id);
+                        changed.push(id);
+                    }
+                }
+                Statement::Truncate { table_names, .. } => {
+                    for t in table_names {
+                        truncated.push(ident_name(&t.name, default_db));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !truncated.is_empty() {
+            return Ok(DdlEffect::Truncated(truncated));
+        }
+        Ok(DdlEffect::Changed(changed))
+    }
+
+    /// Applies one ALTER TABLE operation; returns the table's (possibly new) name.
+    fn alter(&mut self, id: TableId, op: AlterTableOperation, default_db: &str) -> TableId {
+        use AlterTableOperation as A;
+        if let A::RenameTable { table_name } = &op {
+            let to = match table_name {
+                RenameTableNameKind::As(n) | RenameTableNameKind::To(n) => {
+                    ident_name(n, default_db)
+                }
+            };
+            if let Some(t) = self.tables.remove(&id) {
+                self.tables.insert(to.clone(), t);
+            }
+            return to;
+        }
+        let Some(t) = self.tables.get_mut(&id) else {
+            return id;
+        };
+        let position = |t: &DeclaredTable, pos: &Option<MySQLColumnPosition>| match pos {
+            Some(MySQLColumnPosition::First) => Some(0),
+            Some(MySQLColumnPosition::After(after)) => t
+                .columns
+                .iter()
+                .position(|c| c.name.eq_ignore_ascii_case(&after.value))
+                .map(|i| i + 1),
+            None => None,
+        };
+        let find = |t: &DeclaredTable, name: &str| {
+            t.columns
+                .iter()
+                .position(|c| c.name.eq_ignore_ascii_case(name))
+        };
+        match op {
+            A::AddColumn {
+                column_def,
+                column_position,
+                ..
+            } => {
+                let col = declared_column(&column_def, None);
+                let at = position(t, &column_position).unwrap_or(t.columns.len());
+                t.columns.insert(at.min(t.columns.len()), col);
+            }
+            A::DropColumn { column_names, .. } => {
+                for n in column_names {
+                    if let Some(i) = find(t, &n.value) {
+                        t.columns.remove(i);
+                    }
+                    t.primary_key.retain(|k| !k.eq_ignore_ascii_case(&n.value));
+                }
+            }
+            A::RenameColumn {
+                old_column_name,
+                new_column_name,
+            } => {
+                if let Some(i) = find(t, &old_column_name.value) {
+                    t.columns[i].name = strip_quotes(&new_column_name.value);
+                }
+                for k in t.primary_key.iter_mut() {
+                    if k.eq_ignore_ascii_case(&old_column_name.value) {
+                        *k = strip_quotes(&new_column_name.value);
+                    }
+                }
+            }
+            A::ChangeColumn {
+                old_name,
+                new_name,
+                data_type,
+                options,
+                column_position,
+            } => {
+                let def = ColumnDef {
+                    name: new_name.clone(),
+                    data_type,
+                    options: options
+                        .into_iter()
+                        .map(|option| sqlparser::ast::ColumnOptionDef { name: None, option })
+                        .collect(),
+                };
+                if let Some(i) = find(t, &old_name.value) {
+                    let col = declared_column(&def, None);
+                    t.columns.remove(i);
+                    let at = position(t, &column_position).unwrap_or(i);
+                    t.columns.insert(at.min(t.columns.len()), col);
+                }
+                for k in t.primary_key.iter_mut() {
+                    if k.eq_ignore_ascii_case(&old_name.value) {
+                        *k = strip_quotes(&new_name.value);
+                    }
+                }
+            }
+            A::ModifyColumn {
+                col_name,
+                data_type,
+                options,
+                column_position,
+            } => {
+                let def = ColumnDef {
+                    name: col_name.clone(),
+                    data_type,
+                    options: options
+                        .into_iter()
+                        .map(|option| sqlparser::ast::ColumnOptionDef { name: None, option })
+                        .collect(),
+                };
+                if let Some(i) = find(t, &col_name.value) {
+                    let col = declared_column(&def, None);
+                    t.columns.remove(i);
+                    let at = position(t, &column_position).unwrap_or(i);
+                    t.columns.insert(at.min(t.columns.len()), col);
+                }
+            }
+            A::AddConstraint {
+                constraint: TableConstraint::PrimaryKey { columns, .. },
+                ..
+            } => {
+                t.primary_key = index_columns(&columns);
+            }
+            A::DropPrimaryKey { .. } => t.primary_key.clear(),
+            _ => {}
+        }
+        id
+    }
+
+    /// Loads a file of CREATE TABLE (and other DDL) statements, as `--schema` gives it. `USE db`
+    /// statements set the schema unqualified names belong to.
+    pub fn load_sql_file(&mut self, path: &std::path::Path) -> Result<usize, super::BinlogError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| super::BinlogError::Schema {
+            file: file.clone(),
+            reason: e.to_string(),
+        })?;
+        let statements =
+            Parser::parse_sql(&MySqlDialect {}, &text).map_err(|e| super::BinlogError::Schema {
+                file: file.clone(),
+                reason: e.to_string(),
+            })?;
+        let mut db = String::new();
+        let mut count = 0;
+        for st in statements {
+            if let Statement::Use(u) = &st {
+                db = strip_quotes(u.to_string().trim_start_matches("USE ").trim());
+                continue;
+            }
+            let sql = st.to_string();
+            if let DdlEffect::Changed(t) =
+                self.apply(&db, &sql)
+                    .map_err(|e| super::BinlogError::Schema {
+                        file: file.clone(),
+                        reason: e.to_string(),
+                    })?
+            {
+                count += t.len();
+            }
+        }
+        Ok(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tracker_with(sql: &str) -> SchemaTracker {
+        let mut t = SchemaTracker::new();
+        t.apply("shop", sql).unwrap();
+        t
+    }
+
+    #[test]
+    fn create_table_collects_names_types_keys_and_charsets() {
+        let t = tracker_with(
+            "CREATE TABLE `orders` (id INT UNSIGNED NOT NULL AUTO_INCREMENT, status ENUM('new','paid') NOT NULL, \
+             tags SET('a','b'), note VARCHAR(20) CHARACTER SET latin1, raw VARBINARY(8), body TEXT, \
+             PRIMARY KEY (id)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+        );
+        let o = t.get(&TableId::new("shop", "orders")).unwrap();
+        let names: Vec<_> = o.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["id", "status", "tags", "note", "raw", "body"]);
+        assert!(o.columns[0].unsigned);
+        assert_eq!(o.columns[1].members, ["new", "paid"]);
+        assert_eq!(o.columns[2].members, ["a", "b"]);
+        assert_eq!(o.columns[3].charset, Some(Charset::Latin1));
+        assert_eq!(o.columns[4].charset, Some(Charset::Binary));
+        assert_eq!(o.columns[5].charset, Some(Charset::Utf8));
+        assert_eq!(o.primary_key, ["id"]);
+    }
+
+    #[test]
+    fn alter_rename_drop_truncate() {
+        let mut t = tracker_with("CREATE TABLE a (id INT PRIMARY KEY, x INT)");
+        t.apply(
+            "shop",
+            "ALTER TABLE a ADD COLUMN y BIGINT UNSIGNED AFTER id, DROP COLUMN x",
+        )
+        .unwrap();
+        t.apply("shop", "ALTER TABLE a ADD COLUMN z INT FIRST")
+            .unwrap();
+        t.apply("shop", "ALTER TABLE a CHANGE COLUMN y yy BIGINT")
+            .unwrap();
+        let a = t.get(&TableId::new("shop", "a")).unwrap();
+        let names: Vec<_> = a.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["z", "id", "yy"]);
+        assert!(!a.columns[2].unsigned);
+        t.apply("shop", "RENAME TABLE a TO b").unwrap();
+        assert!(t.get(&TableId::new("shop", "a")).is_none());
+        assert_eq!(
+            t.apply("other", "TRUNCATE TABLE shop.b").unwrap(),
+            DdlEffect::Truncated(vec![TableId::new("shop", "b")])
+        );
+        t.apply("shop", "DROP TABLE IF EXISTS `b` /* generated by server */")
+            .unwrap();
+        assert!(t.get(&TableId::new("shop", "b")).is_none());
+        assert_eq!(t.apply("shop", "BEGIN").unwrap(), DdlEffect::None);
+        assert_eq!(
+            t.apply("shop", "INSERT INTO b VALUES (1)").unwrap(),
+            DdlEffect::None
+        );
+    }
+
+    #[test]
+    fn mysql_only_column_attributes_are_tolerated() {
+        let t = tracker_with(
+            "CREATE TABLE s (f1 INT UNSIGNED INVISIBLE, login CHAR(16) BINARY NOT NULL, note VARCHAR(9) DEFAULT 'INVISIBLE', b BINARY(4))",
+        );
+        let s = t.get(&TableId::new("shop", "s")).unwrap();
+        let names: Vec<_> = s.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["f1", "login", "note", "b"]);
+        assert_eq!(s.columns[1].charset, Some(Charset::Utf8));
+        assert_eq!(s.columns[3].charset, Some(Charset::Binary));
+    }
+
+    #[test]
+    fn unparseable_ddl_forgets_the_table() {
+        let mut t = tracker_with("CREATE TABLE c (id INT)");
+        let err = t
+            .apply("shop", "ALTER TABLE c ADD SPATIAL INDEX ((((")
+            .unwrap_err();
+        assert_eq!(err.table, "shop.c");
+        assert!(t.get(&TableId::new("shop", "c")).is_none());
+    }
+}

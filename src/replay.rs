@@ -2,7 +2,7 @@
 //! decoder the live source uses; this module only wires files to it and formats the output.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::envelope::{Envelope, EnvelopeOptions};
@@ -89,6 +89,33 @@ pub fn replay_files<W: Write>(
     options: &ReplayOptions,
     out: &mut W,
 ) -> Result<ReplayStats, ReplayError> {
+    replay_sources(
+        files.iter().map(|p| BinlogFileReader::open(p)),
+        options,
+        out,
+    )
+}
+
+/// Replays one binlog held in memory (tests, fuzzing); `name` is the binlog file name.
+pub fn replay_bytes<W: Write>(
+    name: &str,
+    bytes: &[u8],
+    options: &ReplayOptions,
+    out: &mut W,
+) -> Result<ReplayStats, ReplayError> {
+    let reader = BinlogFileReader::from_reader(
+        name.to_string(),
+        name.to_string(),
+        Box::new(std::io::Cursor::new(bytes.to_vec())),
+    );
+    replay_sources(std::iter::once(reader), options, out)
+}
+
+fn replay_sources<W: Write>(
+    sources: impl Iterator<Item = Result<BinlogFileReader, BinlogError>>,
+    options: &ReplayOptions,
+    out: &mut W,
+) -> Result<ReplayStats, ReplayError> {
     let mut schemas = SchemaTracker::new();
     for f in &options.schema_files {
         let n = schemas.load_sql_file(f)?;
@@ -103,8 +130,8 @@ pub fn replay_files<W: Write>(
         stats: ReplayStats::default(),
     };
     let result = (|| -> Result<(), ReplayError> {
-        for path in files {
-            replay_one(path, options, &mut decoder, &mut sink)?;
+        for reader in sources {
+            replay_one(reader?, options, &mut decoder, &mut sink)?;
         }
         Ok(())
     })();
@@ -115,12 +142,11 @@ pub fn replay_files<W: Write>(
 }
 
 fn replay_one<W: Write>(
-    path: &Path,
+    mut reader: BinlogFileReader,
     options: &ReplayOptions,
     decoder: &mut BinlogDecoder,
     sink: &mut NdjsonSink<'_, W>,
 ) -> Result<(), ReplayError> {
-    let mut reader = BinlogFileReader::open(path)?;
     reader.set_verify_checksums(!options.no_verify_checksums);
     let display = reader.display_name().to_string();
     decoder.start_file(reader.name().clone(), display.clone());

@@ -175,10 +175,22 @@ impl BinlogFileReader {
                 ),
             });
         }
+        if offset == 4 && header.type_code != FORMAT_DESCRIPTION {
+            // Every v4 binlog opens with it; without it neither checksums nor layouts are known.
+            return Err(BinlogError::Malformed {
+                file: self.display.clone(),
+                offset,
+                event,
+                reason: "the first event of a binlog must be FORMAT_DESCRIPTION (type 15)".into(),
+            });
+        }
         let body_len = header.event_size as usize - HEADER_LEN;
         self.buf.clear();
-        self.buf.resize(body_len, 0);
-        let got = read_full(&mut self.input, &mut self.buf).map_err(|e| self.io(e))?;
+        // Grow with the bytes actually read: a corrupt size must not allocate a gigabyte.
+        let got = (&mut self.input)
+            .take(body_len as u64)
+            .read_to_end(&mut self.buf)
+            .map_err(|e| self.io(e))?;
         if got < body_len {
             return Err(BinlogError::Truncated {
                 file: self.display.clone(),

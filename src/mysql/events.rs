@@ -45,7 +45,7 @@ pub const MARIADB_DELETE_ROWS_COMPRESSED: u8 = 171;
 pub const FLAG_IGNORABLE: u16 = 0x80;
 
 /// Decompressed events bigger than this are refused rather than exhausting memory.
-const MAX_DECOMPRESSED: u64 = 1 << 32;
+const MAX_DECOMPRESSED: u64 = 1 << 30;
 
 /// A readable name for an event type code, for messages.
 pub fn event_type_name(code: u8) -> String {
@@ -207,8 +207,27 @@ fn parse_fde(body: &[u8], footer_included: bool) -> Result<FormatDescription, Ma
             "event header length {header_len}, expected 19"
         )));
     }
-    let has_checksum_footer = version_triple(&server_version) >= (5, 6, 1);
+    let is_mariadb = server_version.to_ascii_lowercase().contains("mariadb");
+    let min_checksum_version = if is_mariadb { (5, 3, 0) } else { (5, 6, 1) };
+    let has_checksum_footer = version_triple(&server_version) >= min_checksum_version;
     let rest = c.rest();
+    if footer_included {
+        // Cross-check the version against the event-type table: servers without checksum
+        // support list at most 30 event types, servers with it at least 35. A damaged version
+        // string must not silently switch checksum verification off.
+        let types_if_footer = rest.len().saturating_sub(5);
+        let consistent = if has_checksum_footer {
+            types_if_footer >= 35
+        } else {
+            rest.len() <= 30
+        };
+        if !consistent {
+            return Err(Malformed::new(format!(
+                "server version {server_version:?} does not fit its table of {} event types; the event is damaged",
+                rest.len()
+            )));
+        }
+    }
     let (post_header_len, checksum) = if has_checksum_footer && footer_included {
         if rest.len() < 5 {
             return Err(Malformed::new("too short for its checksum footer"));
@@ -229,7 +248,7 @@ fn parse_fde(body: &[u8], footer_included: bool) -> Result<FormatDescription, Ma
     };
     Ok(FormatDescription {
         binlog_version,
-        is_mariadb: server_version.to_ascii_lowercase().contains("mariadb"),
+        is_mariadb,
         server_version,
         header_len,
         post_header_len,
@@ -624,7 +643,7 @@ mod tests {
         assert_eq!(read_varlen_u64(&mut c, "x").unwrap(), 1);
         assert_eq!(read_varlen_u64(&mut c, "x").unwrap(), 0x89);
         assert_eq!(read_varlen_u64(&mut c, "x").unwrap(), 90600);
-        let mut c = Cursor::new(&[0x0c, 0x03]);
+        let mut c = Cursor::new(&[0x0c, 0x02]);
         assert_eq!(read_varlen_i64(&mut c, "x").unwrap(), 3);
         assert_eq!(read_varlen_i64(&mut c, "x").unwrap(), -1);
     }

@@ -454,10 +454,10 @@ mod tests {
         let body: Vec<u8> = vec![
             2, 0, // count
             22, 0, // size
-            16, 0, 1, 0, // key "a" at 16, len 1
-            17, 0, 1, 0, // key "b" at 17, len 1
+            18, 0, 1, 0, // key "a" at 18, len 1
+            19, 0, 1, 0, // key "b" at 19, len 1
             INT16, 1, 0, // inlined 1
-            STRING, 18, 0, // string at 18
+            STRING, 20, 0, // string at 20
             b'a', b'b', 2, b'x',
         ];
         let mut body = body;

@@ -246,6 +246,15 @@ pub struct DecimalBytes<'a> {
 
 const DIG2BYTES: [usize; 10] = [0, 1, 1, 2, 2, 3, 3, 4, 4, 4];
 
+/// A DECIMAL split into its base-10^9 digit groups.
+struct DecimalGroups {
+    negative: bool,
+    /// (value, number of digits) per group, most significant first.
+    groups: Vec<(u32, usize)>,
+    /// How many of the groups are before the decimal point.
+    int_groups: usize,
+}
+
 impl DecimalBytes<'_> {
     /// Bytes a DECIMAL(precision, scale) takes in a row image.
     pub fn binary_size(precision: u8, scale: u8) -> Option<usize> {
@@ -257,9 +266,9 @@ impl DecimalBytes<'_> {
         Some(intg / 9 * 4 + DIG2BYTES[intg % 9] + frac / 9 * 4 + DIG2BYTES[frac % 9])
     }
 
-    /// The digit groups, most significant first: (value, digits) pairs; None if a group is out
-    /// of range (corrupt data) or the length does not match.
-    fn groups(&self) -> Option<(bool, Vec<(u32, usize)>, usize)> {
+    /// The digit groups, most significant first; None if a group is out of range (corrupt
+    /// data) or the length does not match.
+    fn groups(&self) -> Option<DecimalGroups> {
         let size = Self::binary_size(self.precision, self.scale)?;
         if self.bytes.len() != size {
             return None;
@@ -300,7 +309,11 @@ impl DecimalBytes<'_> {
             }
             groups.push((v, digits));
         }
-        Some((negative, groups, int_groups))
+        Some(DecimalGroups {
+            negative,
+            groups,
+            int_groups,
+        })
     }
 
     /// Checks that the bytes are a well-formed DECIMAL of this precision and scale.
@@ -315,7 +328,12 @@ impl DecimalBytes<'_> {
 
     /// Writes the exact decimal text (`-123.4500`), no rounding, all `scale` digits kept.
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        let Some((negative, groups, int_groups)) = self.groups() else {
+        let Some(DecimalGroups {
+            negative,
+            groups,
+            int_groups,
+        }) = self.groups()
+        else {
             out.extend_from_slice(b"NaN");
             return;
         };

@@ -487,7 +487,7 @@ impl BinlogDecoder {
         if positional && self.warned.insert(id.clone()) {
             tracing::warn!(
                 table = %id, file = %self.display, offset,
-                "no column names for {id}: the table map has no names (binlog_row_metadata=FULL) and no CREATE TABLE is known (--schema); naming columns _0, _1, ..."
+                "no column names for {id}: its table map carries none (the server did not run with binlog_row_metadata=FULL) and no CREATE TABLE for it is known (give one with --schema); naming columns _0, _1, ..."
             );
         }
         let mut unsigned_iter = tm.optional.unsigned.as_ref().map(|v| v.iter());

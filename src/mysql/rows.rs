@@ -277,6 +277,13 @@ fn text_or_bytes<'a>(col: &ColumnCodec, data: &'a [u8]) -> Value<'a> {
         _ => col.charset == Some(Charset::Binary),
     };
     if binary {
+        // The server strips trailing zero bytes of BINARY(n) values in row images; the stored
+        // (and SELECTed) value is padded back to n bytes.
+        if col.real_type == STRING && data.len() < col.meta as usize {
+            let mut padded = data.to_vec();
+            padded.resize(col.meta as usize, 0);
+            return Value::Bytes(Cow::Owned(padded));
+        }
         Value::Bytes(Cow::Borrowed(data))
     } else {
         Value::Text(decode_text(data, col.charset.unwrap_or(Charset::Utf8)))

@@ -2,6 +2,8 @@
 
 mod cli;
 mod fixtures;
+mod mariadb;
+mod mariadb_replay;
 mod mutations;
 
 use std::path::PathBuf;

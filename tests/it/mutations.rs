@@ -25,6 +25,11 @@ fn fixtures() -> Vec<Fixture> {
         entries.sort();
         for path in entries {
             let bytes = std::fs::read(&path).unwrap();
+            // The large generated all-types file repeats formats the small files already cover;
+            // mutating it would only make the suite slow.
+            if bytes.len() > 200_000 {
+                continue;
+            }
             let mut boundaries = vec![4];
             let mut at = 4;
             while at + 19 <= bytes.len() {

@@ -1,0 +1,106 @@
+//! A private MariaDB server for a test, started with scripts/mariadb.sh on a free loopback port
+//! and stopped when the guard drops.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+pub struct MariaDb {
+    dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/mariadb.sh")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl MariaDb {
+    /// Starts a fresh server; fails the test with the reason when MariaDB is not installed
+    /// (scripts/test.sh installs it).
+    pub fn start() -> MariaDb {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let out = Command::new("bash")
+            .arg(script())
+            .args(["start", dir.path().to_str().unwrap(), &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "starting MariaDB failed (run scripts/test.sh, which installs it): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        MariaDb { dir, port }
+    }
+
+    pub fn datadir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Runs SQL through the mariadb client; returns stdout (batch mode, no headers, raw).
+    pub fn sql(&self, sql: &str) -> String {
+        self.run_client(sql.as_bytes())
+    }
+
+    pub fn sql_file(&self, path: &Path) -> String {
+        self.run_client(&std::fs::read(path).unwrap())
+    }
+
+    fn run_client(&self, input: &[u8]) -> String {
+        use std::io::Write;
+        let mut child = Command::new("bash")
+            .arg(script())
+            .args([
+                "sql",
+                self.dir.path().to_str().unwrap(),
+                "-N",
+                "-B",
+                "--raw",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "SQL failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The server's binlog files, oldest first, after closing the current one.
+    pub fn binlogs(&self) -> Vec<PathBuf> {
+        self.sql("FLUSH BINARY LOGS");
+        let mut files: Vec<PathBuf> = self
+            .sql("SHOW BINARY LOGS")
+            .lines()
+            .filter_map(|l| l.split('\t').next())
+            .map(|name| self.datadir().join(name))
+            .collect();
+        files.sort();
+        files
+    }
+}
+
+impl Drop for MariaDb {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(script())
+            .args(["stop", self.dir.path().to_str().unwrap()])
+            .status();
+    }
+}

@@ -256,6 +256,7 @@ impl Envelope {
         out: &mut Vec<u8>,
     ) -> Result<(), Malformed> {
         let schema = &event.table;
+        out.reserve(512 + 64 * schema.columns.len());
         push_str(out, "{\"before\":");
         match &event.before {
             Some(r) => write_row(schema, r, out)?,

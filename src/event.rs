@@ -246,15 +246,6 @@ pub struct DecimalBytes<'a> {
 
 const DIG2BYTES: [usize; 10] = [0, 1, 1, 2, 2, 3, 3, 4, 4, 4];
 
-/// A DECIMAL split into its base-10^9 digit groups.
-struct DecimalGroups {
-    negative: bool,
-    /// (value, number of digits) per group, most significant first.
-    groups: Vec<(u32, usize)>,
-    /// How many of the groups are before the decimal point.
-    int_groups: usize,
-}
-
 impl DecimalBytes<'_> {
     /// Bytes a DECIMAL(precision, scale) takes in a row image.
     pub fn binary_size(precision: u8, scale: u8) -> Option<usize> {
@@ -266,59 +257,53 @@ impl DecimalBytes<'_> {
         Some(intg / 9 * 4 + DIG2BYTES[intg % 9] + frac / 9 * 4 + DIG2BYTES[frac % 9])
     }
 
-    /// The digit groups, most significant first; None if a group is out of range (corrupt
-    /// data) or the length does not match.
-    fn groups(&self) -> Option<DecimalGroups> {
+    /// Calls `f(value, digits, is_integer_part)` for each base-10^9 digit group, most
+    /// significant first, without allocating. Returns whether the number is negative, or None
+    /// when the bytes are not a DECIMAL of this precision and scale.
+    fn for_each_group(&self, mut f: impl FnMut(u32, usize, bool)) -> Option<bool> {
         let size = Self::binary_size(self.precision, self.scale)?;
         if self.bytes.len() != size {
             return None;
         }
         let negative = self.bytes[0] & 0x80 == 0;
         let mask = if negative { 0xff } else { 0 };
-        let byte = |i: usize| {
-            let b = self.bytes[i] ^ mask;
-            if i == 0 {
-                b ^ 0x80
-            } else {
-                b
-            }
-        };
         let intg = (self.precision - self.scale) as usize;
         let frac = self.scale as usize;
-        let mut sizes = Vec::new();
-        if intg % 9 > 0 {
-            sizes.push(intg % 9);
-        }
-        sizes.extend(std::iter::repeat_n(9, intg / 9));
-        let int_groups = sizes.len();
-        sizes.extend(std::iter::repeat_n(9, frac / 9));
-        if frac % 9 > 0 {
-            sizes.push(frac % 9);
-        }
         let mut at = 0;
-        let mut groups = Vec::with_capacity(sizes.len());
-        for digits in sizes {
-            let n = DIG2BYTES[digits];
+        let mut group = |digits: usize, integer: bool| -> Option<()> {
             let mut v: u32 = 0;
-            for i in at..at + n {
-                v = (v << 8) | byte(i) as u32;
+            for i in at..at + DIG2BYTES[digits] {
+                let mut b = self.bytes[i] ^ mask;
+                if i == 0 {
+                    b ^= 0x80;
+                }
+                v = (v << 8) | b as u32;
             }
-            at += n;
+            at += DIG2BYTES[digits];
             if v >= 10u32.pow(digits as u32) {
                 return None;
             }
-            groups.push((v, digits));
+            f(v, digits, integer);
+            Some(())
+        };
+        if intg % 9 > 0 {
+            group(intg % 9, true)?;
         }
-        Some(DecimalGroups {
-            negative,
-            groups,
-            int_groups,
-        })
+        for _ in 0..intg / 9 {
+            group(9, true)?;
+        }
+        for _ in 0..frac / 9 {
+            group(9, false)?;
+        }
+        if frac % 9 > 0 {
+            group(frac % 9, false)?;
+        }
+        Some(negative)
     }
 
     /// Checks that the bytes are a well-formed DECIMAL of this precision and scale.
     pub fn validate(&self) -> Result<(), String> {
-        self.groups().map(|_| ()).ok_or_else(|| {
+        self.for_each_group(|_, _, _| {}).map(|_| ()).ok_or_else(|| {
             format!(
                 "invalid DECIMAL({},{}) bytes {:02x?}",
                 self.precision, self.scale, self.bytes
@@ -328,43 +313,51 @@ impl DecimalBytes<'_> {
 
     /// Writes the exact decimal text (`-123.4500`), no rounding, all `scale` digits kept.
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        let Some(DecimalGroups {
-            negative,
-            groups,
-            int_groups,
-        }) = self.groups()
-        else {
-            out.extend_from_slice(b"NaN");
-            return;
-        };
         let start = out.len();
-        if negative {
-            out.push(b'-');
-        }
+        out.push(b'-');
         let digits_start = out.len();
         let mut leading = true;
-        for &(v, _) in &groups[..int_groups] {
-            if leading {
-                if v != 0 {
-                    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+        let mut point = false;
+        let negative = self.for_each_group(|v, digits, integer| {
+            if integer {
+                if leading {
+                    if v != 0 {
+                        out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+                        leading = false;
+                    }
+                    return;
+                }
+            } else if !point {
+                if leading {
+                    out.push(b'0');
                     leading = false;
                 }
-            } else {
-                out.extend_from_slice(format!("{v:09}").as_bytes());
+                out.push(b'.');
+                point = true;
             }
-        }
-        if leading {
-            out.push(b'0');
-        }
-        if int_groups < groups.len() {
-            out.push(b'.');
-            for &(v, digits) in &groups[int_groups..] {
-                out.extend_from_slice(format!("{v:0digits$}").as_bytes());
+            let mut buf = [b'0'; 9];
+            let mut x = v;
+            for slot in buf[..digits].iter_mut().rev() {
+                *slot = b'0' + (x % 10) as u8;
+                x /= 10;
             }
-        }
-        // "-0.00" is zero: drop the sign.
-        if negative && out[digits_start..].iter().all(|&b| b == b'0' || b == b'.') {
-            out.remove(start);
+            out.extend_from_slice(&buf[..digits]);
+        });
+        match negative {
+            None => {
+                out.truncate(start);
+                out.extend_from_slice(b"NaN");
+            }
+            Some(negative) => {
+                if leading {
+                    out.push(b'0');
+                }
+                // "-0.00" is zero: no sign.
+                let zero = out[digits_start..].iter().all(|&b| b == b'0' || b == b'.');
+                if !negative || zero {
+                    out.remove(start);
+                }
+            }
         }
     }
 }

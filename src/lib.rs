@@ -3,6 +3,7 @@
 //! Data flows one way: [`mysql`] reads binlogs and decodes row changes into [`event`]s,
 //! [`envelope`] encodes them as Debezium JSON, and later stages carry them to the lake.
 
+pub mod bench;
 pub mod envelope;
 pub mod event;
 pub mod mysql;

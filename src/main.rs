@@ -58,6 +58,23 @@ enum Command {
         #[arg(long)]
         stats: bool,
     },
+    /// Benchmarks that print their figures.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Replay binlog files into NDJSON (discarded) several times; print rows/s, MB/s, peak RSS.
+    Replay {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long = "schema", value_name = "FILE.sql")]
+        schema: Vec<PathBuf>,
+        /// How many runs; the median is reported.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
 }
 
 fn init_logging(format: LogFormat) {
@@ -75,6 +92,20 @@ fn init_logging(format: LogFormat) {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Bench(BenchCommand::Replay {
+            files,
+            schema,
+            runs,
+        }) => {
+            let options = ReplayOptions {
+                schema_files: schema,
+                ..Default::default()
+            };
+            let result = binlake::bench::bench_replay(&files, &options, runs)
+                .context("benchmark replay failed")?;
+            print!("{}", binlake::bench::format_replay_report(&result));
+            Ok(())
+        }
         Command::Replay {
             files,
             schema,

@@ -47,11 +47,14 @@ const CP1252_HIGH: [u16; 32] = [
 /// matching what MySQL itself returns for such data.
 pub fn decode_text(bytes: &[u8], charset: Charset) -> Cow<'_, str> {
     match charset {
-        Charset::Utf8 | Charset::Binary => String::from_utf8_lossy(bytes),
+        Charset::Utf8 | Charset::Binary => match std::str::from_utf8(bytes) {
+            // The common case, and much faster than the lossy path's chunking.
+            Ok(s) => Cow::Borrowed(s),
+            Err(_) => String::from_utf8_lossy(bytes),
+        },
         Charset::Latin1 => {
-            if bytes.is_ascii() {
-                // Safe: ASCII is UTF-8.
-                return String::from_utf8_lossy(bytes);
+            if let Some(ascii) = bytes.is_ascii().then(|| std::str::from_utf8(bytes).ok()).flatten() {
+                return Cow::Borrowed(ascii);
             }
             Cow::Owned(
                 bytes

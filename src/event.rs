@@ -303,12 +303,14 @@ impl DecimalBytes<'_> {
 
     /// Checks that the bytes are a well-formed DECIMAL of this precision and scale.
     pub fn validate(&self) -> Result<(), String> {
-        self.for_each_group(|_, _, _| {}).map(|_| ()).ok_or_else(|| {
-            format!(
-                "invalid DECIMAL({},{}) bytes {:02x?}",
-                self.precision, self.scale, self.bytes
-            )
-        })
+        self.for_each_group(|_, _, _| {})
+            .map(|_| ())
+            .ok_or_else(|| {
+                format!(
+                    "invalid DECIMAL({},{}) bytes {:02x?}",
+                    self.precision, self.scale, self.bytes
+                )
+            })
     }
 
     /// Writes the exact decimal text (`-123.4500`), no rounding, all `scale` digits kept.

@@ -53,7 +53,11 @@ pub fn decode_text(bytes: &[u8], charset: Charset) -> Cow<'_, str> {
             Err(_) => String::from_utf8_lossy(bytes),
         },
         Charset::Latin1 => {
-            if let Some(ascii) = bytes.is_ascii().then(|| std::str::from_utf8(bytes).ok()).flatten() {
+            if let Some(ascii) = bytes
+                .is_ascii()
+                .then(|| std::str::from_utf8(bytes).ok())
+                .flatten()
+            {
                 return Cow::Borrowed(ascii);
             }
             Cow::Owned(

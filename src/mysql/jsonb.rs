@@ -274,7 +274,14 @@ pub fn write_json_string(s: &str, out: &mut Vec<u8>) {
             0..=0x1f => {
                 out.extend_from_slice(&bytes[start..i]);
                 const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+                out.extend_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[(b >> 4) as usize],
+                    HEX[(b & 15) as usize],
+                ]);
                 i += 1;
                 start = i;
                 continue;
@@ -513,7 +520,11 @@ mod tests {
             let mut out = Vec::new();
             write_json_string(case, &mut out);
             let text = String::from_utf8(out).unwrap();
-            assert_eq!(serde_json::from_str::<String>(&text).unwrap(), case, "{text}");
+            assert_eq!(
+                serde_json::from_str::<String>(&text).unwrap(),
+                case,
+                "{text}"
+            );
             assert_eq!(text, serde_json::to_string(case).unwrap());
         }
     }

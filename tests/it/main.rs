@@ -5,6 +5,7 @@ mod fixtures;
 mod mariadb;
 mod mariadb_replay;
 mod mutations;
+mod oracle;
 
 use std::path::PathBuf;
 

@@ -26,17 +26,20 @@ case "$cmd" in
     shift 3
     need mariadbd
     need mariadb-install-db
+    # A private tmpdir: instances that share /tmp collide on temporary table names.
+    mkdir -p "$dir/tmp"
     if [ ! -d "$dir/data/mysql" ]; then
       mariadb-install-db --no-defaults --datadir="$dir/data" --user=root \
-        --auth-root-authentication-method=normal --skip-test-db >"$dir/install.log" 2>&1 || {
-        echo "mariadb.sh: mariadb-install-db failed, see $dir/install.log" >&2
+        --auth-root-authentication-method=normal --skip-test-db --innodb-use-native-aio=0 --tmpdir="$dir/tmp" >"$dir/install.log" 2>&1 || {
+        echo "mariadb.sh: mariadb-install-db failed:" >&2
+        grep -v "^$" "$dir/install.log" | head -15 >&2
         exit 1
       }
     fi
     mariadbd --no-defaults --datadir="$dir/data" --user=root --bind-address=127.0.0.1 \
-      --port="$port" --socket="$sock" --pid-file="$dir/mariadb.pid" --server-id=1 \
+      --port="$port" --socket="$sock" --pid-file="$dir/mariadb.pid" --server-id=1 --tmpdir="$dir/tmp" \
       --log-bin="$dir/data/mariadb-bin" --binlog-format=ROW --binlog-row-image=FULL \
-      --binlog-row-metadata=FULL --innodb-buffer-pool-size=256M --skip-name-resolve \
+      --binlog-row-metadata=FULL --innodb-buffer-pool-size=256M --innodb-use-native-aio=0 --skip-name-resolve \
       --log-error="$dir/error.log" "$@" &
     for _ in $(seq 1 300); do
       if mariadb --no-defaults -uroot --socket="$sock" -e 'SELECT 1' >/dev/null 2>&1; then

@@ -75,7 +75,9 @@ impl fmt::Display for Position {
 }
 
 /// A fully qualified table name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct TableId {
     pub db: String,
     pub table: String,
@@ -166,7 +168,7 @@ impl ColumnType {
 }
 
 /// How the bytes of a character column are to be read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Charset {
     Utf8,
     /// MySQL's latin1, which is Windows-1252.

@@ -4,7 +4,9 @@
 //! [`envelope`] encodes them as Debezium JSON, and later stages carry them to the lake.
 
 pub mod bench;
+pub mod config;
 pub mod envelope;
 pub mod event;
 pub mod mysql;
 pub mod replay;
+pub mod transport;

@@ -58,6 +58,14 @@ enum Command {
         #[arg(long)]
         stats: bool,
     },
+    /// Capture changes from a live MySQL/MariaDB server and publish them (`[transport]`).
+    Source {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Stop once everything up to the server's binlog position at start is published.
+        #[arg(long)]
+        exit_when_caught_up: bool,
+    },
     /// Benchmarks that print their figures.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -92,6 +100,10 @@ fn init_logging(format: LogFormat) {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Source {
+            config,
+            exit_when_caught_up,
+        } => run_source(&config, exit_when_caught_up),
         Command::Bench(BenchCommand::Replay {
             files,
             schema,
@@ -140,6 +152,54 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn run_source(config_path: &std::path::Path, exit_when_caught_up: bool) -> anyhow::Result<()> {
+    use binlake::config::{Config, TransportKind};
+    use binlake::mysql::stream::{LiveSource, RunOptions};
+    let config = Config::load(config_path)?;
+    let mut output = match config.transport.kind {
+        TransportKind::Ndjson => {
+            let path = config.transport.path.clone().unwrap_or_else(|| "-".into());
+            binlake::transport::ndjson::NdjsonOutput::open(
+                &path,
+                &EnvelopeOptions {
+                    name: config.transport.topic_prefix.clone(),
+                },
+            )
+            .with_context(|| format!("transport.path {path}"))?
+        }
+        other => anyhow::bail!(
+            "config {}: key `transport.kind`: {other:?} is not available in this build yet; use \"ndjson\"",
+            config_path.display()
+        ),
+    };
+    let source = LiveSource::new(config.source.clone())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let stats = runtime.block_on(async {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("interrupted: finishing the current transaction and checkpointing");
+            let _ = stop_tx.send(true);
+        });
+        let options = RunOptions {
+            exit_when_caught_up,
+            checkpoint_interval: None,
+        };
+        source.run(&mut output, &options, stop_rx).await
+    })?;
+    tracing::info!(
+        changes = stats.changes,
+        commits = stats.commits,
+        checkpoints = stats.checkpoints,
+        reconnects = stats.reconnects,
+        "source stopped"
+    );
+    Ok(())
 }
 
 fn main() -> ExitCode {

@@ -100,6 +100,7 @@ pub struct BinlogDecoder {
     warned: HashSet<TableId>,
     txn: Transaction,
     payload: Option<PayloadFrame>,
+    last_payload_events: usize,
 }
 
 impl BinlogDecoder {
@@ -113,6 +114,7 @@ impl BinlogDecoder {
             warned: HashSet::new(),
             txn: Transaction::default(),
             payload: None,
+            last_payload_events: 0,
         }
     }
 
@@ -124,6 +126,22 @@ impl BinlogDecoder {
 
     pub fn schemas(&self) -> &SchemaTracker {
         &self.schemas
+    }
+
+    /// The binlog file events are being read from.
+    pub fn file(&self) -> &Arc<str> {
+        &self.file
+    }
+
+    /// True between a transaction's start and its commit.
+    pub fn in_transaction(&self) -> bool {
+        self.txn.open
+    }
+
+    /// How many events the last TRANSACTION_PAYLOAD held (a replication stream that also
+    /// delivers them one by one must skip that many).
+    pub fn last_payload_event_count(&self) -> usize {
+        self.last_payload_events
     }
 
     pub fn format(&self) -> &FormatDescription {
@@ -260,6 +278,7 @@ impl BinlogDecoder {
         sink: &mut S,
     ) -> Result<(), S::Error> {
         let mut at = 0usize;
+        self.last_payload_events = 0;
         while at < events.len() {
             let bad =
                 |d: &Self, why: String| d.malformed(offset, TRANSACTION_PAYLOAD, Malformed(why));
@@ -288,6 +307,7 @@ impl BinlogDecoder {
                 return Err(bad(self, "nested transaction payload".into()).into());
             }
             self.decode(&inner, &events[at + HEADER_LEN..at + size], offset, sink)?;
+            self.last_payload_events += 1;
             at += size;
         }
         Ok(())

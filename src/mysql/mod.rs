@@ -4,12 +4,14 @@
 
 pub mod binlog_file;
 pub mod charset;
+pub mod checkpoint;
 pub mod cursor;
 pub mod decoder;
 pub mod events;
 pub mod jsonb;
 pub mod rows;
 pub mod schema;
+pub mod stream;
 pub mod table_map;
 
 use thiserror::Error;

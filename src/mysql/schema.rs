@@ -16,7 +16,7 @@ use super::charset::charset_by_name;
 use crate::event::{Charset, TableId};
 
 /// A column as DDL declares it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DeclaredColumn {
     pub name: String,
     /// The declared type as sqlparser prints it (`INT UNSIGNED`, `ENUM('a', 'b')`).
@@ -28,7 +28,7 @@ pub struct DeclaredColumn {
 }
 
 /// A table as DDL declares it.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct DeclaredTable {
     pub columns: Vec<DeclaredColumn>,
     pub primary_key: Vec<String>,
@@ -307,6 +307,20 @@ impl SchemaTracker {
 
     pub fn insert(&mut self, id: TableId, table: DeclaredTable) {
         self.tables.insert(id, table);
+    }
+
+    /// The schema history as stored in a checkpoint.
+    pub fn to_entries(&self) -> Vec<(TableId, DeclaredTable)> {
+        self.tables
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    pub fn from_entries(entries: Vec<(TableId, DeclaredTable)>) -> Self {
+        SchemaTracker {
+            tables: entries.into_iter().collect(),
+        }
     }
 
     /// Applies one SQL statement run with `default_db` as the current schema. Statements that

@@ -2,8 +2,9 @@
 
 mod cli;
 mod fixtures;
+mod live;
 mod mariadb;
-mod mariadb_replay;
+pub mod mariadb_replay;
 mod mutations;
 mod oracle;
 

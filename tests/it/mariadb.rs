@@ -43,6 +43,34 @@ impl MariaDb {
         MariaDb { dir, port }
     }
 
+    pub fn dir_path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Stops the server and starts it again on the same datadir and port.
+    pub fn restart(&self) {
+        let dir = self.dir.path().to_str().unwrap();
+        let stop = Command::new("bash")
+            .arg(script())
+            .args(["stop", dir])
+            .status()
+            .unwrap();
+        assert!(stop.success());
+        let out = Command::new("bash")
+            .arg(script())
+            .args(["start", dir, &self.port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "restart: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn datadir(&self) -> PathBuf {
         self.dir.path().join("data")
     }

@@ -1,0 +1,477 @@
+//! The TOML configuration: parsing, `${ENV}` interpolation of secrets, and validation whose
+//! errors name the file and the key. Each stage's settings live in its own table
+//! (`[source]`, `[transport]`, ...).
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config {file}: cannot read: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config {file}: {reason}")]
+    Parse { file: String, reason: String },
+    #[error("config {file}: key `{key}`: {reason}")]
+    Invalid {
+        file: String,
+        key: String,
+        reason: String,
+    },
+    #[error(
+        "config {file}: key `{key}` uses ${{{var}}}, but the environment variable {var} is not set"
+    )]
+    MissingEnv {
+        file: String,
+        key: String,
+        var: String,
+    },
+}
+
+/// Where the first start of a source begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotMode {
+    /// A consistent image of every included table first, then the binlog from that point.
+    #[default]
+    Initial,
+    /// No image: stream from the oldest binlog the server still has.
+    Never,
+    /// The image only, then stop.
+    Only,
+}
+
+/// How a restarted source finds its place in the binlog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ResumeBy {
+    /// The binlog file and offset of the checkpoint (same server).
+    #[default]
+    Position,
+    /// The GTID state of the checkpoint (survives a failover to another server).
+    Gtid,
+}
+
+/// `[source]`: the MySQL/MariaDB server and what to capture from it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// `mysql://user@host:port`; the password comes from `password` (use `${ENV}`), or from the
+    /// URL itself.
+    pub url: String,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// The replica server id binlake registers with; unique among the server's replicas.
+    pub server_id: u32,
+    /// `db.table` globs to capture; empty means every table outside the system schemas.
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// `db.table` globs to leave out, applied after `include`.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    #[serde(default)]
+    pub snapshot: SnapshotMode,
+    /// Where positions and schema history are kept: a directory path.
+    pub checkpoint: PathBuf,
+    #[serde(default)]
+    pub resume_by: ResumeBy,
+    /// Seconds between the server's heartbeats while the binlog is idle.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_secs: u64,
+    /// Seconds without any event (heartbeats included) after which the connection is
+    /// considered dead and re-established.
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout_secs: u64,
+    /// Seconds for connecting and for each query.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+    /// Rows per snapshot chunk (one SELECT ordered by primary key).
+    #[serde(default = "default_chunk_rows")]
+    pub snapshot_chunk_rows: u64,
+}
+
+fn default_heartbeat() -> u64 {
+    5
+}
+fn default_read_timeout() -> u64 {
+    30
+}
+fn default_connect_timeout() -> u64 {
+    10
+}
+fn default_chunk_rows() -> u64 {
+    50_000
+}
+
+/// `[transport]`: how change events leave the source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransportConfig {
+    pub kind: TransportKind,
+    /// For `ndjson`: the file change events are appended to; `-` is stdout.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// The logical server name: `source.name` in events, the topic prefix in Kafka.
+    #[serde(default = "default_topic_prefix")]
+    pub topic_prefix: String,
+}
+
+fn default_topic_prefix() -> String {
+    "binlake".into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    /// Debezium JSON lines appended to a file (fsynced before each checkpoint).
+    Ndjson,
+    Kafka,
+    Embedded,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub source: SourceConfig,
+    pub transport: TransportConfig,
+}
+
+/// Replaces `${NAME}` with the environment variable NAME in every string of the TOML tree;
+/// `$${` is a literal `${`.
+fn interpolate(
+    value: &mut toml::Value,
+    key: &str,
+    file: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    match value {
+        toml::Value::String(s) => {
+            if !s.contains("${") {
+                return Ok(());
+            }
+            let mut out = String::new();
+            let mut rest = s.as_str();
+            while let Some(i) = rest.find("${") {
+                if i > 0 && rest[..i].ends_with('$') {
+                    out.push_str(&rest[..i - 1]);
+                    out.push_str("${");
+                    rest = &rest[i + 2..];
+                    continue;
+                }
+                out.push_str(&rest[..i]);
+                let Some(end) = rest[i..].find('}') else {
+                    return Err(ConfigError::Invalid {
+                        file: file.into(),
+                        key: key.into(),
+                        reason: "unterminated ${".into(),
+                    });
+                };
+                let var = &rest[i + 2..i + end];
+                let v = env(var).ok_or_else(|| ConfigError::MissingEnv {
+                    file: file.into(),
+                    key: key.into(),
+                    var: var.into(),
+                })?;
+                out.push_str(&v);
+                rest = &rest[i + end + 1..];
+            }
+            out.push_str(rest);
+            *s = out;
+        }
+        toml::Value::Table(t) => {
+            for (k, v) in t.iter_mut() {
+                let child = if key.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{key}.{k}")
+                };
+                interpolate(v, &child, file, env)?;
+            }
+        }
+        toml::Value::Array(a) => {
+            for (i, v) in a.iter_mut().enumerate() {
+                interpolate(v, &format!("{key}[{i}]"), file, env)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, &file, base, &|v| std::env::var(v).ok())
+    }
+
+    /// Parses config text; relative paths are resolved against `base` (the config's folder).
+    pub fn parse(
+        text: &str,
+        file: &str,
+        base: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut value: toml::Value = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: file.into(),
+            reason: e.to_string(),
+        })?;
+        interpolate(&mut value, "", file, env)?;
+        let mut config: Config =
+            value
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    file: file.into(),
+                    reason: e.to_string(),
+                })?;
+        if config.source.checkpoint.is_relative() {
+            config.source.checkpoint = base.join(&config.source.checkpoint);
+        }
+        if let Some(path) = &config.transport.path {
+            if path != "-" && Path::new(path).is_relative() {
+                config.transport.path = Some(base.join(path).display().to_string());
+            }
+        }
+        config.validate(file)?;
+        Ok(config)
+    }
+
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: String| ConfigError::Invalid {
+            file: file.into(),
+            key: key.into(),
+            reason,
+        };
+        SourceUrl::parse(&self.source.url).map_err(|r| invalid("source.url", r))?;
+        if self.source.server_id == 0 {
+            return Err(invalid(
+                "source.server_id",
+                "must be a non-zero id unique among the server's replicas".into(),
+            ));
+        }
+        for (key, globs) in [
+            ("source.include", &self.source.include),
+            ("source.exclude", &self.source.exclude),
+        ] {
+            for g in globs {
+                if !g.contains('.') {
+                    return Err(invalid(key, format!("{g:?} is not a `db.table` glob")));
+                }
+                globset::Glob::new(g).map_err(|e| invalid(key, format!("{g:?}: {e}")))?;
+            }
+        }
+        if self.source.heartbeat_secs == 0
+            || self.source.read_timeout_secs <= self.source.heartbeat_secs
+        {
+            return Err(invalid(
+                "source.read_timeout_secs",
+                format!(
+                    "must be longer than source.heartbeat_secs ({}), or an idle binlog looks like a dead connection",
+                    self.source.heartbeat_secs
+                ),
+            ));
+        }
+        if self.transport.kind == TransportKind::Ndjson && self.transport.path.is_none() {
+            return Err(invalid(
+                "transport.path",
+                "the ndjson transport needs a file to append to (or \"-\" for stdout)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `mysql://user[:password]@host[:port]` split into its parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceUrl {
+    pub user: String,
+    pub password: Option<String>,
+    pub host: String,
+    pub port: u16,
+}
+
+impl SourceUrl {
+    pub fn parse(url: &str) -> Result<SourceUrl, String> {
+        let rest = url
+            .strip_prefix("mysql://")
+            .or_else(|| url.strip_prefix("mariadb://"))
+            .ok_or_else(|| format!("{url:?} must start with mysql://"))?;
+        let rest = rest.trim_end_matches('/');
+        let (auth, hostport) = rest
+            .rsplit_once('@')
+            .ok_or_else(|| "must name a user: mysql://user@host:port".to_string())?;
+        let (user, password) = match auth.split_once(':') {
+            Some((u, p)) => (u.to_string(), Some(p.to_string())),
+            None => (auth.to_string(), None),
+        };
+        if user.is_empty() {
+            return Err("the user is empty".into());
+        }
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) => (
+                h.to_string(),
+                p.parse()
+                    .map_err(|_| format!("port {p:?} is not a number"))?,
+            ),
+            None => (hostport.to_string(), 3306),
+        };
+        if host.is_empty() {
+            return Err("the host is empty".into());
+        }
+        Ok(SourceUrl {
+            user,
+            password,
+            host,
+            port,
+        })
+    }
+}
+
+/// Which tables a source captures: `include` globs (all non-system tables when empty) minus
+/// `exclude` globs, matched against `db.table`.
+#[derive(Debug, Clone)]
+pub struct TableFilter {
+    include: Option<globset::GlobSet>,
+    exclude: globset::GlobSet,
+}
+
+const SYSTEM_SCHEMAS: [&str; 4] = ["mysql", "information_schema", "performance_schema", "sys"];
+
+impl TableFilter {
+    pub fn new(include: &[String], exclude: &[String]) -> Result<TableFilter, String> {
+        let build = |globs: &[String]| {
+            let mut b = globset::GlobSetBuilder::new();
+            for g in globs {
+                b.add(
+                    globset::GlobBuilder::new(g)
+                        .literal_separator(false)
+                        .build()
+                        .map_err(|e| e.to_string())?,
+                );
+            }
+            b.build().map_err(|e| e.to_string())
+        };
+        Ok(TableFilter {
+            include: if include.is_empty() {
+                None
+            } else {
+                Some(build(include)?)
+            },
+            exclude: build(exclude)?,
+        })
+    }
+
+    pub fn matches(&self, db: &str, table: &str) -> bool {
+        let name = format!("{db}.{table}");
+        let included = match &self.include {
+            Some(set) => set.is_match(&name),
+            None => !SYSTEM_SCHEMAS.contains(&db.to_ascii_lowercase().as_str()),
+        };
+        included && !self.exclude.is_match(&name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[source]
+url = "mysql://binlake@127.0.0.1:3306"
+password = "${DB_PASSWORD}"
+server_id = 4242
+include = ["shop.*"]
+exclude = ["shop.tmp_*"]
+checkpoint = "state"
+
+[transport]
+kind = "ndjson"
+path = "-"
+"#;
+
+    fn env(v: &str) -> Option<String> {
+        (v == "DB_PASSWORD").then(|| "s3cret".to_string())
+    }
+
+    #[test]
+    fn parses_interpolates_and_resolves_paths() {
+        let c = Config::parse(MINIMAL, "c.toml", Path::new("/etc/binlake"), &env).unwrap();
+        assert_eq!(c.source.password.as_deref(), Some("s3cret"));
+        assert_eq!(c.source.checkpoint, PathBuf::from("/etc/binlake/state"));
+        assert_eq!(c.transport.path.as_deref(), Some("-"));
+        assert_eq!(c.source.snapshot, SnapshotMode::Initial);
+        assert_eq!(c.source.heartbeat_secs, 5);
+        assert_eq!(c.transport.topic_prefix, "binlake");
+    }
+
+    #[test]
+    fn errors_name_file_and_key() {
+        let err = Config::parse(MINIMAL, "c.toml", Path::new("."), &|_| None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config c.toml: key `source.password` uses ${DB_PASSWORD}, but the environment variable DB_PASSWORD is not set"
+        );
+        let bad = MINIMAL.replace("server_id = 4242", "server_id = 0");
+        let err = Config::parse(&bad, "c.toml", Path::new("."), &env).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("config c.toml: key `source.server_id`:"),
+            "{err}"
+        );
+        let bad = MINIMAL.replace("mysql://binlake@", "http://binlake@");
+        let err = Config::parse(&bad, "c.toml", Path::new("."), &env).unwrap_err();
+        assert!(err.to_string().contains("key `source.url`"), "{err}");
+        let bad = MINIMAL.replace(
+            "server_id = 4242",
+            "server_id = 4242\nsnapshot = \"sometimes\"",
+        );
+        let err = Config::parse(&bad, "c.toml", Path::new("."), &env).unwrap_err();
+        assert!(err.to_string().contains("sometimes"), "{err}");
+        let bad = MINIMAL.replace("server_id = 4242", "server_id = 4242\nserverid = 1");
+        let err = Config::parse(&bad, "c.toml", Path::new("."), &env).unwrap_err();
+        assert!(err.to_string().contains("serverid"), "{err}");
+    }
+
+    #[test]
+    fn urls() {
+        let u = SourceUrl::parse("mysql://repl:pw@db.internal:3307").unwrap();
+        assert_eq!(
+            (
+                u.user.as_str(),
+                u.password.as_deref(),
+                u.host.as_str(),
+                u.port
+            ),
+            ("repl", Some("pw"), "db.internal", 3307)
+        );
+        assert_eq!(
+            SourceUrl::parse("mysql://repl@localhost").unwrap().port,
+            3306
+        );
+        assert!(SourceUrl::parse("mysql://localhost:3306").is_err());
+    }
+
+    #[test]
+    fn table_filter_globs() {
+        let f = TableFilter::new(
+            &["shop.*".into(), "crm.customers".into()],
+            &["shop.tmp_*".into()],
+        )
+        .unwrap();
+        assert!(f.matches("shop", "orders"));
+        assert!(!f.matches("shop", "tmp_import"));
+        assert!(f.matches("crm", "customers"));
+        assert!(!f.matches("crm", "leads"));
+        let all = TableFilter::new(&[], &[]).unwrap();
+        assert!(all.matches("shop", "orders"));
+        assert!(!all.matches("mysql", "user"));
+    }
+}

@@ -1,0 +1,5 @@
+//! The transport stage: carries encoded change events from the source to the lake side.
+//! `ndjson` appends Debezium JSON lines to a file (or stdout); Kafka and the embedded channel
+//! come with the transport issue.
+
+pub mod ndjson;

@@ -66,6 +66,11 @@ enum Command {
         #[arg(long)]
         exit_when_caught_up: bool,
     },
+    /// Check that the server is ready for capture; exits 1 when something blocks it.
+    Check {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Benchmarks that print their figures.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -104,6 +109,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             exit_when_caught_up,
         } => run_source(&config, exit_when_caught_up),
+        Command::Check { config } => {
+            let config = binlake::config::Config::load(&config)?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let findings = runtime.block_on(binlake::mysql::check::check(&config.source))?;
+            print!("{}", binlake::mysql::check::format_report(&findings));
+            if findings
+                .iter()
+                .any(|f| f.verdict == binlake::mysql::check::Verdict::Fail)
+            {
+                anyhow::bail!("the server is not ready for capture");
+            }
+            Ok(())
+        }
         Command::Bench(BenchCommand::Replay {
             files,
             schema,

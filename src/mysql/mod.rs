@@ -4,6 +4,7 @@
 
 pub mod binlog_file;
 pub mod charset;
+pub mod check;
 pub mod checkpoint;
 pub mod cursor;
 pub mod decoder;

@@ -325,3 +325,60 @@ fn one_million_row_transaction() {
     assert_eq!(last["after"]["id"], 1_000_000);
     assert_eq!(last["transaction"]["total_order"], 1_000_000);
 }
+
+#[test]
+fn check_passes_a_ready_server_and_names_every_fix_on_a_wrong_one() {
+    let db = MariaDb::start();
+    let capture = Capture::new(&db, "");
+    let out = Command::new(env!("CARGO_BIN_EXE_binlake"))
+        .arg("check")
+        .arg("--config")
+        .arg(capture.config())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("ok    binlog_format        ROW"),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("capture can start\n"), "{stdout}");
+
+    let bad = MariaDb::start_with(&[
+        "--binlog-format=STATEMENT",
+        "--binlog-row-image=MINIMAL",
+        "--binlog-row-metadata=MINIMAL",
+        "--binlog-expire-logs-seconds=3600",
+    ]);
+    bad.sql("CREATE USER 'weak'@'%'; GRANT SELECT ON *.* TO 'weak'@'%';");
+    let capture = Capture::new(&bad, "");
+    let config = std::fs::read_to_string(capture.config())
+        .unwrap()
+        .replace("mysql://root@", "mysql://weak@")
+        .replace("server_id = 4401", "server_id = 1");
+    std::fs::write(capture.config(), config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_binlake"))
+        .arg("check")
+        .arg("--config")
+        .arg(capture.config())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    for expected in [
+        "FAIL  binlog_format        STATEMENT",
+        "SET GLOBAL binlog_format = 'ROW'",
+        "FAIL  binlog_row_image     MINIMAL",
+        "WARN  binlog_row_metadata  MINIMAL",
+        "FAIL  server_id            binlake's server_id 1 is the server's own",
+        "WARN  binlog retention     1 h",
+        "FAIL  privileges           missing REPLICATION SLAVE, BINLOG MONITOR",
+        "GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'weak'@'%'",
+        "capture cannot start until the failures are fixed",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+}

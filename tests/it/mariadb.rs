@@ -25,11 +25,17 @@ impl MariaDb {
     /// Starts a fresh server; fails the test with the reason when MariaDB is not installed
     /// (scripts/test.sh installs it).
     pub fn start() -> MariaDb {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra mariadbd options (later options win over the defaults).
+    pub fn start_with(options: &[&str]) -> MariaDb {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let out = Command::new("bash")
             .arg(script())
             .args(["start", dir.path().to_str().unwrap(), &port.to_string()])
+            .args(options)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

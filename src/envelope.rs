@@ -107,6 +107,7 @@ pub fn write_value(col: &Column, v: &Value<'_>, out: &mut Vec<u8>) -> Result<(),
             d.write_to(out);
             out.push(b'"');
         }
+        Value::DecimalText(d) => write_json_string(d, out),
         Value::Bit(bits) => {
             let width = match col.column_type {
                 ColumnType::Bit { bits } => bits,

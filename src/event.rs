@@ -473,6 +473,8 @@ pub enum Value<'a> {
     Float(f32),
     Double(f64),
     Decimal(DecimalBytes<'a>),
+    /// DECIMAL as exact text (from a snapshot's SELECT).
+    DecimalText(Cow<'a, str>),
     /// BIT value, right-aligned.
     Bit(u64),
     Date(DateTimeValue),
@@ -516,6 +518,7 @@ impl Value<'_> {
                 scale: d.scale,
                 bytes: Cow::Owned(d.bytes.into_owned()),
             }),
+            Value::DecimalText(v) => Value::DecimalText(Cow::Owned(v.into_owned())),
             Value::Bit(v) => Value::Bit(v),
             Value::Date(v) => Value::Date(v),
             Value::DateTime(v) => Value::DateTime(v),

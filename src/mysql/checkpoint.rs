@@ -28,6 +28,9 @@ pub struct Checkpoint {
     pub schema: Vec<(TableId, DeclaredTable)>,
     /// True once the initial snapshot finished (or when none was taken).
     pub snapshot_done: bool,
+    /// The snapshot's progress while it runs (`file`/`pos` are then where streaming will start).
+    #[serde(default)]
+    pub snapshot: Option<super::snapshot::SnapshotState>,
     /// Milliseconds since the epoch when this checkpoint was written.
     pub written_at_ms: u64,
 }
@@ -144,6 +147,7 @@ mod tests {
             gtid: "0-1-17".into(),
             schema: schema.to_entries(),
             snapshot_done: true,
+            snapshot: None,
             written_at_ms: 1,
         };
         store.save(&cp).unwrap();

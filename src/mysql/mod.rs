@@ -12,6 +12,7 @@ pub mod events;
 pub mod jsonb;
 pub mod rows;
 pub mod schema;
+pub mod snapshot;
 pub mod stream;
 pub mod table_map;
 

@@ -13,7 +13,7 @@ use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
 
 use super::charset::charset_by_name;
-use crate::event::{Charset, TableId};
+use crate::event::{Charset, ColumnType, TableId};
 
 /// A column as DDL declares it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -32,6 +32,73 @@ pub struct DeclaredColumn {
 pub struct DeclaredTable {
     pub columns: Vec<DeclaredColumn>,
     pub primary_key: Vec<String>,
+}
+
+impl DeclaredColumn {
+    /// The column type the declaration describes, for rows that come from SELECT rather than
+    /// a table map (snapshots). Lengths are in characters here, which only CHAR/VARCHAR keep.
+    pub fn column_type(&self) -> ColumnType {
+        let upper = self.type_text.to_ascii_uppercase();
+        let base: String = upper
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let args: Vec<u32> = upper
+            .split_once('(')
+            .and_then(|(_, rest)| rest.split_once(')'))
+            .map(|(inside, _)| {
+                inside
+                    .split(',')
+                    .filter_map(|a| a.trim().parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let arg = |i: usize, default: u32| args.get(i).copied().unwrap_or(default);
+        match base.as_str() {
+            "TINYINT" | "BOOL" | "BOOLEAN" => ColumnType::TinyInt,
+            "SMALLINT" => ColumnType::SmallInt,
+            "MEDIUMINT" => ColumnType::MediumInt,
+            "INT" | "INTEGER" => ColumnType::Int,
+            "BIGINT" => ColumnType::BigInt,
+            "FLOAT" => ColumnType::Float,
+            "DOUBLE" | "REAL" => ColumnType::Double,
+            "DECIMAL" | "NUMERIC" | "DEC" => ColumnType::Decimal {
+                precision: arg(0, 10) as u8,
+                scale: arg(1, 0) as u8,
+            },
+            "BIT" => ColumnType::Bit {
+                bits: arg(0, 1) as u16,
+            },
+            "DATE" => ColumnType::Date,
+            "DATETIME" => ColumnType::DateTime {
+                fsp: arg(0, 0) as u8,
+            },
+            "TIMESTAMP" => ColumnType::Timestamp {
+                fsp: arg(0, 0) as u8,
+            },
+            "TIME" => ColumnType::Time {
+                fsp: arg(0, 0) as u8,
+            },
+            "YEAR" => ColumnType::Year,
+            "CHAR" | "BINARY" | "NCHAR" | "CHARACTER" => ColumnType::Char {
+                max_bytes: arg(0, 1),
+            },
+            "VARCHAR" | "VARBINARY" | "NVARCHAR" => ColumnType::VarChar {
+                max_bytes: arg(0, 255),
+            },
+            "TINYTEXT" | "TINYBLOB" => ColumnType::Blob { pack_len: 1 },
+            "TEXT" | "BLOB" => ColumnType::Blob { pack_len: 2 },
+            "MEDIUMTEXT" | "MEDIUMBLOB" => ColumnType::Blob { pack_len: 3 },
+            "LONGTEXT" | "LONGBLOB" => ColumnType::Blob { pack_len: 4 },
+            "ENUM" => ColumnType::Enum,
+            "SET" => ColumnType::Set,
+            "JSON" => ColumnType::Json,
+            "VECTOR" => ColumnType::Vector,
+            "GEOMETRY" | "POINT" | "LINESTRING" | "POLYGON" | "MULTIPOINT" | "MULTILINESTRING"
+            | "MULTIPOLYGON" | "GEOMETRYCOLLECTION" | "GEOMCOLLECTION" => ColumnType::Geometry,
+            _ => ColumnType::Unknown(0),
+        }
+    }
 }
 
 /// What one DDL statement did, for the decoder to act on.
@@ -691,6 +758,37 @@ mod tests {
         assert_eq!(names, ["f1", "login", "note", "b"]);
         assert_eq!(s.columns[1].charset, Some(Charset::Utf8));
         assert_eq!(s.columns[3].charset, Some(Charset::Binary));
+    }
+
+    #[test]
+    fn declared_types_map_to_column_types() {
+        let t = tracker_with(
+            "CREATE TABLE ty (a DECIMAL(12,2), b DATETIME(6), c TIMESTAMP(3) NULL, d BIT(5), e BIGINT UNSIGNED, f TEXT, g LONGBLOB, h VARCHAR(30), i POINT)",
+        );
+        let types: Vec<ColumnType> = t
+            .get(&TableId::new("shop", "ty"))
+            .unwrap()
+            .columns
+            .iter()
+            .map(|c| c.column_type())
+            .collect();
+        assert_eq!(
+            types,
+            [
+                ColumnType::Decimal {
+                    precision: 12,
+                    scale: 2
+                },
+                ColumnType::DateTime { fsp: 6 },
+                ColumnType::Timestamp { fsp: 3 },
+                ColumnType::Bit { bits: 5 },
+                ColumnType::BigInt,
+                ColumnType::Blob { pack_len: 2 },
+                ColumnType::Blob { pack_len: 4 },
+                ColumnType::VarChar { max_bytes: 30 },
+                ColumnType::Geometry,
+            ]
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ use super::checkpoint::{Checkpoint, CheckpointError, CheckpointStore, CHECKPOINT
 use super::decoder::{BinlogDecoder, Commit, Ddl, DecodeSink};
 use super::events::{parse_rotate, ROTATE, TRANSACTION_PAYLOAD};
 use super::schema::SchemaTracker;
+use super::snapshot::{run_snapshot, SnapshotState, SnapshotTarget};
 use super::BinlogError;
 use crate::config::{ResumeBy, SnapshotMode, SourceConfig, SourceUrl, TableFilter};
 use crate::event::ChangeEvent;
@@ -159,6 +160,7 @@ impl<O: SourceOutput> Tracker<'_, O> {
             gtid: self.committed.gtid_text(),
             schema: schema.to_entries(),
             snapshot_done: true,
+            snapshot: None,
             written_at_ms: now_ms(),
         };
         self.store.save(&cp).map_err(SinkError::Checkpoint)?;
@@ -374,9 +376,13 @@ impl LiveSource {
                 self.display_url, info.version
             )));
         }
-        let (resume, schema) = match self.store.load()? {
+        let target = if options.exit_when_caught_up {
+            Some(self.current_position(&mut conn).await?)
+        } else {
+            None
+        };
+        let (mut resume, schema, mut pending) = match self.store.load()? {
             Some(cp) => {
-                tracing::info!(file = %cp.file, pos = cp.pos, gtid = %cp.gtid, "resuming from checkpoint");
                 let mut domains = BTreeMap::new();
                 for g in cp.gtid.split(',').filter(|g| !g.is_empty()) {
                     if let Some(d) = parse_mariadb_gtid(g) {
@@ -384,6 +390,13 @@ impl LiveSource {
                     }
                 }
                 let last_gtid = (!info.is_mariadb && !cp.gtid.is_empty()).then(|| cp.gtid.clone());
+                let pending = if cp.snapshot_done {
+                    tracing::info!(file = %cp.file, pos = cp.pos, gtid = %cp.gtid, "resuming from checkpoint");
+                    None
+                } else {
+                    tracing::info!("resuming the snapshot after its last finished chunk");
+                    cp.snapshot.clone()
+                };
                 (
                     Resume {
                         file: cp.file.clone(),
@@ -392,45 +405,96 @@ impl LiveSource {
                         last_gtid,
                     },
                     cp.schema_tracker(),
+                    pending,
                 )
             }
             None => {
                 let schema = self.load_schema(&mut conn).await?;
-                let resume = match self.config.snapshot {
+                match self.config.snapshot {
                     SnapshotMode::Never => {
                         let file = self.oldest_binlog(&mut conn).await?;
                         tracing::info!(%file, "first start without snapshot: streaming from the oldest binlog");
-                        Resume {
+                        let resume = Resume {
                             file,
                             pos: 4,
                             domains: BTreeMap::new(),
                             last_gtid: None,
-                        }
+                        };
+                        // The baseline: schema and position are durable before the first change.
+                        self.store.save(&Checkpoint {
+                            version: CHECKPOINT_VERSION,
+                            file: resume.file.clone(),
+                            pos: resume.pos,
+                            gtid: String::new(),
+                            schema: schema.to_entries(),
+                            snapshot_done: true,
+                            snapshot: None,
+                            written_at_ms: now_ms(),
+                        })?;
+                        (resume, schema, None)
                     }
                     SnapshotMode::Initial | SnapshotMode::Only => {
-                        return Err(SourceError::Unsupported(
-                            "snapshot = \"initial\" / \"only\" is not available in this build yet; use snapshot = \"never\" (stream from the oldest binlog on the server)".into(),
-                        ))
+                        let state = SnapshotState::new(&schema, &self.filter);
+                        let resume = Resume {
+                            file: String::new(),
+                            pos: 0,
+                            domains: BTreeMap::new(),
+                            last_gtid: None,
+                        };
+                        (resume, schema, Some(state))
                     }
-                };
-                // The baseline: schema and position are durable before the first change.
-                self.store.save(&Checkpoint {
-                    version: CHECKPOINT_VERSION,
-                    file: resume.file.clone(),
-                    pos: resume.pos,
-                    gtid: resume.gtid_text(),
-                    schema: schema.to_entries(),
-                    snapshot_done: true,
-                    written_at_ms: now_ms(),
-                })?;
-                (resume, schema)
+                }
             }
         };
-        let target = if options.exit_when_caught_up {
-            Some(self.current_position(&mut conn).await?)
-        } else {
-            None
-        };
+        let mut snapshot_rows = 0;
+        if let Some(state) = pending.as_mut() {
+            let server_id: u32 = conn
+                .query_first("SELECT @@server_id")
+                .await
+                .map_err(self.server_err("SELECT @@server_id"))?
+                .unwrap_or(0);
+            snapshot_rows = run_snapshot(
+                SnapshotTarget {
+                    conn: &mut conn,
+                    url: &self.display_url,
+                    is_mariadb: info.is_mariadb,
+                    server_id,
+                    chunk_rows: self.config.snapshot_chunk_rows,
+                },
+                &schema,
+                state,
+                output,
+                &self.store,
+            )
+            .await?;
+            if let Some((file, pos)) = state.start.clone() {
+                resume.file = file;
+                resume.pos = pos;
+            } else {
+                // No table to snapshot: stream from where the server is now.
+                let (file, pos) = self.current_position(&mut conn).await?;
+                resume.file = file;
+                resume.pos = pos;
+            }
+            self.store.save(&Checkpoint {
+                version: CHECKPOINT_VERSION,
+                file: resume.file.clone(),
+                pos: resume.pos,
+                gtid: String::new(),
+                schema: schema.to_entries(),
+                snapshot_done: true,
+                snapshot: None,
+                written_at_ms: now_ms(),
+            })?;
+            tracing::info!(rows = snapshot_rows, file = %resume.file, pos = resume.pos, "snapshot done");
+            if self.config.snapshot == SnapshotMode::Only {
+                return Ok(SourceStats {
+                    changes: snapshot_rows,
+                    checkpoints: 1,
+                    ..Default::default()
+                });
+            }
+        }
         drop(conn);
 
         let mut decoder = BinlogDecoder::new(Arc::from(resume.file.as_str()), schema);
@@ -443,12 +507,18 @@ impl LiveSource {
             interval: options
                 .checkpoint_interval
                 .unwrap_or(Duration::from_secs(1)),
-            stats: SourceStats::default(),
+            stats: SourceStats {
+                changes: snapshot_rows,
+                ..Default::default()
+            },
             dirty: false,
         };
         let mut backoff = Duration::from_millis(250);
+        let already_there = target.as_ref().is_some_and(|(file, pos)| {
+            (tracker.committed.file.as_str(), tracker.committed.pos) >= (file.as_str(), *pos)
+        });
         loop {
-            if *stop.borrow() {
+            if *stop.borrow() || already_there {
                 break;
             }
             let commits_before = tracker.stats.commits;

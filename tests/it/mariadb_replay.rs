@@ -122,15 +122,23 @@ pub struct Folded {
     pub no_pk_rows: Vec<Value>,
 }
 
-/// Folds events in order. Events whose (file, pos, row) was already seen are duplicates
-/// re-delivered after a restart and are dropped, as a sink does.
+/// Folds events in order. An event already seen (same position and images) is a duplicate
+/// re-delivered after a restart and is dropped, as a sink does.
 pub fn fold(events: &[Value]) -> Folded {
     let mut seen = std::collections::HashSet::new();
     let mut state: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
     let mut no_pk_rows: Vec<Value> = Vec::new();
     for e in events {
         let s = &e["source"];
-        if !seen.insert((s["file"].to_string(), s["pos"].as_u64(), s["row"].as_u64())) {
+        // Snapshot rows of one chunk share a position: the images are part of the identity.
+        let identity = (
+            s["file"].to_string(),
+            s["pos"].as_u64(),
+            s["row"].as_u64(),
+            e["before"].to_string(),
+            e["after"].to_string(),
+        );
+        if !seen.insert(identity) {
             continue;
         }
         let table = s["table"].as_str().unwrap();
@@ -147,7 +155,7 @@ pub fn fold(events: &[Value]) -> Folded {
         }
         if table == "no_pk" {
             match op {
-                "c" => no_pk_rows.push(e["after"].clone()),
+                "c" | "r" => no_pk_rows.push(e["after"].clone()),
                 "d" => {
                     let i = no_pk_rows.iter().position(|r| *r == e["before"]).unwrap();
                     no_pk_rows.remove(i);

@@ -31,6 +31,7 @@ fn canon_mine(col: &Column, v: &Value<'_>) -> String {
         Value::Float(f) => format!("{f:?}"),
         Value::Double(f) => format!("{f:?}"),
         Value::Decimal(d) => d.to_string(),
+        Value::DecimalText(d) => d.to_string(),
         Value::Bit(b) => b.to_string(),
         Value::Date(d) | Value::DateTime(d) => format!(
             "{}-{}-{} {}:{}:{}.{}",

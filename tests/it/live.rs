@@ -384,7 +384,9 @@ fn check_passes_a_ready_server_and_names_every_fix_on_a_wrong_one() {
 }
 
 /// A binlog position as the envelope carries it, comparable.
-fn position(e: &Value) -> (String, u64, u64) {
+type Pos = (String, u64, u64);
+
+fn position(e: &Value) -> Pos {
     let s = &e["source"];
     (
         s["file"].as_str().unwrap().to_string(),
@@ -396,8 +398,7 @@ fn position(e: &Value) -> (String, u64, u64) {
 /// Applies events the way binlake's sink does: per key, a change at or before the position
 /// already applied for that key is skipped (snapshot rows, re-delivered duplicates).
 fn fold_by_position(events: &[Value], key: &str) -> std::collections::BTreeMap<u64, Value> {
-    let mut state: std::collections::BTreeMap<u64, ((String, u64, u64), Option<Value>)> =
-        Default::default();
+    let mut state: std::collections::BTreeMap<u64, (Pos, Option<Value>)> = Default::default();
     for e in events {
         let p = position(e);
         let mut apply = |k: u64, row: Option<Value>| {

@@ -441,6 +441,16 @@ path = "-"
     }
 
     #[test]
+    fn shipped_connector_configs_parse() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("connectors/quickstart.toml");
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.source.server_id, 5401);
+        assert_eq!(c.source.include, ["shop.*"]);
+        assert_eq!(c.transport.kind, TransportKind::Ndjson);
+        assert!(c.source.checkpoint.ends_with(".services/quickstart-state"));
+    }
+
+    #[test]
     fn urls() {
         let u = SourceUrl::parse("mysql://repl:pw@db.internal:3307").unwrap();
         assert_eq!(

@@ -49,6 +49,9 @@ pub trait DecodeSink {
     }
 }
 
+/// Says whether a table's rows are wanted.
+type TableFilterFn = Box<dyn Fn(&TableId) -> bool + Send>;
+
 /// A table as the decoder reads it: the schema events carry, and a codec per column.
 #[derive(Debug)]
 pub struct MappedTable {
@@ -101,6 +104,8 @@ pub struct BinlogDecoder {
     txn: Transaction,
     payload: Option<PayloadFrame>,
     last_payload_events: usize,
+    /// Tables whose rows are decoded; others are skipped without decoding.
+    table_filter: Option<TableFilterFn>,
 }
 
 impl BinlogDecoder {
@@ -115,7 +120,13 @@ impl BinlogDecoder {
             txn: Transaction::default(),
             payload: None,
             last_payload_events: 0,
+            table_filter: None,
         }
+    }
+
+    /// Decodes rows only of tables for which `include` is true (DDL is tracked for all).
+    pub fn set_table_filter(&mut self, include: impl Fn(&TableId) -> bool + Send + 'static) {
+        self.table_filter = Some(Box::new(include));
     }
 
     /// Moves on to the next binlog file (after a ROTATE, or the next file of a replay).
@@ -620,6 +631,13 @@ impl BinlogDecoder {
                 )
                 .into());
         };
+        if self
+            .table_filter
+            .as_ref()
+            .is_some_and(|include| !include(&table.schema.id))
+        {
+            return Ok(());
+        }
         if rows.column_count != table.codecs.len() {
             return Err(self
                 .malformed(

@@ -498,6 +498,8 @@ impl LiveSource {
         drop(conn);
 
         let mut decoder = BinlogDecoder::new(Arc::from(resume.file.as_str()), schema);
+        let filter = self.filter.clone();
+        decoder.set_table_filter(move |id| filter.matches(&id.db, &id.table));
         let mut tracker = Tracker {
             output,
             store: &self.store,

@@ -11,8 +11,10 @@ use crate::event::ChangeEvent;
 use crate::mysql::stream::{now_ms, SourceOutput};
 
 enum Target {
+    /// A regular file, fsynced to make it durable.
     File(BufWriter<File>),
-    Stdout(BufWriter<std::io::Stdout>),
+    /// A pipe, a device (`/dev/null`) or stdout: flushed, with nothing to sync.
+    Stream(BufWriter<Box<dyn Write + Send>>),
 }
 
 pub struct NdjsonOutput {
@@ -26,7 +28,10 @@ impl NdjsonOutput {
     /// `path` `-` is stdout; anything else is a file opened for appending.
     pub fn open(path: &str, envelope: &EnvelopeOptions) -> std::io::Result<NdjsonOutput> {
         let target = if path == "-" {
-            Target::Stdout(BufWriter::with_capacity(1 << 20, std::io::stdout()))
+            Target::Stream(BufWriter::with_capacity(
+                1 << 20,
+                Box::new(std::io::stdout()),
+            ))
         } else {
             if let Some(dir) = Path::new(path)
                 .parent()
@@ -35,7 +40,11 @@ impl NdjsonOutput {
                 std::fs::create_dir_all(dir)?;
             }
             let file = OpenOptions::new().create(true).append(true).open(path)?;
-            Target::File(BufWriter::with_capacity(1 << 20, file))
+            if file.metadata()?.is_file() {
+                Target::File(BufWriter::with_capacity(1 << 20, file))
+            } else {
+                Target::Stream(BufWriter::with_capacity(1 << 20, Box::new(file)))
+            }
         };
         Ok(NdjsonOutput {
             target,
@@ -48,7 +57,7 @@ impl NdjsonOutput {
     fn writer(&mut self) -> &mut dyn Write {
         match &mut self.target {
             Target::File(w) => w,
-            Target::Stdout(w) => w,
+            Target::Stream(w) => w,
         }
     }
 }
@@ -79,7 +88,7 @@ impl SourceOutput for NdjsonOutput {
                     .sync_data()
                     .map_err(|e| format!("{display}: fsync: {e}"))
             }
-            Target::Stdout(w) => w.flush().map_err(|e| format!("stdout: {e}")),
+            Target::Stream(w) => w.flush().map_err(|e| format!("{display}: {e}")),
         }
     }
 }

@@ -47,6 +47,10 @@ pub trait DecodeSink {
     fn ddl(&mut self, _ddl: &Ddl) -> Result<(), Self::Error> {
         Ok(())
     }
+    /// MySQL's executed GTID set before the binlog file that starts here.
+    fn previous_gtids(&mut self, _set: &super::gtid::GtidSet) -> Result<(), Self::Error> {
+        Ok(())
+    }
 }
 
 /// Says whether a table's rows are wanted.
@@ -217,6 +221,10 @@ impl BinlogDecoder {
                 self.begin_gtid(Some(gtid), offset);
                 // A non-standalone MariaDB GTID event replaces BEGIN.
                 self.txn.open = !g.standalone;
+            }
+            PREVIOUS_GTIDS => {
+                let set = super::gtid::parse_previous_gtids(body).map_err(|m| wrap(self, m))?;
+                sink.previous_gtids(&set)?;
             }
             MARIADB_GTID_LIST => {
                 parse_mariadb_gtid_list(body, header.server_id).map_err(|m| wrap(self, m))?;

@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod cursor;
 pub mod decoder;
 pub mod events;
+pub mod gtid;
 pub mod jsonb;
 pub mod rows;
 pub mod schema;

@@ -83,6 +83,10 @@ pub struct TableProgress {
 pub struct SnapshotState {
     /// The position of the first chunk: streaming starts here once the snapshot is done.
     pub start: Option<(String, u64)>,
+    /// MySQL: the executed GTID set at that position (empty on MariaDB, whose GTID state
+    /// comes from the stream).
+    #[serde(default)]
+    pub start_gtid: String,
     pub tables: Vec<TableProgress>,
 }
 
@@ -90,6 +94,7 @@ impl SnapshotState {
     pub fn new(schema: &SchemaTracker, filter: &TableFilter) -> Self {
         SnapshotState {
             start: None,
+            start_gtid: String::new(),
             tables: schema
                 .tables()
                 .filter(|(id, _)| filter.matches(&id.db, &id.table))
@@ -360,7 +365,7 @@ pub async fn run_snapshot(
             if !keys.is_empty() {
                 sql.push_str(&format!(" ORDER BY {} LIMIT {chunk_rows}", keys.join(", ")));
             }
-            let (file, pos) = consistent_snapshot(conn, is_mariadb, url).await?;
+            let (file, pos, gtid) = consistent_snapshot(conn, is_mariadb, url).await?;
             let rows: Vec<mysql_async::Row> = conn
                 .exec(&sql, params)
                 .await
@@ -370,6 +375,7 @@ pub async fn run_snapshot(
                 .map_err(server_err("COMMIT".into()))?;
             if state.start.is_none() {
                 state.start = Some((file.clone(), pos));
+                state.start_gtid = gtid;
             }
             let file: Arc<str> = Arc::from(file.as_str());
             let n = rows.len() as u64;
@@ -442,12 +448,13 @@ pub async fn run_snapshot(
     Ok(total)
 }
 
-/// Starts a consistent-snapshot transaction and returns its binlog position.
+/// Starts a consistent-snapshot transaction and returns its binlog position (and, on MySQL,
+/// the executed GTID set there).
 async fn consistent_snapshot(
     conn: &mut Conn,
     is_mariadb: bool,
     url: &str,
-) -> Result<(String, u64), SourceError> {
+) -> Result<(String, u64, String), SourceError> {
     let err = |what: &str| {
         let what = what.to_string();
         move |e: mysql_async::Error| SourceError::Server {
@@ -480,7 +487,7 @@ async fn consistent_snapshot(
                 reason: "the server reports no binlog position (is log_bin on?)".into(),
             });
         }
-        Ok((file, pos))
+        Ok((file, pos, String::new()))
     } else {
         conn.query_drop("FLUSH TABLES WITH READ LOCK")
             .await
@@ -505,9 +512,12 @@ async fn consistent_snapshot(
                     what: "SHOW MASTER STATUS".into(),
                     reason: "the binary log is off".into(),
                 })?;
-        Ok((
-            row.get(0).unwrap_or_default(),
-            row.get(1).unwrap_or_default(),
-        ))
+        let file: String = row.get(0).unwrap_or_default();
+        let pos: u64 = row.get(1).unwrap_or_default();
+        let gtid: String = row
+            .get::<Option<String>, _>(4)
+            .flatten()
+            .unwrap_or_default();
+        Ok((file, pos, gtid.replace('\n', "")))
     }
 }

@@ -14,6 +14,7 @@ use super::binlog_file::EventHeader;
 use super::checkpoint::{Checkpoint, CheckpointError, CheckpointStore, CHECKPOINT_VERSION};
 use super::decoder::{BinlogDecoder, Commit, Ddl, DecodeSink};
 use super::events::{parse_rotate, ROTATE, TRANSACTION_PAYLOAD};
+use super::gtid::GtidSet;
 use super::schema::SchemaTracker;
 use super::snapshot::{run_snapshot, SnapshotState, SnapshotTarget};
 use super::BinlogError;
@@ -102,8 +103,8 @@ struct Resume {
     pos: u64,
     /// MariaDB: the last GTID per replication domain.
     domains: BTreeMap<u32, String>,
-    /// MySQL: the last GTID seen (informational).
-    last_gtid: Option<String>,
+    /// MySQL: the executed GTID set.
+    executed: GtidSet,
 }
 
 impl Resume {
@@ -111,7 +112,7 @@ impl Resume {
         if !self.domains.is_empty() {
             self.domains.values().cloned().collect::<Vec<_>>().join(",")
         } else {
-            self.last_gtid.clone().unwrap_or_default()
+            self.executed.to_string()
         }
     }
 
@@ -123,7 +124,11 @@ impl Resume {
                 Some(domain) => {
                     self.domains.insert(domain, g.to_string());
                 }
-                None => self.last_gtid = Some(g.to_string()),
+                None => {
+                    if let Err(e) = self.executed.add(g) {
+                        tracing::warn!("{e}");
+                    }
+                }
             }
         }
     }
@@ -196,6 +201,12 @@ impl<O: SourceOutput> DecodeSink for Tracker<'_, O> {
 
     fn ddl(&mut self, ddl: &Ddl) -> Result<(), SinkError> {
         tracing::info!(db = %ddl.db, position = %ddl.position, "DDL: {}", ddl.sql);
+        Ok(())
+    }
+
+    fn previous_gtids(&mut self, set: &GtidSet) -> Result<(), SinkError> {
+        // Everything executed before this file; a continuous stream already holds it.
+        self.committed.executed.union(set);
         Ok(())
     }
 }
@@ -370,12 +381,6 @@ impl LiveSource {
     ) -> Result<SourceStats, SourceError> {
         let mut conn = self.connect().await?;
         let info = self.server_info(&mut conn).await?;
-        if self.config.resume_by == ResumeBy::Gtid && !info.is_mariadb {
-            return Err(SourceError::Unsupported(format!(
-                "{}: resume_by = \"gtid\" is supported with MariaDB; with MySQL {} use resume_by = \"position\"",
-                self.display_url, info.version
-            )));
-        }
         let target = if options.exit_when_caught_up {
             Some(self.current_position(&mut conn).await?)
         } else {
@@ -389,7 +394,16 @@ impl LiveSource {
                         domains.insert(d, g.to_string());
                     }
                 }
-                let last_gtid = (!info.is_mariadb && !cp.gtid.is_empty()).then(|| cp.gtid.clone());
+                let executed = if info.is_mariadb {
+                    GtidSet::default()
+                } else {
+                    GtidSet::parse(&cp.gtid).map_err(|e| {
+                        SourceError::Unsupported(format!(
+                            "{}: the GTID set in the checkpoint: {e}",
+                            self.store.path().display()
+                        ))
+                    })?
+                };
                 let pending = if cp.snapshot_done {
                     tracing::info!(file = %cp.file, pos = cp.pos, gtid = %cp.gtid, "resuming from checkpoint");
                     None
@@ -402,7 +416,7 @@ impl LiveSource {
                         file: cp.file.clone(),
                         pos: cp.pos,
                         domains,
-                        last_gtid,
+                        executed,
                     },
                     cp.schema_tracker(),
                     pending,
@@ -418,7 +432,7 @@ impl LiveSource {
                             file,
                             pos: 4,
                             domains: BTreeMap::new(),
-                            last_gtid: None,
+                            executed: GtidSet::default(),
                         };
                         // The baseline: schema and position are durable before the first change.
                         self.store.save(&Checkpoint {
@@ -439,7 +453,7 @@ impl LiveSource {
                             file: String::new(),
                             pos: 0,
                             domains: BTreeMap::new(),
-                            last_gtid: None,
+                            executed: GtidSet::default(),
                         };
                         (resume, schema, Some(state))
                     }
@@ -470,6 +484,9 @@ impl LiveSource {
             if let Some((file, pos)) = state.start.clone() {
                 resume.file = file;
                 resume.pos = pos;
+                if let Ok(set) = GtidSet::parse(&state.start_gtid) {
+                    resume.executed = set;
+                }
             } else {
                 // No table to snapshot: stream from where the server is now.
                 let (file, pos) = self.current_position(&mut conn).await?;
@@ -480,7 +497,7 @@ impl LiveSource {
                 version: CHECKPOINT_VERSION,
                 file: resume.file.clone(),
                 pos: resume.pos,
-                gtid: String::new(),
+                gtid: resume.gtid_text(),
                 schema: schema.to_entries(),
                 snapshot_done: true,
                 snapshot: None,
@@ -576,6 +593,9 @@ impl LiveSource {
             setup.push("SET @mariadb_slave_capability = 4".into());
         }
         let resume = tracker.committed.clone();
+        let mysql_gtid = self.config.resume_by == ResumeBy::Gtid
+            && !info.is_mariadb
+            && !resume.executed.is_empty();
         let by_gtid = self.config.resume_by == ResumeBy::Gtid && !resume.domains.is_empty();
         if by_gtid {
             setup.push(format!(
@@ -589,14 +609,25 @@ impl LiveSource {
                 .await
                 .map_err(|e| Retry::Again(format!("{q}: {e}")))?;
         }
-        let (file, pos) = if by_gtid {
+        let (file, pos) = if by_gtid || mysql_gtid {
             (String::new(), 4)
         } else {
             (resume.file.clone(), resume.pos)
         };
-        let request = BinlogStreamRequest::new(self.config.server_id)
+        let mut request = BinlogStreamRequest::new(self.config.server_id)
             .with_filename(file.as_bytes())
             .with_pos(pos);
+        if mysql_gtid {
+            // COM_BINLOG_DUMP_GTID: the server sends what is not in the executed set.
+            let sids = resume.executed.to_request().map_err(|e| {
+                Retry::Fatal(SourceError::Unsupported(format!(
+                    "{}: {e}",
+                    self.display_url
+                )))
+            })?;
+            request = request.with_gtid().with_gtid_set(sids);
+        }
+        let by_gtid = by_gtid || mysql_gtid;
         let mut stream = match conn.get_binlog_stream(request).await {
             Ok(s) => s,
             Err(e) => return Err(self.classify(e, &resume)),

@@ -400,3 +400,44 @@ fn mariadb_generated_all_types_fixture() {
     let latin = ev.iter().find(|e| e["source"]["table"] == "latin").unwrap();
     assert_eq!(latin["after"]["note"], "Grüße, €uro");
 }
+
+#[test]
+fn mysql_executed_gtid_set_follows_previous_gtids_and_commits() {
+    use binlake::mysql::decoder::{Commit, DecodeSink};
+    use binlake::mysql::gtid::GtidSet;
+    use binlake::mysql::schema::SchemaTracker;
+    use binlake::mysql::{BinlogDecoder, BinlogError, BinlogFileReader};
+
+    struct Executed(GtidSet);
+    impl DecodeSink for Executed {
+        type Error = BinlogError;
+        fn change(&mut self, _: &binlake::event::ChangeEvent<'_>) -> Result<(), BinlogError> {
+            Ok(())
+        }
+        fn commit(&mut self, c: &Commit) -> Result<(), BinlogError> {
+            if let Some(g) = &c.gtid {
+                self.0.add(g).unwrap();
+            }
+            Ok(())
+        }
+        fn previous_gtids(&mut self, set: &GtidSet) -> Result<(), BinlogError> {
+            self.0.union(set);
+            Ok(())
+        }
+    }
+    for (rel, expected) in [
+        ("binlogs/mysql-5.7/mysql-bin.000080", "58cf6502-63db-11ed-8079-0242ac110002:1-62"),
+        (
+            "binlogs/mysql-8/binlog_transaction_with_GTID_TAG.000001",
+            "55778904-0299-11f1-b1b8-4ef0c4956feb:1-13,55778904-0299-11f1-b1b8-4ef0c4956feb:mytag:1-3",
+        ),
+    ] {
+        let mut reader = BinlogFileReader::open(&fixture(rel)).unwrap();
+        let mut decoder = BinlogDecoder::new(reader.name().clone(), SchemaTracker::new());
+        let mut sink = Executed(GtidSet::default());
+        while let Some(ev) = reader.next_event().unwrap() {
+            decoder.decode(&ev.header, ev.body, ev.offset, &mut sink).unwrap();
+        }
+        assert_eq!(sink.0.to_string(), expected, "{rel}");
+    }
+}

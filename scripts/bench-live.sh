@@ -3,7 +3,7 @@
 #  1. snapshot rows/s of a 1M-row table (snapshot = "only"), with peak RSS;
 #  2. streaming row changes/s of sql/workload/bench_replay.sql (1M inserts in one transaction,
 #     200k updates, 100k deletes) read live from the server, with peak RSS: the 1M-row
-#     transaction is in this stream.
+#     transaction is in this stream. It runs first, so the binlog holds only this workload.
 # Output goes to /dev/null through the ndjson transport; the JSON is fully produced.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,14 +29,28 @@ path = "/dev/null"
 TOML
 }
 
-echo "== writing the workload and a 1M-row table for the snapshot"
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+echo "== writing the workload"
 scripts/mariadb.sh sql "$dir/db" < sql/workload/bench_replay.sql
+echo "== streaming the whole workload from the oldest binlog (snapshot = \"never\"), 5 runs"
+config never "binlake_bench.*"
+for run in 1 2 3 4 5; do
+  rm -rf "$dir/state-never"
+  /usr/bin/time -f "%e %M" "$bin" source --config "$dir/never.toml" --exit-when-caught-up 2>"$dir/stream.log" || { cat "$dir/stream.log"; exit 1; }
+  tail -1 "$dir/stream.log"
+done > "$dir/stream.times"
+changes=$(grep -o 'changes=[0-9]*' "$dir/stream.log" | tail -1 | cut -d= -f2)
+secs=$(awk '{print $1}' "$dir/stream.times" | median)
+rss=$(awk '{print $2}' "$dir/stream.times" | sort -n | tail -1)
+echo "   runs (s, peak KB): $(tr '\n' ' ' < "$dir/stream.times")"
+echo "   streaming: $changes row changes, median $secs s = $(awk "BEGIN{printf \"%d\", $changes/$secs}") row changes/s, peak RSS $rss KB"
+
+echo "== writing a 1M-row table for the snapshot"
 scripts/mariadb.sh sql "$dir/db" -e "CREATE DATABASE snap; USE snap; CREATE TABLE rows7 LIKE binlake_bench.rows7;
   INSERT INTO rows7 SELECT seq, seq * 7 % 1000, CONCAT('title ', seq, ' ', REPEAT('x', 90)), CONCAT('tag-', seq % 97),
     (seq % 100000) / 100, TIMESTAMP('2024-01-01') + INTERVAL seq SECOND, CONCAT('{\"n\": ', seq, '}') FROM seq_1_to_1000000;
   SELECT COUNT(*) AS snapshot_rows FROM rows7"
-
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 echo "== snapshot (snapshot = \"only\") of snap.rows7, 3 runs"
 config only "snap.*"
@@ -51,15 +65,3 @@ rss=$(awk '{print $2}' "$dir/snap.times" | sort -n | tail -1)
 echo "   runs (s, peak KB): $(tr '\n' ' ' < "$dir/snap.times")"
 echo "   snapshot: $rows rows, median $secs s = $(awk "BEGIN{printf \"%d\", $rows/$secs}") rows/s, peak RSS $rss KB"
 
-echo "== streaming the whole workload from the oldest binlog (snapshot = \"never\"), 5 runs"
-config never "binlake_bench.*"
-for run in 1 2 3 4 5; do
-  rm -rf "$dir/state-never"
-  /usr/bin/time -f "%e %M" "$bin" source --config "$dir/never.toml" --exit-when-caught-up 2>"$dir/stream.log" || { cat "$dir/stream.log"; exit 1; }
-  tail -1 "$dir/stream.log"
-done > "$dir/stream.times"
-changes=$(grep -o 'changes=[0-9]*' "$dir/stream.log" | tail -1 | cut -d= -f2)
-secs=$(awk '{print $1}' "$dir/stream.times" | median)
-rss=$(awk '{print $2}' "$dir/stream.times" | sort -n | tail -1)
-echo "   runs (s, peak KB): $(tr '\n' ' ' < "$dir/stream.times")"
-echo "   streaming: $changes row changes, median $secs s = $(awk "BEGIN{printf \"%d\", $changes/$secs}") row changes/s, peak RSS $rss KB"

@@ -30,6 +30,9 @@ impl Default for EnvelopeOptions {
 #[derive(Debug, Clone)]
 pub struct Envelope {
     name_json: Vec<u8>,
+    /// The statement text of the last event, escaped: every row of a statement carries it,
+    /// and a long INSERT ... SELECT would otherwise be escaped once per row.
+    query_cache: Option<(std::sync::Arc<str>, Vec<u8>)>,
 }
 
 fn push_str(out: &mut Vec<u8>, s: &str) {
@@ -246,12 +249,15 @@ impl Envelope {
     pub fn new(options: &EnvelopeOptions) -> Self {
         let mut name_json = Vec::new();
         write_json_string(&options.name, &mut name_json);
-        Envelope { name_json }
+        Envelope {
+            name_json,
+            query_cache: None,
+        }
     }
 
     /// Writes the Debezium value envelope of `event`; `ts_ms` is the processing time.
     pub fn write(
-        &self,
+        &mut self,
         event: &ChangeEvent<'_>,
         ts_ms: u64,
         out: &mut Vec<u8>,
@@ -297,7 +303,19 @@ impl Envelope {
             None => push_str(out, "null"),
         }
         push_str(out, ",\"query\":");
-        push_opt_str(out, s.query.as_deref());
+        match &s.query {
+            None => push_str(out, "null"),
+            Some(q) => {
+                let hit = matches!(&self.query_cache, Some((cached, _)) if std::sync::Arc::ptr_eq(cached, q));
+                if !hit {
+                    let mut escaped = Vec::with_capacity(q.len() + 2);
+                    write_json_string(q, &mut escaped);
+                    self.query_cache = Some((q.clone(), escaped));
+                }
+                let (_, escaped) = self.query_cache.as_ref().expect("just filled");
+                out.extend_from_slice(escaped);
+            }
+        }
         push_str(out, "},\"op\":\"");
         push_str(out, event.op.code());
         push_str(out, "\",\"ts_ms\":");

@@ -319,7 +319,8 @@ pub fn parse_xid(body: &[u8]) -> Result<u64, Malformed> {
     Cursor::new(body).u64_le("xid")
 }
 
-fn format_uuid(b: &[u8]) -> String {
+/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` for a 16-byte server uuid.
+pub(crate) fn format_uuid(b: &[u8]) -> String {
     let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
     format!(
         "{}-{}-{}-{}-{}",
@@ -342,7 +343,7 @@ pub fn parse_mysql_gtid(body: &[u8]) -> Result<String, Malformed> {
 
 /// Reads one unsigned integer of MySQL's serialization library (a 1-9 byte varlen whose first
 /// byte's trailing one-bits count the extra bytes).
-fn read_varlen_u64(c: &mut Cursor<'_>, what: &str) -> Result<u64, Malformed> {
+pub(crate) fn read_varlen_u64(c: &mut Cursor<'_>, what: &str) -> Result<u64, Malformed> {
     let first = c.u8(what)?;
     let extra = first.trailing_ones() as usize;
     if extra >= 8 {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use super::cursor::Cursor;
+use super::events::{format_uuid, read_varlen_u64};
 use super::Malformed;
 
 /// A set of MySQL GTIDs: per (source uuid, tag), sorted disjoint intervals `[start, end)`.
@@ -138,19 +139,6 @@ impl fmt::Display for GtidSet {
     }
 }
 
-fn read_serialization_varlen(c: &mut Cursor<'_>, what: &str) -> Result<u64, Malformed> {
-    let first = c.u8(what)?;
-    let extra = first.trailing_ones() as usize;
-    if extra >= 8 {
-        return c.u64_le(what);
-    }
-    let mut v = first as u64;
-    for (i, b) in c.take(extra, what)?.iter().enumerate() {
-        v |= (*b as u64) << (8 * (i + 1));
-    }
-    Ok(v >> (extra + 1))
-}
-
 /// Parses a PREVIOUS_GTIDS event (35): the executed set before this binlog file. MySQL 8.3+
 /// marks the tagged layout with 1 in the count's top byte; tags are then length-prefixed.
 pub fn parse_previous_gtids(body: &[u8]) -> Result<GtidSet, Malformed> {
@@ -164,18 +152,9 @@ pub fn parse_previous_gtids(body: &[u8]) -> Result<GtidSet, Malformed> {
     };
     let mut set = GtidSet::default();
     for _ in 0..count {
-        let uuid_bytes = c.take(16, "source uuid")?;
-        let hex: String = uuid_bytes.iter().map(|x| format!("{x:02x}")).collect();
-        let uuid = format!(
-            "{}-{}-{}-{}-{}",
-            &hex[0..8],
-            &hex[8..12],
-            &hex[12..16],
-            &hex[16..20],
-            &hex[20..32]
-        );
+        let uuid = format_uuid(c.take(16, "source uuid")?);
         let tag = if tagged {
-            let n = read_serialization_varlen(&mut c, "tag length")? as usize;
+            let n = read_varlen_u64(&mut c, "tag length")? as usize;
             String::from_utf8_lossy(c.take(n, "tag")?).into_owned()
         } else {
             String::new()

@@ -183,27 +183,7 @@ fn sigkill_at_random_points_loses_nothing() {
             d = i
         ));
     }
-    let writer = {
-        let dir = db.dir_path().to_path_buf();
-        std::thread::spawn(move || {
-            let mut child = Command::new("bash")
-                .arg(sql_path("scripts/mariadb.sh"))
-                .arg("sql")
-                .arg(dir)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap();
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(script.as_bytes())
-                .unwrap();
-            assert!(child.wait().unwrap().success());
-        })
-    };
+    let writer = db.spawn_writer(script);
     // Kill the source at pseudo-random moments while the writer runs.
     let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
     for _ in 0..8 {
@@ -460,38 +440,20 @@ fn snapshot_of_a_million_rows_while_writes_continue_and_after_a_crash() {
 
     // Writes all over the key range while the snapshot runs: updates, deletes, inserts, and
     // primary-key moves.
-    let dir = db.dir_path().to_path_buf();
-    let writer = std::thread::spawn(move || {
-        let mut script = String::from("USE s;\n");
-        for i in 0..200u64 {
-            let k = 1 + (i * 4_999) % 1_000_000;
-            script.push_str(&format!(
-                "UPDATE t SET v = v + 1000000 WHERE id BETWEEN {k} AND {k} + 50; \
-                 DELETE FROM t WHERE id = {d}; INSERT INTO t VALUES ({n}, {i}); \
-                 UPDATE t SET id = {m} WHERE id = {k2}; SELECT SLEEP(0.01);\n",
-                d = k + 60,
-                n = 2_000_000 + i,
-                m = 3_000_000 + i,
-                k2 = k + 70,
-            ));
-        }
-        let mut child = Command::new("bash")
-            .arg(sql_path("scripts/mariadb.sh"))
-            .arg("sql")
-            .arg(dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(script.as_bytes())
-            .unwrap();
-        assert!(child.wait().unwrap().success());
-    });
+    let mut script = String::from("USE s;\n");
+    for i in 0..200u64 {
+        let k = 1 + (i * 4_999) % 1_000_000;
+        script.push_str(&format!(
+            "UPDATE t SET v = v + 1000000 WHERE id BETWEEN {k} AND {k} + 50; \
+             DELETE FROM t WHERE id = {d}; INSERT INTO t VALUES ({n}, {i}); \
+             UPDATE t SET id = {m} WHERE id = {k2}; SELECT SLEEP(0.01);\n",
+            d = k + 60,
+            n = 2_000_000 + i,
+            m = 3_000_000 + i,
+            k2 = k + 70,
+        ));
+    }
+    let writer = db.spawn_writer(script);
 
     // Crash mid-snapshot once, after at least two chunks are checkpointed.
     let mut source = capture.spawn();

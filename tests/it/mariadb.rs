@@ -13,6 +13,24 @@ fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/mariadb.sh")
 }
 
+/// scripts/mariadb.sh start, failing the test with the server's own words.
+fn run_start(dir: &Path, port: u16, options: &[&str]) {
+    let out = Command::new("bash")
+        .arg(script())
+        .args(["start", dir.to_str().unwrap(), &port.to_string()])
+        .args(options)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "starting MariaDB failed (run scripts/test.sh, which installs it): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -32,20 +50,7 @@ impl MariaDb {
     pub fn start_with(options: &[&str]) -> MariaDb {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let out = Command::new("bash")
-            .arg(script())
-            .args(["start", dir.path().to_str().unwrap(), &port.to_string()])
-            .args(options)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "starting MariaDB failed (run scripts/test.sh, which installs it): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_start(dir.path(), port, options);
         MariaDb { dir, port }
     }
 
@@ -62,19 +67,33 @@ impl MariaDb {
             .status()
             .unwrap();
         assert!(stop.success());
-        let out = Command::new("bash")
-            .arg(script())
-            .args(["start", dir, &self.port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "restart: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_start(self.dir.path(), self.port, &[]);
+    }
+
+    /// Feeds `script` to a client in the background, as a concurrent writer.
+    pub fn spawn_writer(&self, script: String) -> std::thread::JoinHandle<()> {
+        let dir = self.dir.path().to_path_buf();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut child = Command::new("bash")
+                .arg(self::script())
+                .arg("sql")
+                .arg(dir)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(script.as_bytes())
+                .unwrap();
+            assert!(
+                child.wait().unwrap().success(),
+                "the background writer's SQL failed"
+            );
+        })
     }
 
     pub fn datadir(&self) -> PathBuf {

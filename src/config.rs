@@ -118,6 +118,41 @@ pub struct TransportConfig {
     /// The logical server name: `source.name` in events, the topic prefix in Kafka.
     #[serde(default = "default_topic_prefix")]
     pub topic_prefix: String,
+    /// Kafka: `host:port[,host:port...]`.
+    #[serde(default)]
+    pub bootstrap_servers: Option<String>,
+    /// Kafka: the sink's consumer group.
+    #[serde(default)]
+    pub group_id: Option<String>,
+    /// Kafka: partitions of topics binlake creates.
+    #[serde(default = "default_partitions")]
+    pub partitions: i32,
+    /// Kafka: replication factor of topics binlake creates.
+    #[serde(default = "default_replication")]
+    pub replication_factor: i32,
+    /// Kafka: `none`, `gzip`, `snappy`, `lz4`.
+    #[serde(default = "default_compression")]
+    pub compression: String,
+    /// Kafka: a tombstone (key, no value) after each delete, as Debezium's
+    /// `tombstones.on.delete`.
+    #[serde(default = "default_true")]
+    pub tombstones_on_delete: bool,
+    /// Kafka: settings passed to librdkafka as they are (`security.protocol`, `sasl.*`, ...).
+    #[serde(default)]
+    pub librdkafka: std::collections::BTreeMap<String, String>,
+}
+
+fn default_partitions() -> i32 {
+    1
+}
+fn default_replication() -> i32 {
+    1
+}
+fn default_compression() -> String {
+    "lz4".into()
+}
+fn default_true() -> bool {
+    true
 }
 
 fn default_topic_prefix() -> String {
@@ -278,6 +313,25 @@ impl Config {
                     self.source.heartbeat_secs
                 ),
             ));
+        }
+        if self.transport.kind == TransportKind::Kafka && self.transport.bootstrap_servers.is_none()
+        {
+            return Err(invalid(
+                "transport.bootstrap_servers",
+                "the kafka transport needs the brokers, host:port[,host:port...]".into(),
+            ));
+        }
+        if !["none", "gzip", "snappy", "lz4"].contains(&self.transport.compression.as_str()) {
+            return Err(invalid(
+                "transport.compression",
+                format!(
+                    "{:?}: use none, gzip, snappy or lz4",
+                    self.transport.compression
+                ),
+            ));
+        }
+        if self.transport.partitions < 1 {
+            return Err(invalid("transport.partitions", "must be at least 1".into()));
         }
         if self.transport.kind == TransportKind::Ndjson && self.transport.path.is_none() {
             return Err(invalid(

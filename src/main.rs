@@ -177,24 +177,49 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn run_source(config_path: &std::path::Path, exit_when_caught_up: bool) -> anyhow::Result<()> {
     use binlake::config::{Config, TransportKind};
-    use binlake::mysql::stream::{LiveSource, RunOptions};
     let config = Config::load(config_path)?;
-    let mut output = match config.transport.kind {
+    let t = &config.transport;
+    match t.kind {
         TransportKind::Ndjson => {
-            let path = config.transport.path.clone().unwrap_or_else(|| "-".into());
-            binlake::transport::ndjson::NdjsonOutput::open(
+            let path = t.path.clone().unwrap_or_else(|| "-".into());
+            let output = binlake::transport::ndjson::NdjsonOutput::open(
                 &path,
                 &EnvelopeOptions {
-                    name: config.transport.topic_prefix.clone(),
+                    name: t.topic_prefix.clone(),
                 },
             )
-            .with_context(|| format!("transport.path {path}"))?
+            .with_context(|| format!("transport.path {path}"))?;
+            capture(&config, output, exit_when_caught_up)
         }
-        other => anyhow::bail!(
-            "config {}: key `transport.kind`: {other:?} is not available in this build yet; use \"ndjson\"",
+        TransportKind::Kafka => {
+            let output =
+                binlake::transport::kafka::KafkaOutput::new(binlake::transport::kafka::KafkaSettings {
+                    bootstrap_servers: t.bootstrap_servers.clone().unwrap_or_default(),
+                    topic_prefix: t.topic_prefix.clone(),
+                    partitions: t.partitions,
+                    replication_factor: t.replication_factor,
+                    compression: t.compression.clone(),
+                    tombstones_on_delete: t.tombstones_on_delete,
+                    librdkafka: t.librdkafka.clone(),
+                    flush_timeout: std::time::Duration::from_secs(120),
+                })
+                .map_err(anyhow::Error::msg)?;
+            capture(&config, output, exit_when_caught_up)
+        }
+        TransportKind::Embedded => anyhow::bail!(
+            "config {}: key `transport.kind`: \"embedded\" is not available in this build yet; use \"ndjson\" or \"kafka\"",
             config_path.display()
         ),
-    };
+    }
+}
+
+/// Runs the live source into `output` until stopped (Ctrl-C) or caught up.
+fn capture<O: binlake::mysql::stream::SourceOutput>(
+    config: &binlake::config::Config,
+    mut output: O,
+    exit_when_caught_up: bool,
+) -> anyhow::Result<()> {
+    use binlake::mysql::stream::{LiveSource, RunOptions};
     let source = LiveSource::new(config.source.clone())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

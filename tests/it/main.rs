@@ -2,6 +2,7 @@
 
 mod cli;
 mod fixtures;
+mod kafka;
 mod live;
 mod mariadb;
 pub mod mariadb_replay;

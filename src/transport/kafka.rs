@@ -1,0 +1,258 @@
+//! The Kafka transport's producing side: change events to topics `<prefix>.<db>.<table>`
+//! (created when missing), keyed by the primary key as JSON, valued by the Debezium envelope.
+//! The producer is idempotent with acks=all; making the output durable flushes it and fails on
+//! any delivery error, so the source's checkpoint never passes an unacknowledged change.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::ClientContext;
+
+use crate::envelope::{Envelope, EnvelopeOptions};
+use crate::event::{ChangeEvent, Op};
+use crate::mysql::stream::{now_ms, SourceOutput};
+
+/// What the producer needs from `[transport]`.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    pub bootstrap_servers: String,
+    pub topic_prefix: String,
+    pub partitions: i32,
+    pub replication_factor: i32,
+    pub compression: String,
+    pub tombstones_on_delete: bool,
+    /// Passed to librdkafka as they are (SASL/SSL for managed Kafka, tuning).
+    pub librdkafka: BTreeMap<String, String>,
+    /// How long making the output durable may wait for acknowledgements.
+    pub flush_timeout: Duration,
+}
+
+/// Records the first delivery failure, reported at the next send or flush.
+#[derive(Default)]
+struct DeliveryReport {
+    first_failure: Mutex<Option<String>>,
+}
+
+impl ClientContext for DeliveryReport {}
+
+impl ProducerContext for DeliveryReport {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, message)) = result {
+            use rdkafka::message::Message;
+            let mut failure = self.first_failure.lock().expect("lock");
+            if failure.is_none() {
+                *failure = Some(format!("delivery to topic {} failed: {e}", message.topic()));
+            }
+        }
+    }
+}
+
+pub struct KafkaOutput {
+    producer: BaseProducer<DeliveryReport>,
+    admin: AdminClient<DefaultClientContext>,
+    settings: KafkaSettings,
+    envelope: Envelope,
+    known_topics: HashSet<String>,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    now_ms: u64,
+    changes_since_clock: u32,
+}
+
+impl KafkaOutput {
+    pub fn new(settings: KafkaSettings) -> Result<KafkaOutput, String> {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &settings.bootstrap_servers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", &settings.compression)
+            .set("linger.ms", "5")
+            .set("queue.buffering.max.messages", "200000")
+            .set("queue.buffering.max.kbytes", "262144");
+        for (k, v) in &settings.librdkafka {
+            config.set(k, v);
+        }
+        let producer: BaseProducer<DeliveryReport> = config
+            .create_with_context(DeliveryReport::default())
+            .map_err(|e| format!("transport: creating the Kafka producer: {e}"))?;
+        let admin: AdminClient<DefaultClientContext> = config
+            .create()
+            .map_err(|e| format!("transport: creating the Kafka admin client: {e}"))?;
+        Ok(KafkaOutput {
+            producer,
+            admin,
+            envelope: Envelope::new(&EnvelopeOptions {
+                name: settings.topic_prefix.clone(),
+            }),
+            settings,
+            known_topics: HashSet::new(),
+            key: Vec::with_capacity(256),
+            value: Vec::with_capacity(4096),
+            now_ms: now_ms(),
+            changes_since_clock: 0,
+        })
+    }
+
+    /// Creates the topic when it is new to this process; an existing topic is fine.
+    fn ensure_topic(&mut self, topic: &str) -> Result<(), String> {
+        if self.known_topics.contains(topic) {
+            return Ok(());
+        }
+        let exists = self
+            .producer
+            .client()
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .map(|m| {
+                m.topics()
+                    .iter()
+                    .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+            })
+            .unwrap_or(false);
+        if exists {
+            self.known_topics.insert(topic.to_string());
+            return Ok(());
+        }
+        let new = NewTopic::new(
+            topic,
+            self.settings.partitions,
+            TopicReplication::Fixed(self.settings.replication_factor),
+        );
+        let options = AdminOptions::new()
+            .request_timeout(Some(Duration::from_secs(10)))
+            .operation_timeout(Some(Duration::from_secs(10)));
+        let brokers = &self.settings.bootstrap_servers;
+        let results = futures_executor::block_on(self.admin.create_topics([&new], &options))
+            .map_err(|e| format!("creating topic {topic} on Kafka at {brokers}: {e}"))?;
+        for r in results {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((t, code)) => {
+                    return Err(format!("creating topic {t} on Kafka at {brokers}: {code}"))
+                }
+            }
+        }
+        self.known_topics.insert(topic.to_string());
+        Ok(())
+    }
+
+    fn check_deliveries(&self) -> Result<(), String> {
+        match self.producer.context().first_failure.lock().expect("lock").clone() {
+            Some(f) => Err(format!("{f}; the change was not dropped: capture stops here and resumes from the last checkpoint")),
+            None => Ok(()),
+        }
+    }
+
+    /// Produces one message, waiting (and serving delivery reports) while the local queue is
+    /// full: that is the backpressure that slows capture down to Kafka's pace.
+    fn send(
+        producer: &BaseProducer<DeliveryReport>,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) -> Result<(), String> {
+        let mut record = BaseRecord::<[u8], [u8]>::to(topic);
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        if let Some(v) = value {
+            record = record.payload(v);
+        }
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    producer.poll(Duration::from_millis(50));
+                    record = back;
+                }
+                Err((e, _)) => return Err(format!("producing to {topic}: {e}")),
+            }
+        }
+        producer.poll(Duration::ZERO);
+        Ok(())
+    }
+
+    fn publish(&mut self, topic: &str, event: &ChangeEvent<'_>) -> Result<(), String> {
+        self.key.clear();
+        self.value.clear();
+        let key = if event.op == Op::Truncate {
+            None
+        } else {
+            self.envelope
+                .write_key(event, &mut self.key)
+                .map_err(|m| format!("{} at {}: {m}", event.table.id, event.position))?;
+            Some(self.key.as_slice())
+        };
+        self.envelope
+            .write(event, self.now_ms, &mut self.value)
+            .map_err(|m| format!("{} at {}: {m}", event.table.id, event.position))?;
+        Self::send(&self.producer, topic, key, Some(&self.value))?;
+        if event.op == Op::Delete && self.settings.tombstones_on_delete {
+            // Debezium's tombstone: the key with no value, so compaction can drop the row.
+            Self::send(&self.producer, topic, key, None)?;
+        }
+        Ok(())
+    }
+}
+
+impl SourceOutput for KafkaOutput {
+    fn change(&mut self, event: &ChangeEvent<'_>) -> Result<(), String> {
+        self.check_deliveries()?;
+        if self.changes_since_clock >= 256 {
+            self.now_ms = now_ms();
+            self.changes_since_clock = 0;
+        }
+        self.changes_since_clock += 1;
+        let id = &event.table.id;
+        let topic = format!("{}.{}.{}", self.settings.topic_prefix, id.db, id.table);
+        self.ensure_topic(&topic)?;
+        if event.op == Op::Update && !event.table.primary_key.is_empty() {
+            let mut before_key = Vec::new();
+            let mut after_key = Vec::new();
+            let before_only = ChangeEvent {
+                after: None,
+                ..event.clone()
+            };
+            self.envelope
+                .write_key(&before_only, &mut before_key)
+                .map_err(|m| format!("{id}: {m}"))?;
+            self.envelope
+                .write_key(event, &mut after_key)
+                .map_err(|m| format!("{id}: {m}"))?;
+            if before_key != after_key {
+                // A primary-key change moves the row to another key: as Debezium does, a
+                // delete (and tombstone) for the old key, then a create for the new one.
+                let delete = ChangeEvent {
+                    op: Op::Delete,
+                    after: None,
+                    ..event.clone()
+                };
+                let create = ChangeEvent {
+                    op: Op::Create,
+                    before: None,
+                    ..event.clone()
+                };
+                self.publish(&topic, &delete)?;
+                return self.publish(&topic, &create);
+            }
+        }
+        self.publish(&topic, event)
+    }
+
+    fn make_durable(&mut self) -> Result<(), String> {
+        self.producer
+            .flush(self.settings.flush_timeout)
+            .map_err(|e| format!("waiting for Kafka to acknowledge: {e}"))?;
+        self.check_deliveries()?;
+        self.changes_since_clock = u32::MAX;
+        Ok(())
+    }
+}

@@ -1,0 +1,313 @@
+//! `binlake source` publishing to Kafka: librdkafka's mock cluster over loopback TCP in this
+//! test process, or the real broker in KAFKA_BOOTSTRAP_SERVERS when it is set. The source is
+//! the real binary in its own process; a consumer here reads the topics back.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use rdkafka::Message;
+use serde_json::{json, Value};
+
+use crate::mariadb::MariaDb;
+
+struct Broker {
+    mock: Option<MockCluster<'static, DefaultProducerContext>>,
+    bootstrap: String,
+}
+
+fn broker() -> Broker {
+    match std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
+        Ok(b) if !b.is_empty() => Broker {
+            mock: None,
+            bootstrap: b,
+        },
+        _ => {
+            let mock = MockCluster::new(1).unwrap();
+            let bootstrap = mock.bootstrap_servers();
+            Broker {
+                mock: Some(mock),
+                bootstrap,
+            }
+        }
+    }
+}
+
+/// A topic prefix no other run has used (real brokers keep topics).
+fn unique_prefix(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("bl{name}{}x{nanos}", std::process::id())
+}
+
+fn write_config(
+    dir: &std::path::Path,
+    db: &MariaDb,
+    broker: &Broker,
+    prefix: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    let config = format!(
+        r#"
+[source]
+url = "mysql://root@127.0.0.1:{port}"
+server_id = 4501
+snapshot = "never"
+checkpoint = "state"
+include = ["shop.*"]
+heartbeat_secs = 1
+read_timeout_secs = 3
+
+[transport]
+kind = "kafka"
+bootstrap_servers = "{bootstrap}"
+topic_prefix = "{prefix}"
+{extra}
+"#,
+        port = db.port,
+        bootstrap = broker.bootstrap
+    );
+    let path = dir.join("source.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+/// The mock cluster makes topics with several partitions when it auto-creates them; tests
+/// that check the order across keys use one partition (Kafka orders per partition).
+fn one_partition(b: &Broker, topic: &str) {
+    if let Some(mock) = &b.mock {
+        mock.create_topic(topic, 1, 1).unwrap();
+    }
+}
+
+fn run_source(config: &std::path::Path) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
+        .args(["source", "--exit-when-caught-up", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// (key, value) of every message of `topic` from the beginning, `count` of them or fewer
+/// after 30 s.
+fn consume(broker: &Broker, topic: &str, count: usize) -> Vec<(Value, Value)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .set("group.id", format!("test-{topic}"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut out = Vec::new();
+    let started = Instant::now();
+    while out.len() < count && started.elapsed() < Duration::from_secs(30) {
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m.unwrap();
+            let key = m
+                .key()
+                .map(|k| serde_json::from_slice(k).unwrap())
+                .unwrap_or(Value::Null);
+            let value = m
+                .payload()
+                .map(|v| serde_json::from_slice(v).unwrap())
+                .unwrap_or(Value::Null);
+            out.push((key, value));
+        }
+    }
+    out
+}
+
+#[test]
+fn kafka_topics_keys_tombstones_and_primary_key_moves() {
+    let db = MariaDb::start();
+    db.sql(
+        "CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY, v VARCHAR(10)); \
+         INSERT INTO shop.t VALUES (1, 'a'), (2, 'b'), (3, 'c'); UPDATE shop.t SET v = 'A' WHERE id = 1; \
+         UPDATE shop.t SET id = 20 WHERE id = 2; DELETE FROM shop.t WHERE id = 3;",
+    );
+    let b = broker();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique_prefix("keys");
+    let config = write_config(dir.path(), &db, &b, &prefix, "");
+    one_partition(&b, &format!("{prefix}.shop.t"));
+    let (code, stderr) = run_source(&config);
+    assert_eq!(code, Some(0), "{stderr}");
+    let messages = consume(&b, &format!("{prefix}.shop.t"), 9);
+    let summary: Vec<(Value, Value, Value, Value)> = messages
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v["op"].clone(),
+                v["before"].clone(),
+                v["after"].clone(),
+            )
+        })
+        .collect();
+    let n = Value::Null;
+    assert_eq!(
+        summary,
+        vec![
+            (
+                json!({"id": 1}),
+                json!("c"),
+                n.clone(),
+                json!({"id": 1, "v": "a"})
+            ),
+            (
+                json!({"id": 2}),
+                json!("c"),
+                n.clone(),
+                json!({"id": 2, "v": "b"})
+            ),
+            (
+                json!({"id": 3}),
+                json!("c"),
+                n.clone(),
+                json!({"id": 3, "v": "c"})
+            ),
+            (
+                json!({"id": 1}),
+                json!("u"),
+                json!({"id": 1, "v": "a"}),
+                json!({"id": 1, "v": "A"})
+            ),
+            // The key moves: delete + tombstone under the old key, create under the new.
+            (
+                json!({"id": 2}),
+                json!("d"),
+                json!({"id": 2, "v": "b"}),
+                n.clone()
+            ),
+            (json!({"id": 2}), n.clone(), n.clone(), n.clone()),
+            (
+                json!({"id": 20}),
+                json!("c"),
+                n.clone(),
+                json!({"id": 20, "v": "b"})
+            ),
+            (
+                json!({"id": 3}),
+                json!("d"),
+                json!({"id": 3, "v": "c"}),
+                n.clone()
+            ),
+            (json!({"id": 3}), n.clone(), n.clone(), n.clone()),
+        ]
+    );
+    assert_eq!(messages[0].1["source"]["name"], prefix);
+    assert_eq!(messages[0].1["source"]["db"], "shop");
+}
+
+#[test]
+fn transient_broker_errors_lose_and_double_nothing() {
+    let b = broker();
+    let Some(mock) = &b.mock else {
+        // Error injection needs the mock cluster; a real broker runs the other tests.
+        return;
+    };
+    let db = MariaDb::start();
+    let mut sql = String::from("CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY);");
+    for i in 1..=200 {
+        sql.push_str(&format!("INSERT INTO shop.t VALUES ({i});"));
+    }
+    db.sql(&sql);
+    // Retriable produce errors: the idempotent producer retries without reordering or doubling.
+    mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique_prefix("retry");
+    let config = write_config(dir.path(), &db, &b, &prefix, "");
+    one_partition(&b, &format!("{prefix}.shop.t"));
+    let (code, stderr) = run_source(&config);
+    assert_eq!(code, Some(0), "{stderr}");
+    let ids: Vec<u64> = consume(&b, &format!("{prefix}.shop.t"), 201)
+        .iter()
+        .map(|(k, _)| k["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, (1..=200).collect::<Vec<u64>>());
+}
+
+#[test]
+fn delivery_failure_and_broker_outage_stop_capture_without_advancing_the_checkpoint() {
+    let b = broker();
+    let Some(mock) = &b.mock else {
+        return;
+    };
+    let db = MariaDb::start();
+    db.sql("CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY); INSERT INTO shop.t VALUES (1), (2), (3);");
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique_prefix("outage");
+    let topic = format!("{prefix}.shop.t");
+    one_partition(&b, &topic);
+    let config = write_config(
+        dir.path(),
+        &db,
+        &b,
+        &prefix,
+        "[transport.librdkafka]\n\"message.timeout.ms\" = \"3000\"\n",
+    );
+    let checkpoint_pos = || -> Value {
+        let text = std::fs::read_to_string(dir.path().join("state/checkpoint.json")).unwrap();
+        serde_json::from_str::<Value>(&text).unwrap()["pos"].clone()
+    };
+
+    // A permanent produce error: the delivery report fails, capture stops, nothing is skipped.
+    mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 20],
+    );
+    let (code, stderr) = run_source(&config);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("delivery to topic {topic} failed")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("the change was not dropped"), "{stderr}");
+    let after_failure = checkpoint_pos().as_u64().unwrap();
+    mock.clear_request_errors(RDKafkaApiKey::Produce);
+
+    // The broker is down: a clear error naming it, and still no checkpoint movement.
+    mock.broker_down(1).unwrap();
+    let (code, stderr) = run_source(&config);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains(&b.bootstrap), "{stderr}");
+    let after_outage = checkpoint_pos().as_u64().unwrap();
+    mock.broker_up(1).unwrap();
+
+    // Back up: everything arrives, in order, once.
+    let (code, stderr) = run_source(&config);
+    assert_eq!(code, Some(0), "{stderr}");
+    let messages = consume(&b, &topic, 3);
+    let ids: Vec<u64> = messages
+        .iter()
+        .map(|(k, _)| k["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [1, 2, 3]);
+    // The failed runs' checkpoint never passed the first change Kafka had not acknowledged
+    // (it may pass the DDL transactions before it, which carry no message).
+    let first_change = messages[0].1["source"]["pos"].as_u64().unwrap();
+    for checkpoint in [after_failure, after_outage] {
+        assert!(
+            checkpoint <= first_change,
+            "checkpoint {checkpoint} passed the change at {first_change}"
+        );
+    }
+}

@@ -394,6 +394,13 @@ impl BinlogDecoder {
                     position: position.clone(),
                 })?;
                 for (i, id) in tables.into_iter().enumerate() {
+                    if self
+                        .table_filter
+                        .as_ref()
+                        .is_some_and(|include| !include(&id))
+                    {
+                        continue;
+                    }
                     let schema = Arc::new(self.declared_schema(&id));
                     let event = ChangeEvent {
                         table: schema,

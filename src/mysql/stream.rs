@@ -146,7 +146,6 @@ fn parse_mariadb_gtid(g: &str) -> Option<u32> {
 struct Tracker<'a, O: SourceOutput> {
     output: &'a mut O,
     store: &'a CheckpointStore,
-    filter: &'a TableFilter,
     committed: Resume,
     last_checkpoint: Instant,
     interval: Duration,
@@ -181,12 +180,7 @@ impl<O: SourceOutput> DecodeSink for Tracker<'_, O> {
     type Error = SinkError;
 
     fn change(&mut self, event: &ChangeEvent<'_>) -> Result<(), SinkError> {
-        if !self
-            .filter
-            .matches(&event.table.id.db, &event.table.id.table)
-        {
-            return Ok(());
-        }
+        // The decoder already dropped tables outside include/exclude.
         self.output.change(event).map_err(SinkError::Output)?;
         self.stats.changes += 1;
         Ok(())
@@ -520,7 +514,6 @@ impl LiveSource {
         let mut tracker = Tracker {
             output,
             store: &self.store,
-            filter: &self.filter,
             committed: resume,
             last_checkpoint: Instant::now(),
             interval: options

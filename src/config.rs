@@ -137,6 +137,12 @@ pub struct TransportConfig {
     /// `tombstones.on.delete`.
     #[serde(default = "default_true")]
     pub tombstones_on_delete: bool,
+    /// Kafka: BEGIN/END records on `<topic_prefix>.transaction`.
+    #[serde(default)]
+    pub transaction_topic: bool,
+    /// Kafka: heartbeat messages on `__debezium-heartbeat.<topic_prefix>` while idle.
+    #[serde(default)]
+    pub heartbeats: bool,
     /// Kafka: settings passed to librdkafka as they are (`security.protocol`, `sasl.*`, ...).
     #[serde(default)]
     pub librdkafka: std::collections::BTreeMap<String, String>,

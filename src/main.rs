@@ -202,6 +202,8 @@ fn run_source(config_path: &std::path::Path, exit_when_caught_up: bool) -> anyho
                     tombstones_on_delete: t.tombstones_on_delete,
                     librdkafka: t.librdkafka.clone(),
                     flush_timeout: std::time::Duration::from_secs(120),
+                    transaction_topic: t.transaction_topic,
+                    heartbeats: t.heartbeats,
                 })
                 .map_err(anyhow::Error::msg)?;
             capture(&config, output, exit_when_caught_up)

@@ -13,7 +13,7 @@ use mysql_async::{BinlogStreamRequest, Conn, Opts, OptsBuilder};
 use super::binlog_file::EventHeader;
 use super::checkpoint::{Checkpoint, CheckpointError, CheckpointStore, CHECKPOINT_VERSION};
 use super::decoder::{BinlogDecoder, Commit, Ddl, DecodeSink};
-use super::events::{parse_rotate, ROTATE, TRANSACTION_PAYLOAD};
+use super::events::{parse_rotate, HEARTBEAT, ROTATE, TRANSACTION_PAYLOAD};
 use super::gtid::GtidSet;
 use super::schema::SchemaTracker;
 use super::snapshot::{run_snapshot, SnapshotState, SnapshotTarget};
@@ -24,6 +24,14 @@ use crate::event::ChangeEvent;
 /// Where change events go: an output that can make what it received durable.
 pub trait SourceOutput {
     fn change(&mut self, event: &ChangeEvent<'_>) -> Result<(), String>;
+    /// A transaction committed; its changes came before.
+    fn commit(&mut self, _commit: &Commit) -> Result<(), String> {
+        Ok(())
+    }
+    /// The server's heartbeat while the binlog is idle, with the position it reports.
+    fn heartbeat(&mut self, _file: &str, _pos: u64) -> Result<(), String> {
+        Ok(())
+    }
     /// Makes every change received so far durable (flushed and synced, or acknowledged).
     fn make_durable(&mut self) -> Result<(), String>;
 }
@@ -187,6 +195,7 @@ impl<O: SourceOutput> DecodeSink for Tracker<'_, O> {
     }
 
     fn commit(&mut self, commit: &Commit) -> Result<(), SinkError> {
+        self.output.commit(commit).map_err(SinkError::Output)?;
         self.committed.record(commit);
         self.stats.commits += 1;
         self.dirty = true;
@@ -676,6 +685,12 @@ impl LiveSource {
                     tracker.committed.pos = pos;
                 }
                 continue;
+            }
+            if header.type_code == HEARTBEAT {
+                tracker
+                    .output
+                    .heartbeat(decoder.file(), header.log_pos as u64)
+                    .map_err(|e| Retry::Fatal(SourceError::Output(e)))?;
             }
             let offset = (header.log_pos as u64).saturating_sub(header.event_size as u64);
             decoder

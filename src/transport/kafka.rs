@@ -31,6 +31,20 @@ pub struct KafkaSettings {
     pub librdkafka: BTreeMap<String, String>,
     /// How long making the output durable may wait for acknowledgements.
     pub flush_timeout: Duration,
+    /// Publish BEGIN/END records to `<prefix>.transaction` (Debezium's
+    /// `provide.transaction.metadata`).
+    pub transaction_topic: bool,
+    /// Publish a heartbeat to `__debezium-heartbeat.<prefix>` when the server's does arrive
+    /// (the binlog is idle), as Debezium's `heartbeat.interval.ms`.
+    pub heartbeats: bool,
+}
+
+/// The transaction being published, for the transaction-metadata topic.
+struct OpenTransaction {
+    id: String,
+    ts_ms: u64,
+    /// Events per `db.table`, in first-seen order.
+    counts: Vec<(String, u64)>,
 }
 
 /// Records the first delivery failure, reported at the next send or flush.
@@ -65,6 +79,7 @@ pub struct KafkaOutput {
     value: Vec<u8>,
     now_ms: u64,
     changes_since_clock: u32,
+    open_transaction: Option<OpenTransaction>,
 }
 
 impl KafkaOutput {
@@ -99,7 +114,76 @@ impl KafkaOutput {
             value: Vec::with_capacity(4096),
             now_ms: now_ms(),
             changes_since_clock: 0,
+            open_transaction: None,
         })
+    }
+
+    fn transaction_topic(&self) -> String {
+        format!("{}.transaction", self.settings.topic_prefix)
+    }
+
+    /// `{"id": ...}`: the key of transaction-metadata records.
+    fn transaction_record(&mut self, t: &OpenTransaction, end: bool) -> Result<(), String> {
+        let key = serde_json::json!({ "id": t.id }).to_string();
+        let value = if end {
+            serde_json::json!({
+                "status": "END",
+                "id": t.id,
+                "ts_ms": self.now_ms,
+                "event_count": t.counts.iter().map(|(_, n)| n).sum::<u64>(),
+                "data_collections": t.counts.iter().map(|(c, n)| serde_json::json!({"data_collection": c, "event_count": n})).collect::<Vec<_>>(),
+            })
+        } else {
+            serde_json::json!({
+                "status": "BEGIN",
+                "id": t.id,
+                "ts_ms": t.ts_ms,
+                "event_count": null,
+                "data_collections": null,
+            })
+        }
+        .to_string();
+        let topic = self.transaction_topic();
+        self.ensure_topic(&topic)?;
+        Self::send(
+            &self.producer,
+            &topic,
+            Some(key.as_bytes()),
+            Some(value.as_bytes()),
+        )
+    }
+
+    /// Counts `event` in its transaction, publishing BEGIN when a new transaction starts.
+    fn track_transaction(&mut self, event: &ChangeEvent<'_>) -> Result<(), String> {
+        let Some(t) = &event.transaction else {
+            return Ok(());
+        };
+        if self
+            .open_transaction
+            .as_ref()
+            .is_some_and(|open| open.id != *t.id)
+        {
+            // A transaction without a commit we saw (a rollback cannot reach the binlog):
+            // close it before the next one opens.
+            let open = self.open_transaction.take().expect("checked");
+            self.transaction_record(&open, true)?;
+        }
+        if self.open_transaction.is_none() {
+            let open = OpenTransaction {
+                id: t.id.to_string(),
+                ts_ms: event.source.ts_ms,
+                counts: Vec::new(),
+            };
+            self.transaction_record(&open, false)?;
+            self.open_transaction = Some(open);
+        }
+        let collection = format!("{}.{}", event.table.id.db, event.table.id.table);
+        let open = self.open_transaction.as_mut().expect("just opened");
+        match open.counts.iter_mut().find(|(c, _)| *c == collection) {
+            Some((_, n)) => *n += 1,
+            None => open.counts.push((collection, 1)),
+        }
+        Ok(())
     }
 
     /// Creates the topic when it is new to this process; an existing topic is fine.
@@ -211,6 +295,9 @@ impl SourceOutput for KafkaOutput {
             self.changes_since_clock = 0;
         }
         self.changes_since_clock += 1;
+        if self.settings.transaction_topic {
+            self.track_transaction(event)?;
+        }
         let id = &event.table.id;
         let topic = format!("{}.{}.{}", self.settings.topic_prefix, id.db, id.table);
         self.ensure_topic(&topic)?;
@@ -245,6 +332,29 @@ impl SourceOutput for KafkaOutput {
             }
         }
         self.publish(&topic, event)
+    }
+
+    fn commit(&mut self, _commit: &crate::mysql::decoder::Commit) -> Result<(), String> {
+        if let Some(open) = self.open_transaction.take() {
+            self.transaction_record(&open, true)?;
+        }
+        Ok(())
+    }
+
+    fn heartbeat(&mut self, _file: &str, _pos: u64) -> Result<(), String> {
+        if !self.settings.heartbeats {
+            return Ok(());
+        }
+        let topic = format!("__debezium-heartbeat.{}", self.settings.topic_prefix);
+        self.ensure_topic(&topic)?;
+        let key = serde_json::json!({ "serverName": self.settings.topic_prefix }).to_string();
+        let value = serde_json::json!({ "ts_ms": now_ms() }).to_string();
+        Self::send(
+            &self.producer,
+            &topic,
+            Some(key.as_bytes()),
+            Some(value.as_bytes()),
+        )
     }
 
     fn make_durable(&mut self) -> Result<(), String> {

@@ -311,3 +311,64 @@ fn delivery_failure_and_broker_outage_stop_capture_without_advancing_the_checkpo
         );
     }
 }
+
+#[test]
+fn transaction_metadata_topic_and_heartbeats() {
+    let db = MariaDb::start();
+    db.sql(
+        "CREATE DATABASE shop; CREATE TABLE shop.a (id INT PRIMARY KEY); CREATE TABLE shop.b (id INT PRIMARY KEY); \
+         START TRANSACTION; INSERT INTO shop.a VALUES (1), (2); INSERT INTO shop.b VALUES (1); COMMIT; \
+         INSERT INTO shop.a VALUES (3);",
+    );
+    let b = broker();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique_prefix("txn");
+    for topic in ["transaction", "shop.a", "shop.b"] {
+        one_partition(&b, &format!("{prefix}.{topic}"));
+    }
+    one_partition(&b, &format!("__debezium-heartbeat.{prefix}"));
+    let config = write_config(
+        dir.path(),
+        &db,
+        &b,
+        &prefix,
+        "transaction_topic = true\nheartbeats = true",
+    );
+    // Run until the idle binlog has produced a heartbeat, then stop with Ctrl-C.
+    let mut source = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
+        .args(["source", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let heartbeats = consume(&b, &format!("__debezium-heartbeat.{prefix}"), 1);
+    std::process::Command::new("kill")
+        .args(["-INT", &source.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(source.wait().unwrap().success());
+    assert_eq!(heartbeats.len(), 1);
+    assert_eq!(heartbeats[0].0, json!({"serverName": prefix}));
+    assert!(heartbeats[0].1["ts_ms"].as_u64().unwrap() > 1_700_000_000_000);
+
+    let records = consume(&b, &format!("{prefix}.transaction"), 4);
+    let status: Vec<&str> = records
+        .iter()
+        .map(|(_, v)| v["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(status, ["BEGIN", "END", "BEGIN", "END"]);
+    let first_id = records[0].1["id"].clone();
+    assert_eq!(records[0].0, json!({"id": first_id}));
+    assert_eq!(records[1].1["id"], first_id);
+    assert_eq!(records[1].1["event_count"], 3);
+    assert_eq!(
+        records[1].1["data_collections"],
+        json!([{"data_collection": "shop.a", "event_count": 2}, {"data_collection": "shop.b", "event_count": 1}])
+    );
+    assert_eq!(records[3].1["event_count"], 1);
+    // The change events name the same transaction.
+    let a = consume(&b, &format!("{prefix}.shop.a"), 3);
+    assert_eq!(a[0].1["transaction"]["id"], first_id);
+    assert_eq!(a[2].1["transaction"]["id"], records[2].1["id"]);
+}

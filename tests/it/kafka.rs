@@ -14,12 +14,12 @@ use serde_json::{json, Value};
 
 use crate::mariadb::MariaDb;
 
-struct Broker {
+pub struct Broker {
     mock: Option<MockCluster<'static, DefaultProducerContext>>,
     bootstrap: String,
 }
 
-fn broker() -> Broker {
+pub fn broker() -> Broker {
     match std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
         Ok(b) if !b.is_empty() => Broker {
             mock: None,
@@ -37,7 +37,7 @@ fn broker() -> Broker {
 }
 
 /// A topic prefix no other run has used (real brokers keep topics).
-fn unique_prefix(name: &str) -> String {
+pub fn unique_prefix(name: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -52,6 +52,17 @@ fn write_config(
     prefix: &str,
     extra: &str,
 ) -> std::path::PathBuf {
+    write_config_for(dir, db, broker, prefix, "shop.*", extra)
+}
+
+fn write_config_for(
+    dir: &std::path::Path,
+    db: &MariaDb,
+    broker: &Broker,
+    prefix: &str,
+    include: &str,
+    extra: &str,
+) -> std::path::PathBuf {
     let config = format!(
         r#"
 [source]
@@ -59,7 +70,7 @@ url = "mysql://root@127.0.0.1:{port}"
 server_id = 4501
 snapshot = "never"
 checkpoint = "state"
-include = ["shop.*"]
+include = ["{include}"]
 heartbeat_secs = 1
 read_timeout_secs = 3
 
@@ -79,7 +90,7 @@ topic_prefix = "{prefix}"
 
 /// The mock cluster makes topics with several partitions when it auto-creates them; tests
 /// that check the order across keys use one partition (Kafka orders per partition).
-fn one_partition(b: &Broker, topic: &str) {
+pub fn one_partition(b: &Broker, topic: &str) {
     if let Some(mock) = &b.mock {
         mock.create_topic(topic, 1, 1).unwrap();
     }
@@ -97,9 +108,38 @@ fn run_source(config: &std::path::Path) -> (Option<i32>, String) {
     )
 }
 
-/// (key, value) of every message of `topic` from the beginning, `count` of them or fewer
-/// after 30 s.
-fn consume(broker: &Broker, topic: &str, count: usize) -> Vec<(Value, Value)> {
+/// Runs `binlake source --exit-when-caught-up` into Kafka for the tables `include` matches.
+pub fn run_source_with(
+    db: &MariaDb,
+    broker: &Broker,
+    dir: &std::path::Path,
+    prefix: &str,
+    include: &str,
+    extra: &str,
+) -> (Option<i32>, String) {
+    run_source(&write_config_for(dir, db, broker, prefix, include, extra))
+}
+
+/// Every message of `topic`: reads until nothing new arrives for 3 s after the first one
+/// (30 s at most).
+pub fn consume_all(broker: &Broker, topic: &str) -> Vec<(Value, Value)> {
+    let consumer = consumer_for(broker, topic);
+    let mut out = Vec::new();
+    let started = Instant::now();
+    let mut last = Instant::now();
+    // Joining the consumer group takes a moment: the 3 s of quiet count from the first message.
+    while (out.is_empty() || last.elapsed() < Duration::from_secs(3))
+        && started.elapsed() < Duration::from_secs(30)
+    {
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            out.push(key_value(&m.unwrap()));
+            last = Instant::now();
+        }
+    }
+    out
+}
+
+fn consumer_for(broker: &Broker, topic: &str) -> BaseConsumer {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &broker.bootstrap)
         .set("group.id", format!("test-{topic}"))
@@ -108,20 +148,30 @@ fn consume(broker: &Broker, topic: &str, count: usize) -> Vec<(Value, Value)> {
         .create()
         .unwrap();
     consumer.subscribe(&[topic]).unwrap();
+    consumer
+}
+
+fn key_value(m: &rdkafka::message::BorrowedMessage<'_>) -> (Value, Value) {
+    let key = m
+        .key()
+        .map(|k| serde_json::from_slice(k).unwrap())
+        .unwrap_or(Value::Null);
+    let value = m
+        .payload()
+        .map(|v| serde_json::from_slice(v).unwrap())
+        .unwrap_or(Value::Null);
+    (key, value)
+}
+
+/// (key, value) of every message of `topic` from the beginning, `count` of them or fewer
+/// after 30 s.
+fn consume(broker: &Broker, topic: &str, count: usize) -> Vec<(Value, Value)> {
+    let consumer = consumer_for(broker, topic);
     let mut out = Vec::new();
     let started = Instant::now();
     while out.len() < count && started.elapsed() < Duration::from_secs(30) {
         if let Some(m) = consumer.poll(Duration::from_millis(200)) {
-            let m = m.unwrap();
-            let key = m
-                .key()
-                .map(|k| serde_json::from_slice(k).unwrap())
-                .unwrap_or(Value::Null);
-            let value = m
-                .payload()
-                .map(|v| serde_json::from_slice(v).unwrap())
-                .unwrap_or(Value::Null);
-            out.push((key, value));
+            out.push(key_value(&m.unwrap()));
         }
     }
     out

@@ -1,8 +1,9 @@
 //! Integration tests: one test binary (so CI links once), a module per area.
 
 mod cli;
+mod debezium_consumer;
 mod fixtures;
-mod kafka;
+pub mod kafka;
 mod live;
 mod mariadb;
 pub mod mariadb_replay;

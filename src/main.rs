@@ -230,8 +230,15 @@ fn capture<O: binlake::mysql::stream::SourceOutput>(
     let stats = runtime.block_on(async {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("interrupted: finishing the current transaction and checkpointing");
+            // Ctrl-C, or SIGTERM from docker stop / Kubernetes: checkpoint and exit 0.
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("installing the SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            tracing::info!("stopping: finishing the current transaction and checkpointing");
             let _ = stop_tx.send(true);
         });
         let options = RunOptions {

@@ -238,9 +238,9 @@ fn server_restart_mid_stream_is_survived() {
     wait_for("changes after the restart", Duration::from_secs(30), || {
         capture.events().len() >= 3
     });
-    // SIGTERM-free stop: SIGINT lets it checkpoint and exit 0.
+    // SIGTERM (docker stop, Kubernetes) lets it checkpoint and exit 0.
     Command::new("kill")
-        .args(["-INT", &source.id().to_string()])
+        .args(["-TERM", &source.id().to_string()])
         .status()
         .unwrap();
     let status = source.wait().unwrap();
@@ -251,6 +251,10 @@ fn server_restart_mid_stream_is_survived() {
         .map(|e| e["after"]["id"].as_u64().unwrap())
         .collect();
     assert_eq!(ids, [1, 2, 3]);
+    // The stop checkpointed past the last change: a restart publishes nothing again.
+    let (code, stderr) = capture.run_to_end();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(capture.events().len(), 3);
 }
 
 #[test]

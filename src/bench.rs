@@ -113,3 +113,97 @@ pub fn format_replay_report(b: &ReplayBench) -> String {
     }
     s
 }
+
+/// Figures of `bench consume`.
+#[derive(Debug, Clone, Default)]
+pub struct ConsumeBench {
+    pub messages: u64,
+    pub seconds: f64,
+    /// Milliseconds from the commit time the row carries to its arrival here, sorted.
+    pub latencies_ms: Vec<i64>,
+}
+
+impl ConsumeBench {
+    fn percentile(&self, p: f64) -> Option<i64> {
+        if self.latencies_ms.is_empty() {
+            return None;
+        }
+        let i = ((self.latencies_ms.len() as f64 - 1.0) * p).round() as usize;
+        Some(self.latencies_ms[i])
+    }
+}
+
+/// Reads `topic` from the beginning until `expect` messages (or `idle` without any), timing
+/// from the first message. With `latency_column`, each change's `after.<column>` (a commit
+/// time in epoch milliseconds written by the workload) gives its commit-to-consumer latency.
+pub fn bench_consume(
+    bootstrap: &str,
+    topic: &str,
+    expect: u64,
+    latency_column: Option<&str>,
+    idle: std::time::Duration,
+) -> Result<ConsumeBench, String> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message;
+    let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("binlake-bench-{}", std::process::id()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("topic.metadata.refresh.interval.ms", "500")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .map_err(|e| format!("consumer for {bootstrap}: {e}"))?;
+    consumer
+        .subscribe(&[topic])
+        .map_err(|e| format!("subscribing to {topic}: {e}"))?;
+    let mut out = ConsumeBench::default();
+    let mut first: Option<Instant> = None;
+    let mut last = Instant::now();
+    while out.messages < expect && (first.is_none() || last.elapsed() < idle) {
+        let Some(message) = consumer.poll(std::time::Duration::from_millis(100)) else {
+            continue;
+        };
+        let message = match message {
+            Ok(m) => m,
+            // The source may not have created the topic yet.
+            Err(rdkafka::error::KafkaError::MessageConsumption(
+                rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
+            )) if first.is_none() => continue,
+            Err(e) => return Err(format!("reading {topic}: {e}")),
+        };
+        let now = crate::mysql::stream::now_ms() as i64;
+        first.get_or_insert_with(Instant::now);
+        last = Instant::now();
+        out.messages += 1;
+        if let (Some(col), Some(payload)) = (latency_column, message.payload()) {
+            let value: serde_json::Value = serde_json::from_slice(payload)
+                .map_err(|e| format!("{topic}: a message is not JSON: {e}"))?;
+            if let Some(committed) = value["after"][col].as_i64() {
+                out.latencies_ms.push(now - committed);
+            }
+        }
+    }
+    out.seconds = first.map(|f| f.elapsed().as_secs_f64()).unwrap_or(0.0);
+    out.latencies_ms.sort_unstable();
+    Ok(out)
+}
+
+/// The report `binlake bench consume` prints.
+pub fn format_consume_report(b: &ConsumeBench) -> String {
+    let mut s = format!(
+        "consumed {} messages in {:.3} s = {:.0} messages/s\n",
+        b.messages,
+        b.seconds,
+        b.messages as f64 / b.seconds.max(1e-9)
+    );
+    if let (Some(p50), Some(p99), Some(max)) =
+        (b.percentile(0.5), b.percentile(0.99), b.latencies_ms.last())
+    {
+        s.push_str(&format!(
+            "commit-to-consumer latency over {} changes: p50 {p50} ms, p99 {p99} ms, max {max} ms\n",
+            b.latencies_ms.len()
+        ));
+    }
+    s
+}

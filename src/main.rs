@@ -78,6 +78,28 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Run librdkafka's mock Kafka cluster (a real broker protocol over loopback, in memory)
+    /// until Ctrl-C; prints its bootstrap address. For trying binlake and for benchmarks.
+    MockKafka {
+        #[arg(long, default_value_t = 1)]
+        brokers: i32,
+    },
+    /// Read a topic from the beginning; print messages/s and, with --latency-column, the
+    /// commit-to-consumer latency (p50/p99) from a commit time in epoch ms each row carries.
+    Consume {
+        #[arg(long)]
+        bootstrap_servers: String,
+        #[arg(long)]
+        topic: String,
+        /// Stop after this many messages.
+        #[arg(long)]
+        expect: u64,
+        #[arg(long)]
+        latency_column: Option<String>,
+        /// Stop after this many seconds without a message.
+        #[arg(long, default_value_t = 10)]
+        idle_secs: u64,
+    },
     /// Replay binlog files into NDJSON (discarded) several times; print rows/s, MB/s, peak RSS.
     Replay {
         #[arg(required = true)]
@@ -123,6 +145,45 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             {
                 anyhow::bail!("the server is not ready for capture");
             }
+            Ok(())
+        }
+        Command::Bench(BenchCommand::MockKafka { brokers }) => {
+            let mock = rdkafka::mocking::MockCluster::new(brokers)
+                .map_err(|e| anyhow::anyhow!("starting the mock Kafka cluster: {e}"))?;
+            println!("{}", mock.bootstrap_servers());
+            std::io::stdout().flush().ok();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(async {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .expect("installing the SIGTERM handler");
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            });
+            drop(mock);
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Consume {
+            bootstrap_servers,
+            topic,
+            expect,
+            latency_column,
+            idle_secs,
+        }) => {
+            let result = binlake::bench::bench_consume(
+                &bootstrap_servers,
+                &topic,
+                expect,
+                latency_column.as_deref(),
+                std::time::Duration::from_secs(idle_secs),
+            )
+            .map_err(anyhow::Error::msg)?;
+            print!("{}", binlake::bench::format_consume_report(&result));
             Ok(())
         }
         Command::Bench(BenchCommand::Replay {

@@ -385,13 +385,15 @@ fn transaction_metadata_topic_and_heartbeats() {
         "transaction_topic = true\nheartbeats = true",
     );
     // Run until the idle binlog has produced a heartbeat, then stop with Ctrl-C.
-    let mut source = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
-        .args(["source", "--config"])
-        .arg(&config)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut source = crate::KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
+            .args(["source", "--config"])
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let heartbeats = consume(&b, &format!("__debezium-heartbeat.{prefix}"), 1);
     std::process::Command::new("kill")
         .args(["-INT", &source.id().to_string()])

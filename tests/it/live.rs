@@ -3,13 +3,14 @@
 //! a purged binlog, a 1M-row transaction.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::mariadb::MariaDb;
 use crate::mariadb_replay::{assert_all_types_state_equals_select, fold};
+use crate::KillOnDrop;
 
 struct Capture {
     dir: tempfile::TempDir,
@@ -69,13 +70,15 @@ path = "out.ndjson"
         )
     }
 
-    fn spawn(&self) -> Child {
-        self.command()
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
+    fn spawn(&self) -> KillOnDrop {
+        KillOnDrop(
+            self.command()
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
     }
 
     fn events(&self) -> Vec<Value> {

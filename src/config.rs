@@ -511,6 +511,28 @@ path = "-"
     }
 
     #[test]
+    fn librdkafka_passthrough_keeps_a_literal_dollar_and_interpolates_secrets() {
+        let text = format!(
+            "{}\nbootstrap_servers = \"ns.servicebus.windows.net:9093\"\n[transport.librdkafka]\n\"sasl.username\" = \"$ConnectionString\"\n\"sasl.password\" = \"${{DB_PASSWORD}}\"\n",
+            MINIMAL.replace("kind = \"ndjson\"\npath = \"-\"", "kind = \"kafka\"")
+        );
+        let c = Config::parse(&text, "c.toml", Path::new("."), &env).unwrap();
+        assert_eq!(c.transport.kind, TransportKind::Kafka);
+        assert_eq!(c.transport.librdkafka["sasl.username"], "$ConnectionString");
+        assert_eq!(c.transport.librdkafka["sasl.password"], "s3cret");
+        let no_brokers = text.replace(
+            "bootstrap_servers = \"ns.servicebus.windows.net:9093\"\n",
+            "",
+        );
+        let err = Config::parse(&no_brokers, "c.toml", Path::new("."), &env).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("key `transport.bootstrap_servers`"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn urls() {
         let u = SourceUrl::parse("mysql://repl:pw@db.internal:3307").unwrap();
         assert_eq!(

@@ -366,3 +366,41 @@ impl SourceOutput for KafkaOutput {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(librdkafka: &[(&str, &str)]) -> KafkaSettings {
+        KafkaSettings {
+            bootstrap_servers: "127.0.0.1:9".into(),
+            topic_prefix: "t".into(),
+            partitions: 1,
+            replication_factor: 1,
+            compression: "lz4".into(),
+            tombstones_on_delete: true,
+            librdkafka: librdkafka
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            flush_timeout: Duration::from_secs(1),
+            transaction_topic: false,
+            heartbeats: false,
+        }
+    }
+
+    #[test]
+    fn sasl_ssl_as_azure_event_hubs_wants_it_is_built_in() {
+        // Event Hubs' Kafka endpoint: SASL_SSL with PLAIN and the connection string.
+        let output = KafkaOutput::new(settings(&[
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "PLAIN"),
+            ("sasl.username", "$ConnectionString"),
+            ("sasl.password", "Endpoint=sb://example.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=v"),
+        ]));
+        assert!(output.is_ok(), "{:?}", output.err());
+        let bad = KafkaOutput::new(settings(&[("security.protocol", "CARRIER_PIGEON")]));
+        let err = bad.err().expect("an unknown protocol is refused");
+        assert!(err.contains("security.protocol"), "{err}");
+    }
+}

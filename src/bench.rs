@@ -172,7 +172,7 @@ pub fn bench_consume(
             )) if first.is_none() => continue,
             Err(e) => return Err(format!("reading {topic}: {e}")),
         };
-        let now = crate::mysql::stream::now_ms() as i64;
+        let now = crate::event::now_ms() as i64;
         first.get_or_insert_with(Instant::now);
         last = Instant::now();
         out.messages += 1;

@@ -438,6 +438,14 @@ impl DateTimeValue {
     }
 }
 
+/// Wall-clock milliseconds since the epoch: processing times (`ts_ms`) and checkpoint stamps.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// Howard Hinnant's days_from_civil: days since 1970-01-01 for a proleptic Gregorian date.
 pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };

@@ -156,15 +156,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            runtime.block_on(async {
-                let mut term =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                        .expect("installing the SIGTERM handler");
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            });
+            runtime.block_on(stop_signal());
             drop(mock);
             Ok(())
         }
@@ -291,14 +283,7 @@ fn capture<O: binlake::mysql::stream::SourceOutput>(
     let stats = runtime.block_on(async {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
-            // Ctrl-C, or SIGTERM from docker stop / Kubernetes: checkpoint and exit 0.
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("installing the SIGTERM handler");
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
+            stop_signal().await;
             tracing::info!("stopping: finishing the current transaction and checkpointing");
             let _ = stop_tx.send(true);
         });
@@ -316,6 +301,17 @@ fn capture<O: binlake::mysql::stream::SourceOutput>(
         "source stopped"
     );
     Ok(())
+}
+
+/// Resolves on Ctrl-C, or on SIGTERM (docker stop, Kubernetes): the two ways to ask binlake
+/// to finish what it is doing and exit 0.
+async fn stop_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }
 
 fn main() -> ExitCode {

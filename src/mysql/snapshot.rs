@@ -20,11 +20,11 @@ use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{Checkpoint, CheckpointStore, CHECKPOINT_VERSION};
 use super::schema::{DeclaredTable, SchemaTracker};
-use super::stream::{now_ms, SourceError, SourceOutput};
+use super::stream::{SourceError, SourceOutput};
 use crate::config::TableFilter;
 use crate::event::{
-    days_from_civil, ChangeEvent, Column, ColumnType, DateTimeValue, Op, Position, SourceInfo,
-    TableId, TableSchema, TimeValue, Value,
+    days_from_civil, now_ms, ChangeEvent, Column, ColumnType, DateTimeValue, Op, Position,
+    SourceInfo, TableId, TableSchema, TimeValue, Value,
 };
 
 /// A primary-key value as a checkpoint stores it.

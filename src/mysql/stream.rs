@@ -19,7 +19,7 @@ use super::schema::SchemaTracker;
 use super::snapshot::{run_snapshot, SnapshotState, SnapshotTarget};
 use super::BinlogError;
 use crate::config::{ResumeBy, SnapshotMode, SourceConfig, SourceUrl, TableFilter};
-use crate::event::ChangeEvent;
+use crate::event::{now_ms, ChangeEvent};
 
 /// Where change events go: an output that can make what it received durable.
 pub trait SourceOutput {
@@ -212,13 +212,6 @@ impl<O: SourceOutput> DecodeSink for Tracker<'_, O> {
         self.committed.executed.union(set);
         Ok(())
     }
-}
-
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// A connected source's view of the server.

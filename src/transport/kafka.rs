@@ -15,8 +15,9 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use rdkafka::ClientContext;
 
 use crate::envelope::{Envelope, EnvelopeOptions};
+use crate::event::now_ms;
 use crate::event::{ChangeEvent, Op};
-use crate::mysql::stream::{now_ms, SourceOutput};
+use crate::mysql::stream::SourceOutput;
 
 /// What the producer needs from `[transport]`.
 #[derive(Debug, Clone)]

@@ -7,8 +7,9 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use crate::envelope::{Envelope, EnvelopeOptions};
+use crate::event::now_ms;
 use crate::event::ChangeEvent;
-use crate::mysql::stream::{now_ms, SourceOutput};
+use crate::mysql::stream::SourceOutput;
 
 enum Target {
     /// A regular file, fsynced to make it durable.

@@ -314,10 +314,7 @@ fn delivery_failure_and_broker_outage_stop_capture_without_advancing_the_checkpo
         &prefix,
         "[transport.librdkafka]\n\"message.timeout.ms\" = \"3000\"\n",
     );
-    let checkpoint_pos = || -> Value {
-        let text = std::fs::read_to_string(dir.path().join("state/checkpoint.json")).unwrap();
-        serde_json::from_str::<Value>(&text).unwrap()["pos"].clone()
-    };
+    let checkpoint_pos = || -> Value { crate::read_checkpoint(dir.path()).unwrap()["pos"].clone() };
 
     // A permanent produce error: the delivery report fails, capture stops, nothing is skipped.
     mock.request_errors(

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::mariadb::MariaDb;
 use crate::mariadb_replay::{assert_all_types_state_equals_select, fold};
-use crate::KillOnDrop;
+use crate::{read_checkpoint, KillOnDrop};
 
 struct Capture {
     dir: tempfile::TempDir,
@@ -152,10 +152,7 @@ fn gtid_resume_on_mariadb() {
     let capture = Capture::new(&db, "resume_by = \"gtid\"");
     let (code, stderr) = capture.run_to_end();
     assert_eq!(code, Some(0), "{stderr}");
-    let checkpoint: Value = serde_json::from_str(
-        &std::fs::read_to_string(capture.dir.path().join("state/checkpoint.json")).unwrap(),
-    )
-    .unwrap();
+    let checkpoint = read_checkpoint(capture.dir.path()).unwrap();
     assert_eq!(checkpoint["gtid"], "0-1-3");
     db.sql("INSERT INTO g.t VALUES (3);");
     let (code, stderr) = capture.run_to_end();
@@ -464,11 +461,8 @@ fn snapshot_of_a_million_rows_while_writes_continue_and_after_a_crash() {
 
     // Crash mid-snapshot once, after at least two chunks are checkpointed.
     let mut source = capture.spawn();
-    let checkpoint = capture.dir.path().join("state/checkpoint.json");
     wait_for("two snapshot chunks", Duration::from_secs(120), || {
-        std::fs::read_to_string(&checkpoint)
-            .ok()
-            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        read_checkpoint(capture.dir.path())
             .and_then(|c| c["snapshot"]["tables"][0]["rows"].as_u64())
             .is_some_and(|rows| rows >= 100_000)
     });
@@ -477,10 +471,7 @@ fn snapshot_of_a_million_rows_while_writes_continue_and_after_a_crash() {
     let mut source = capture.spawn();
     writer.join().unwrap();
     wait_for("the snapshot to finish", Duration::from_secs(180), || {
-        std::fs::read_to_string(&checkpoint)
-            .ok()
-            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-            .is_some_and(|c| c["snapshot_done"] == true)
+        read_checkpoint(capture.dir.path()).is_some_and(|c| c["snapshot_done"] == true)
     });
     Command::new("kill")
         .args(["-INT", &source.id().to_string()])

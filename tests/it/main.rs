@@ -46,6 +46,13 @@ pub fn replay_ok(rel: &str) -> Vec<Value> {
     events
 }
 
+/// The source's checkpoint under `dir` (a config's folder, `checkpoint = "state"`), or None
+/// before the first one is written. The file is replaced atomically, so it always parses.
+pub fn read_checkpoint(dir: &std::path::Path) -> Option<Value> {
+    let text = std::fs::read_to_string(dir.join("state/checkpoint.json")).ok()?;
+    Some(serde_json::from_str(&text).expect("a checkpoint is always whole JSON"))
+}
+
 /// A child process killed (and reaped) when the test ends, also when it panics: every
 /// process a test starts, it stops.
 pub struct KillOnDrop(pub std::process::Child);

@@ -174,11 +174,84 @@ pub enum TransportKind {
     Embedded,
 }
 
+/// `[lake]`: where the Delta tables live and how often they are committed and maintained.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LakeConfig {
+    /// A path, `file:///...`, `az://container/path`, `abfss://container@account.dfs.core.windows.net/path`
+    /// or `https://account.blob.core.windows.net/container/path`.
+    pub url: String,
+    /// Passed to object_store: `account_name`, `account_key` / `sas_token` (use `${ENV}`),
+    /// `use_emulator`, ...
+    #[serde(default)]
+    pub storage: std::collections::BTreeMap<String, String>,
+    /// A batch is committed when it holds this many records...
+    #[serde(default = "default_max_rows")]
+    pub max_rows: usize,
+    /// ...or when its first record is this old.
+    #[serde(default = "default_max_latency_ms")]
+    pub max_latency_ms: u64,
+    /// Compact a table's small files every this many commits to it; 0 never.
+    #[serde(default = "default_optimize_every")]
+    pub optimize_every_commits: u64,
+    /// Delete unreferenced files every this many commits to a table; 0 never.
+    #[serde(default = "default_vacuum_every")]
+    pub vacuum_every_commits: u64,
+    /// Files a vacuum keeps for readers of older versions.
+    #[serde(default = "default_vacuum_retention")]
+    pub vacuum_retention_hours: u64,
+    /// A Delta checkpoint every this many table versions.
+    #[serde(default = "default_checkpoint_interval")]
+    pub checkpoint_interval: u64,
+}
+
+fn default_max_rows() -> usize {
+    50_000
+}
+fn default_max_latency_ms() -> u64 {
+    1000
+}
+fn default_optimize_every() -> u64 {
+    100
+}
+fn default_vacuum_every() -> u64 {
+    500
+}
+fn default_vacuum_retention() -> u64 {
+    168
+}
+fn default_checkpoint_interval() -> u64 {
+    100
+}
+
+impl LakeConfig {
+    pub fn settings(&self) -> crate::lake::writer::LakeSettings {
+        crate::lake::writer::LakeSettings {
+            max_rows: self.max_rows,
+            max_latency: std::time::Duration::from_millis(self.max_latency_ms),
+            optimize_every_commits: self.optimize_every_commits,
+            vacuum_every_commits: self.vacuum_every_commits,
+            vacuum_retention: std::time::Duration::from_secs(self.vacuum_retention_hours * 3600),
+            checkpoint_interval: self.checkpoint_interval,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    pub source: SourceConfig,
+    /// Needed by `source`, `run` and `check`; a sink-only config may leave it out.
+    #[serde(default)]
+    pub source: Option<SourceConfig>,
     pub transport: TransportConfig,
+    /// Needed by `sink` and `run`.
+    #[serde(default)]
+    pub lake: Option<LakeConfig>,
+    /// The folder of the config file, which relative paths are resolved against.
+    #[serde(skip)]
+    pub base: PathBuf,
+    #[serde(skip)]
+    pub file: String,
 }
 
 /// Replaces `${NAME}` with the environment variable NAME in every string of the TOML tree;
@@ -273,9 +346,13 @@ impl Config {
                     file: file.into(),
                     reason: e.to_string(),
                 })?;
-        if config.source.checkpoint.is_relative() {
-            config.source.checkpoint = base.join(&config.source.checkpoint);
+        if let Some(source) = &mut config.source {
+            if source.checkpoint.is_relative() {
+                source.checkpoint = base.join(&source.checkpoint);
+            }
         }
+        config.base = base.to_path_buf();
+        config.file = file.to_string();
         if let Some(path) = &config.transport.path {
             if path != "-" && Path::new(path).is_relative() {
                 config.transport.path = Some(base.join(path).display().to_string());
@@ -291,34 +368,16 @@ impl Config {
             key: key.into(),
             reason,
         };
-        SourceUrl::parse(&self.source.url).map_err(|r| invalid("source.url", r))?;
-        if self.source.server_id == 0 {
-            return Err(invalid(
-                "source.server_id",
-                "must be a non-zero id unique among the server's replicas".into(),
-            ));
+        if let Some(source) = &self.source {
+            self.validate_source(source, file)?;
         }
-        for (key, globs) in [
-            ("source.include", &self.source.include),
-            ("source.exclude", &self.source.exclude),
-        ] {
-            for g in globs {
-                if !g.contains('.') {
-                    return Err(invalid(key, format!("{g:?} is not a `db.table` glob")));
-                }
-                globset::Glob::new(g).map_err(|e| invalid(key, format!("{g:?}: {e}")))?;
+        if let Some(lake) = &self.lake {
+            if lake.max_rows == 0 {
+                return Err(invalid("lake.max_rows", "must be at least 1".into()));
             }
-        }
-        if self.source.heartbeat_secs == 0
-            || self.source.read_timeout_secs <= self.source.heartbeat_secs
-        {
-            return Err(invalid(
-                "source.read_timeout_secs",
-                format!(
-                    "must be longer than source.heartbeat_secs ({}), or an idle binlog looks like a dead connection",
-                    self.source.heartbeat_secs
-                ),
-            ));
+            if lake.max_latency_ms == 0 {
+                return Err(invalid("lake.max_latency_ms", "must be at least 1".into()));
+            }
         }
         if self.transport.kind == TransportKind::Kafka && self.transport.bootstrap_servers.is_none()
         {
@@ -343,6 +402,68 @@ impl Config {
             return Err(invalid(
                 "transport.path",
                 "the ndjson transport needs a file to append to (or \"-\" for stdout)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `[source]`, which `command` needs.
+    pub fn source(&self, command: &str) -> Result<&SourceConfig, ConfigError> {
+        self.source.as_ref().ok_or_else(|| ConfigError::Invalid {
+            file: self.file.clone(),
+            key: "source".into(),
+            reason: format!("`binlake {command}` needs a [source] table"),
+        })
+    }
+
+    /// `[lake]`, which `command` needs.
+    pub fn lake(&self, command: &str) -> Result<&LakeConfig, ConfigError> {
+        self.lake.as_ref().ok_or_else(|| ConfigError::Invalid {
+            file: self.file.clone(),
+            key: "lake".into(),
+            reason: format!("`binlake {command}` needs a [lake] table with at least `url`"),
+        })
+    }
+
+    /// The group the sink consumes in: `group_id`, or `binlake-<topic_prefix>`.
+    pub fn group_id(&self) -> String {
+        self.transport
+            .group_id
+            .clone()
+            .unwrap_or_else(|| format!("binlake-{}", self.transport.topic_prefix))
+    }
+
+    fn validate_source(&self, source: &SourceConfig, file: &str) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: String| ConfigError::Invalid {
+            file: file.into(),
+            key: key.into(),
+            reason,
+        };
+        SourceUrl::parse(&source.url).map_err(|r| invalid("source.url", r))?;
+        if source.server_id == 0 {
+            return Err(invalid(
+                "source.server_id",
+                "must be a non-zero id unique among the server's replicas".into(),
+            ));
+        }
+        for (key, globs) in [
+            ("source.include", &source.include),
+            ("source.exclude", &source.exclude),
+        ] {
+            for g in globs {
+                if !g.contains('.') {
+                    return Err(invalid(key, format!("{g:?} is not a `db.table` glob")));
+                }
+                globset::Glob::new(g).map_err(|e| invalid(key, format!("{g:?}: {e}")))?;
+            }
+        }
+        if source.heartbeat_secs == 0 || source.read_timeout_secs <= source.heartbeat_secs {
+            return Err(invalid(
+                "source.read_timeout_secs",
+                format!(
+                    "must be longer than source.heartbeat_secs ({}), or an idle binlog looks like a dead connection",
+                    source.heartbeat_secs
+                ),
             ));
         }
         Ok(())
@@ -464,11 +585,17 @@ path = "-"
     #[test]
     fn parses_interpolates_and_resolves_paths() {
         let c = Config::parse(MINIMAL, "c.toml", Path::new("/etc/binlake"), &env).unwrap();
-        assert_eq!(c.source.password.as_deref(), Some("s3cret"));
-        assert_eq!(c.source.checkpoint, PathBuf::from("/etc/binlake/state"));
+        assert_eq!(
+            c.source.as_ref().unwrap().password.as_deref(),
+            Some("s3cret")
+        );
+        assert_eq!(
+            c.source.as_ref().unwrap().checkpoint,
+            PathBuf::from("/etc/binlake/state")
+        );
         assert_eq!(c.transport.path.as_deref(), Some("-"));
-        assert_eq!(c.source.snapshot, SnapshotMode::Initial);
-        assert_eq!(c.source.heartbeat_secs, 5);
+        assert_eq!(c.source.as_ref().unwrap().snapshot, SnapshotMode::Initial);
+        assert_eq!(c.source.as_ref().unwrap().heartbeat_secs, 5);
         assert_eq!(c.transport.topic_prefix, "binlake");
     }
 
@@ -504,10 +631,15 @@ path = "-"
     fn shipped_connector_configs_parse() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("connectors/quickstart.toml");
         let c = Config::load(&path).unwrap();
-        assert_eq!(c.source.server_id, 5401);
-        assert_eq!(c.source.include, ["shop.*"]);
+        assert_eq!(c.source.as_ref().unwrap().server_id, 5401);
+        assert_eq!(c.source.as_ref().unwrap().include, ["shop.*"]);
         assert_eq!(c.transport.kind, TransportKind::Ndjson);
-        assert!(c.source.checkpoint.ends_with(".services/quickstart-state"));
+        assert!(c
+            .source
+            .as_ref()
+            .unwrap()
+            .checkpoint
+            .ends_with(".services/quickstart-state"));
     }
 
     #[test]

@@ -68,6 +68,17 @@ impl Ord for Position {
     }
 }
 
+impl Position {
+    /// A string that sorts like the position itself (file sequence, byte offset and row index
+    /// zero-padded), so a lake table can compare positions as plain strings.
+    pub fn sort_key(&self) -> String {
+        match self.file_sequence() {
+            Some(seq) => format!("{seq:010}:{:012}:{:08}", self.pos, self.row),
+            None => format!("{}:{:012}:{:08}", self.file, self.pos, self.row),
+        }
+    }
+}
+
 impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}:{}", self.file, self.pos, self.row)
@@ -100,7 +111,7 @@ impl fmt::Display for TableId {
 
 /// The MySQL column types binlake distinguishes. Binlog type codes map onto these together with
 /// their metadata (length, precision, fractional seconds, charset).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ColumnType {
     TinyInt,
     SmallInt,
@@ -181,7 +192,7 @@ pub enum Charset {
 }
 
 /// One column of a table schema.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Column {
     pub name: String,
     pub column_type: ColumnType,
@@ -220,7 +231,7 @@ impl Column {
 
 /// The columns of a table as binlake decodes it: from the binlog's table map, completed with
 /// names and details from the tracked schema when the table map does not carry them.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TableSchema {
     pub id: TableId,
     pub columns: Vec<Column>,

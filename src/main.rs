@@ -66,6 +66,23 @@ enum Command {
         #[arg(long)]
         exit_when_caught_up: bool,
     },
+    /// Consume the Kafka topics `source` publishes and apply them to the lake (`[lake]`).
+    Sink {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Stop once everything that was in the topics at start is in the lake.
+        #[arg(long)]
+        exit_when_caught_up: bool,
+    },
+    /// Capture and apply in one process: through Kafka, or in-process with
+    /// `[transport] kind = "embedded"`.
+    Run {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Stop once everything up to the server's binlog position at start is in the lake.
+        #[arg(long)]
+        exit_when_caught_up: bool,
+    },
     /// Check that the server is ready for capture; exits 1 when something blocks it.
     Check {
         #[arg(long, value_name = "FILE")]
@@ -131,13 +148,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             exit_when_caught_up,
         } => run_source(&config, exit_when_caught_up),
+        Command::Sink {
+            config,
+            exit_when_caught_up,
+        } => run_sink(&config, exit_when_caught_up),
+        Command::Run {
+            config,
+            exit_when_caught_up,
+        } => run_pipeline(&config, exit_when_caught_up),
         Command::Check { config } => {
             let config = binlake::config::Config::load(&config)?;
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            let findings = runtime.block_on(binlake::mysql::check::check(&config.source))?;
+            let findings =
+                runtime.block_on(binlake::mysql::check::check(config.source("check")?))?;
             print!("{}", binlake::mysql::check::format_report(&findings));
             if findings
                 .iter()
@@ -245,27 +271,214 @@ fn run_source(config_path: &std::path::Path, exit_when_caught_up: bool) -> anyho
             capture(&config, output, exit_when_caught_up)
         }
         TransportKind::Kafka => {
-            let output =
-                binlake::transport::kafka::KafkaOutput::new(binlake::transport::kafka::KafkaSettings {
-                    bootstrap_servers: t.bootstrap_servers.clone().unwrap_or_default(),
-                    topic_prefix: t.topic_prefix.clone(),
-                    partitions: t.partitions,
-                    replication_factor: t.replication_factor,
-                    compression: t.compression.clone(),
-                    tombstones_on_delete: t.tombstones_on_delete,
-                    librdkafka: t.librdkafka.clone(),
-                    flush_timeout: std::time::Duration::from_secs(120),
-                    transaction_topic: t.transaction_topic,
-                    heartbeats: t.heartbeats,
-                })
-                .map_err(anyhow::Error::msg)?;
+            let output = kafka_output(&config)?;
             capture(&config, output, exit_when_caught_up)
         }
         TransportKind::Embedded => anyhow::bail!(
-            "config {}: key `transport.kind`: \"embedded\" is not available in this build yet; use \"ndjson\" or \"kafka\"",
+            "config {}: key `transport.kind`: \"embedded\" joins capture and apply in one process: use `binlake run`",
             config_path.display()
         ),
     }
+}
+
+fn kafka_output(
+    config: &binlake::config::Config,
+) -> anyhow::Result<binlake::transport::kafka::KafkaOutput> {
+    let t = &config.transport;
+    binlake::transport::kafka::KafkaOutput::new(binlake::transport::kafka::KafkaSettings {
+        bootstrap_servers: t.bootstrap_servers.clone().unwrap_or_default(),
+        topic_prefix: t.topic_prefix.clone(),
+        partitions: t.partitions,
+        replication_factor: t.replication_factor,
+        compression: t.compression.clone(),
+        tombstones_on_delete: t.tombstones_on_delete,
+        librdkafka: t.librdkafka.clone(),
+        flush_timeout: std::time::Duration::from_secs(120),
+        transaction_topic: t.transaction_topic,
+        heartbeats: t.heartbeats,
+    })
+    .map_err(anyhow::Error::msg)
+}
+
+fn kafka_input(
+    config: &binlake::config::Config,
+) -> anyhow::Result<binlake::transport::kafka_input::KafkaInput> {
+    let t = &config.transport;
+    binlake::transport::kafka_input::KafkaInput::new(
+        binlake::transport::kafka_input::KafkaInputSettings {
+            bootstrap_servers: t.bootstrap_servers.clone().unwrap_or_default(),
+            topic_prefix: t.topic_prefix.clone(),
+            group_id: config.group_id(),
+            librdkafka: t.librdkafka.clone(),
+        },
+    )
+    .map_err(anyhow::Error::msg)
+}
+
+fn lake_writer(
+    config: &binlake::config::Config,
+    command: &str,
+) -> anyhow::Result<binlake::lake::writer::LakeWriter> {
+    let lake = config.lake(command)?;
+    let storage = binlake::lake::storage::LakeStorage::new(&lake.url, &lake.storage, &config.base)
+        .with_context(|| format!("config {}", config.file))?;
+    Ok(binlake::lake::writer::LakeWriter::new(
+        storage,
+        lake.settings(),
+    ))
+}
+
+/// A runtime whose workers serve the stop signal while the main thread blocks on Kafka.
+fn sink_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn report_sink(stats: &binlake::pipeline::SinkStats, writer: &binlake::lake::writer::LakeWriter) {
+    let m = &writer.metrics;
+    tracing::info!(
+        records = stats.records,
+        batches = stats.batches,
+        changes = m.changes_applied,
+        commits = m.commits,
+        dead_letters = m.dead_letters,
+        "sink stopped"
+    );
+}
+
+fn run_sink(config_path: &std::path::Path, exit_when_caught_up: bool) -> anyhow::Result<()> {
+    use binlake::config::{Config, TransportKind};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let config = Config::load(config_path)?;
+    if config.transport.kind != TransportKind::Kafka {
+        anyhow::bail!(
+            "config {}: key `transport.kind`: `binlake sink` consumes Kafka; with \"embedded\" use `binlake run`",
+            config_path.display()
+        );
+    }
+    let mut writer = lake_writer(&config, "sink")?;
+    let mut input = kafka_input(&config)?;
+    let runtime = sink_runtime()?;
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    runtime.spawn(async move {
+        stop_signal().await;
+        tracing::info!("stopping: committing the current batch");
+        flag.store(true, Ordering::Relaxed);
+    });
+    let options = binlake::pipeline::SinkOptions {
+        exit_when_caught_up,
+        source_done: None,
+    };
+    let stats = runtime.block_on(async {
+        writer.prepare().await?;
+        binlake::pipeline::sink_kafka(&mut writer, &mut input, &options, &stop)
+            .await
+            .map_err(anyhow::Error::from)
+    })?;
+    report_sink(&stats, &writer);
+    Ok(())
+}
+
+fn run_pipeline(config_path: &std::path::Path, exit_when_caught_up: bool) -> anyhow::Result<()> {
+    use binlake::config::{Config, TransportKind};
+    use binlake::transport::embedded::{channel, EmbeddedOutput};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let config = Config::load(config_path)?;
+    config.source("run")?;
+    let mut writer = lake_writer(&config, "run")?;
+    let runtime = sink_runtime()?;
+    runtime.block_on(writer.prepare())?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let signal_tx = stop_tx.clone();
+    runtime.spawn(async move {
+        stop_signal().await;
+        tracing::info!("stopping: finishing the current transaction, committing and checkpointing");
+        let _ = signal_tx.send(true);
+        flag.store(true, Ordering::Relaxed);
+    });
+    match config.transport.kind {
+        TransportKind::Embedded => {
+            let (tx, rx) = channel();
+            let output = EmbeddedOutput::new(tx, &config.transport.topic_prefix, std::time::Duration::from_secs(600));
+            let source_config = config.clone();
+            let source = std::thread::spawn(move || {
+                let mut output = output;
+                let result = capture_with(&source_config, &mut output, exit_when_caught_up, stop_rx);
+                output.finish();
+                result
+            });
+            let sunk = runtime.block_on(binlake::pipeline::sink_embedded(&mut writer, rx));
+            let captured = source.join().map_err(|_| anyhow::anyhow!("the source thread panicked"))?;
+            let stats = sunk?;
+            captured?;
+            report_sink(&stats, &writer);
+            Ok(())
+        }
+        TransportKind::Kafka => {
+            let mut output = kafka_output(&config)?;
+            let mut input = kafka_input(&config)?;
+            let done = Arc::new(AtomicBool::new(false));
+            let source_done = done.clone();
+            let source_config = config.clone();
+            let source = std::thread::spawn(move || {
+                let result = capture_with(&source_config, &mut output, exit_when_caught_up, stop_rx);
+                source_done.store(true, Ordering::Release);
+                result
+            });
+            let options = binlake::pipeline::SinkOptions {
+                exit_when_caught_up,
+                source_done: exit_when_caught_up.then_some(done),
+            };
+            let sunk = runtime.block_on(binlake::pipeline::sink_kafka(&mut writer, &mut input, &options, &stop));
+            if sunk.is_err() {
+                let _ = stop_tx.send(true);
+            }
+            let captured = source.join().map_err(|_| anyhow::anyhow!("the source thread panicked"))?;
+            let stats = sunk?;
+            captured?;
+            report_sink(&stats, &writer);
+            Ok(())
+        }
+        TransportKind::Ndjson => anyhow::bail!(
+            "config {}: key `transport.kind`: `binlake run` applies to the lake through \"kafka\" or \"embedded\"",
+            config_path.display()
+        ),
+    }
+}
+
+/// Runs the live source into `output` on this thread until `stop`, caught up, or an error.
+fn capture_with<O: binlake::mysql::stream::SourceOutput>(
+    config: &binlake::config::Config,
+    output: &mut O,
+    exit_when_caught_up: bool,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    use binlake::mysql::stream::{LiveSource, RunOptions};
+    let source = LiveSource::new(config.source("run")?.clone())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let options = RunOptions {
+        exit_when_caught_up,
+        checkpoint_interval: None,
+    };
+    let stats = runtime.block_on(source.run(output, &options, stop))?;
+    tracing::info!(
+        changes = stats.changes,
+        commits = stats.commits,
+        checkpoints = stats.checkpoints,
+        reconnects = stats.reconnects,
+        "source stopped"
+    );
+    Ok(())
 }
 
 /// Runs the live source into `output` until stopped (Ctrl-C) or caught up.
@@ -275,7 +488,7 @@ fn capture<O: binlake::mysql::stream::SourceOutput>(
     exit_when_caught_up: bool,
 ) -> anyhow::Result<()> {
     use binlake::mysql::stream::{LiveSource, RunOptions};
-    let source = LiveSource::new(config.source.clone())?;
+    let source = LiveSource::new(config.source("source")?.clone())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

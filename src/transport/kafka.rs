@@ -1,10 +1,12 @@
 //! The Kafka transport's producing side: change events to topics `<prefix>.<db>.<table>`
-//! (created when missing), keyed by the primary key as JSON, valued by the Debezium envelope.
+//! (created when missing), keyed by the primary key as JSON, valued by the Debezium envelope,
+//! with a header naming the table schema, which is published once to
+//! `__binlake-schemas.<prefix>`.
 //! The producer is idempotent with acks=all; making the output durable flushes it and fails on
 //! any delivery error, so the source's checkpoint never passes an unacknowledged change.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -14,9 +16,11 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
 
-use crate::envelope::{Envelope, EnvelopeOptions};
+use rdkafka::message::{Header, OwnedHeaders};
+
+use super::record::{schema_fingerprint, schema_topic, table_topic, RecordEncoder, SCHEMA_HEADER};
 use crate::event::now_ms;
-use crate::event::{ChangeEvent, Op};
+use crate::event::{ChangeEvent, TableSchema};
 use crate::mysql::stream::SourceOutput;
 
 /// What the producer needs from `[transport]`.
@@ -74,10 +78,11 @@ pub struct KafkaOutput {
     producer: BaseProducer<DeliveryReport>,
     admin: AdminClient<DefaultClientContext>,
     settings: KafkaSettings,
-    envelope: Envelope,
+    encoder: RecordEncoder,
     known_topics: HashSet<String>,
-    key: Vec<u8>,
-    value: Vec<u8>,
+    /// Schemas already on the schema topic, by the address of the `Arc` the decoder shares
+    /// (kept alive here, so an address is never reused for another schema).
+    published_schemas: HashMap<usize, (Arc<TableSchema>, String)>,
     now_ms: u64,
     changes_since_clock: u32,
     open_transaction: Option<OpenTransaction>,
@@ -106,13 +111,10 @@ impl KafkaOutput {
         Ok(KafkaOutput {
             producer,
             admin,
-            envelope: Envelope::new(&EnvelopeOptions {
-                name: settings.topic_prefix.clone(),
-            }),
+            encoder: RecordEncoder::new(&settings.topic_prefix, settings.tombstones_on_delete),
             settings,
             known_topics: HashSet::new(),
-            key: Vec::with_capacity(256),
-            value: Vec::with_capacity(4096),
+            published_schemas: HashMap::new(),
             now_ms: now_ms(),
             changes_since_clock: 0,
             open_transaction: None,
@@ -151,6 +153,7 @@ impl KafkaOutput {
             &topic,
             Some(key.as_bytes()),
             Some(value.as_bytes()),
+            None,
         )
     }
 
@@ -243,8 +246,15 @@ impl KafkaOutput {
         topic: &str,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
+        schema_id: Option<&str>,
     ) -> Result<(), String> {
         let mut record = BaseRecord::<[u8], [u8]>::to(topic);
+        if let Some(id) = schema_id {
+            record = record.headers(OwnedHeaders::new().insert(Header {
+                key: SCHEMA_HEADER,
+                value: Some(id),
+            }));
+        }
         if let Some(k) = key {
             record = record.key(k);
         }
@@ -265,26 +275,28 @@ impl KafkaOutput {
         Ok(())
     }
 
-    fn publish(&mut self, topic: &str, event: &ChangeEvent<'_>) -> Result<(), String> {
-        self.key.clear();
-        self.value.clear();
-        let key = if event.op == Op::Truncate {
-            None
-        } else {
-            self.envelope
-                .write_key(event, &mut self.key)
-                .map_err(|m| format!("{} at {}: {m}", event.table.id, event.position))?;
-            Some(self.key.as_slice())
-        };
-        self.envelope
-            .write(event, self.now_ms, &mut self.value)
-            .map_err(|m| format!("{} at {}: {m}", event.table.id, event.position))?;
-        Self::send(&self.producer, topic, key, Some(&self.value))?;
-        if event.op == Op::Delete && self.settings.tombstones_on_delete {
-            // Debezium's tombstone: the key with no value, so compaction can drop the row.
-            Self::send(&self.producer, topic, key, None)?;
+    /// The schema id of `table`, publishing the schema (and waiting for its acknowledgement)
+    /// the first time, so a sink never sees a data message whose schema it cannot find.
+    fn schema_id(&mut self, table: &Arc<TableSchema>) -> Result<String, String> {
+        let address = Arc::as_ptr(table) as usize;
+        if let Some((_, id)) = self.published_schemas.get(&address) {
+            return Ok(id.clone());
         }
-        Ok(())
+        let id = schema_fingerprint(table);
+        let topic = schema_topic(&self.settings.topic_prefix);
+        self.ensure_topic(&topic)?;
+        let value = serde_json::json!({ "id": id, "table": &**table }).to_string();
+        Self::send(
+            &self.producer,
+            &topic,
+            Some(id.as_bytes()),
+            Some(value.as_bytes()),
+            None,
+        )?;
+        self.make_durable()?;
+        self.published_schemas
+            .insert(address, (Arc::clone(table), id.clone()));
+        Ok(id)
     }
 }
 
@@ -299,40 +311,13 @@ impl SourceOutput for KafkaOutput {
         if self.settings.transaction_topic {
             self.track_transaction(event)?;
         }
-        let id = &event.table.id;
-        let topic = format!("{}.{}.{}", self.settings.topic_prefix, id.db, id.table);
+        let topic = table_topic(&self.settings.topic_prefix, &event.table.id);
         self.ensure_topic(&topic)?;
-        if event.op == Op::Update && !event.table.primary_key.is_empty() {
-            let mut before_key = Vec::new();
-            let mut after_key = Vec::new();
-            let before_only = ChangeEvent {
-                after: None,
-                ..event.clone()
-            };
-            self.envelope
-                .write_key(&before_only, &mut before_key)
-                .map_err(|m| format!("{id}: {m}"))?;
-            self.envelope
-                .write_key(event, &mut after_key)
-                .map_err(|m| format!("{id}: {m}"))?;
-            if before_key != after_key {
-                // A primary-key change moves the row to another key: as Debezium does, a
-                // delete (and tombstone) for the old key, then a create for the new one.
-                let delete = ChangeEvent {
-                    op: Op::Delete,
-                    after: None,
-                    ..event.clone()
-                };
-                let create = ChangeEvent {
-                    op: Op::Create,
-                    before: None,
-                    ..event.clone()
-                };
-                self.publish(&topic, &delete)?;
-                return self.publish(&topic, &create);
-            }
-        }
-        self.publish(&topic, event)
+        let schema_id = self.schema_id(&event.table)?;
+        let producer = &self.producer;
+        self.encoder.encode(event, self.now_ms, &mut |key, value| {
+            Self::send(producer, &topic, key, value, Some(&schema_id))
+        })
     }
 
     fn commit(&mut self, _commit: &crate::mysql::decoder::Commit) -> Result<(), String> {
@@ -355,6 +340,7 @@ impl SourceOutput for KafkaOutput {
             &topic,
             Some(key.as_bytes()),
             Some(value.as_bytes()),
+            None,
         )
     }
 

@@ -4,6 +4,7 @@ mod cli;
 mod debezium_consumer;
 mod fixtures;
 pub mod kafka;
+pub mod lake;
 mod live;
 mod mariadb;
 pub mod mariadb_replay;

@@ -1,0 +1,1268 @@
+//! The lake writer: applies batches of transport records to the Delta tables of each source
+//! table (bronze, then history, then silver) and to the dead-letter table, exactly once.
+//!
+//! Every commit carries, atomically with its data, what the table now holds: a Delta `txn`
+//! action per Kafka partition (app id `binlake:<topic>:<partition>`, version = the next offset)
+//! and, in the commit info under `binlake`, the same offsets plus the last streamed binlog
+//! position per source partition. A record at an offset or position a table already holds is
+//! not applied to it again, so a sink killed anywhere and a source that re-publishes after a
+//! crash both leave every table as if each change had arrived once. Within silver and history,
+//! a change at or before the position already applied to its key is ignored, which keeps a
+//! late snapshot row or a replayed older insert from resurrecting a deleted row.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Not;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deltalake::arrow::array::{
+    Array, ArrayRef, BooleanArray, Date32Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use deltalake::datafusion::prelude::{col, lit, Expr, SessionContext};
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::Transaction;
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableError};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use super::change::{parse, source_partition, ChangeOp, LakeChange};
+use super::storage::LakeStorage;
+use super::types::{arrow_type, build_array, utc_micros};
+use super::LakeError;
+use crate::event::{now_ms, TableId, TableSchema};
+use crate::transport::record::Record;
+
+/// Commit cadence and table maintenance (`[lake]`).
+#[derive(Debug, Clone)]
+pub struct LakeSettings {
+    pub max_rows: usize,
+    pub max_latency: Duration,
+    /// Compact a table's small files after this many commits to it (0: never).
+    pub optimize_every_commits: u64,
+    /// Remove files no longer referenced after this many commits to a table (0: never).
+    pub vacuum_every_commits: u64,
+    pub vacuum_retention: Duration,
+    /// A Delta checkpoint every this many versions (`delta.checkpointInterval`).
+    pub checkpoint_interval: u64,
+}
+
+impl Default for LakeSettings {
+    fn default() -> Self {
+        LakeSettings {
+            max_rows: 50_000,
+            max_latency: Duration::from_millis(1000),
+            optimize_every_commits: 100,
+            vacuum_every_commits: 500,
+            vacuum_retention: Duration::from_secs(7 * 24 * 3600),
+            checkpoint_interval: 100,
+        }
+    }
+}
+
+/// What a table holds of its sources, recorded in each commit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LayerState {
+    /// The next Kafka offset per `topic:partition`.
+    #[serde(default)]
+    pub offsets: BTreeMap<String, i64>,
+    /// The order key of the last streamed change per source partition.
+    #[serde(default)]
+    pub positions: BTreeMap<String, String>,
+    /// Silver and history: the key columns the table is built on.
+    #[serde(default)]
+    pub key: Vec<String>,
+}
+
+const STATE_KEY: &str = "binlake";
+
+/// Counters the sink reports.
+#[derive(Debug, Clone, Default)]
+pub struct LakeMetrics {
+    pub records: u64,
+    pub changes_applied: u64,
+    pub dead_letters: u64,
+    pub commits: u64,
+    pub last_batch: Duration,
+    pub optimizes: u64,
+    pub vacuums: u64,
+}
+
+fn delta_err(table: &str) -> impl Fn(DeltaTableError) -> LakeError + '_ {
+    move |source| LakeError::Delta {
+        table: table.to_string(),
+        source: Box::new(source),
+    }
+}
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn qualified(alias: &str, name: &str) -> Expr {
+    col(format!("{alias}.{}", quote(name)))
+}
+
+/// One Delta table and what it holds.
+struct Layer {
+    path: String,
+    /// Always present between operations (taken while one runs); the table may not exist
+    /// yet, see [`Layer::exists`].
+    table: Option<DeltaTable>,
+    state: LayerState,
+    commits: u64,
+}
+
+impl Layer {
+    async fn open(storage: &LakeStorage, path: String) -> Result<Layer, LakeError> {
+        let url = storage.table_url(&path)?;
+        let table = DeltaTable::try_from_url_with_storage_options(url, storage.options().clone())
+            .await
+            .map_err(delta_err(&path))?;
+        let state = if table.version().is_some() {
+            load_state(&table).await.map_err(delta_err(&path))?
+        } else {
+            LayerState::default()
+        };
+        Ok(Layer {
+            path,
+            table: Some(table),
+            state,
+            commits: 0,
+        })
+    }
+
+    fn exists(&self) -> bool {
+        self.table.as_ref().is_some_and(|t| t.version().is_some())
+    }
+
+    /// The table, when it exists.
+    fn existing(&self) -> Option<&DeltaTable> {
+        self.table.as_ref().filter(|t| t.version().is_some())
+    }
+
+    fn holds(&self, c: &LakeChange) -> bool {
+        let sp = c.source_partition();
+        if let (Some(offset), Some(next)) = (c.offset, self.state.offsets.get(&sp)) {
+            if offset < *next {
+                return true;
+            }
+        }
+        !c.snapshot
+            && self
+                .state
+                .positions
+                .get(&sp)
+                .is_some_and(|last| c.order.as_str() <= last.as_str())
+    }
+
+    fn arrow_schema(&self) -> Option<SchemaRef> {
+        self.existing()
+            .and_then(|t| t.snapshot().ok())
+            .map(|s| s.snapshot().arrow_schema())
+    }
+
+    /// The state after `changes`, with `consumed` as the next offsets of their partitions.
+    fn next_state(&self, changes: &[&LakeChange], consumed: &BTreeMap<String, i64>) -> LayerState {
+        let mut state = self.state.clone();
+        for (sp, next) in consumed {
+            let e = state.offsets.entry(sp.clone()).or_insert(*next);
+            *e = (*e).max(*next);
+        }
+        for c in changes.iter().filter(|c| !c.snapshot) {
+            let e = state
+                .positions
+                .entry(c.source_partition())
+                .or_insert_with(|| c.order.clone());
+            if c.order > *e {
+                *e = c.order.clone();
+            }
+        }
+        state
+    }
+
+    fn properties(&self, state: &LayerState, config: &LakeSettings) -> CommitProperties {
+        let txns = state
+            .offsets
+            .iter()
+            .map(|(sp, next)| Transaction::new(format!("binlake:{sp}"), *next))
+            .collect();
+        let _ = config;
+        CommitProperties::default()
+            .with_application_transactions(txns)
+            .with_metadata([(
+                STATE_KEY.to_string(),
+                serde_json::to_value(state).expect("state serialises"),
+            )])
+    }
+
+    async fn append(
+        &mut self,
+        batch: RecordBatch,
+        partitions: Option<Vec<String>>,
+        state: LayerState,
+        settings: &LakeSettings,
+    ) -> Result<(), LakeError> {
+        let properties = self.properties(&state, settings);
+        let table = self.table.take().expect("a layer keeps its table");
+        let mut write = table
+            .write(vec![batch])
+            .with_save_mode(SaveMode::Append)
+            .with_schema_mode(deltalake::operations::write::SchemaMode::Merge)
+            .with_commit_properties(properties)
+            .with_configuration([(
+                "delta.checkpointInterval".to_string(),
+                Some(settings.checkpoint_interval.max(1).to_string()),
+            )]);
+        if let Some(p) = partitions {
+            write = write.with_partition_columns(p);
+        }
+        let table = write.await.map_err(delta_err(&self.path))?;
+        self.table = Some(table);
+        self.state = state;
+        self.commits += 1;
+        Ok(())
+    }
+}
+
+async fn load_state(table: &DeltaTable) -> Result<LayerState, DeltaTableError> {
+    let mut history = table.history(Some(1000));
+    while let Some(commit) = history.next().await {
+        let commit = commit?;
+        if let Some(v) = commit.info.get(STATE_KEY) {
+            if let Ok(state) = serde_json::from_value::<LayerState>(v.clone()) {
+                return Ok(state);
+            }
+        }
+    }
+    Ok(LayerState::default())
+}
+
+/// The three tables of one source table.
+struct TableLayers {
+    bronze: Layer,
+    history: Layer,
+    silver: Layer,
+}
+
+/// Applies batches of records to the lake.
+pub struct LakeWriter {
+    storage: LakeStorage,
+    settings: LakeSettings,
+    tables: HashMap<TableId, TableLayers>,
+    dead_letters: Option<Layer>,
+    pub metrics: LakeMetrics,
+}
+
+/// A poison record and why.
+struct DeadLetter<'a> {
+    record: &'a Record,
+    reason: String,
+}
+
+impl LakeWriter {
+    pub fn new(storage: LakeStorage, settings: LakeSettings) -> LakeWriter {
+        LakeWriter {
+            storage,
+            settings,
+            tables: HashMap::new(),
+            dead_letters: None,
+            metrics: LakeMetrics::default(),
+        }
+    }
+
+    pub fn settings(&self) -> &LakeSettings {
+        &self.settings
+    }
+
+    pub async fn prepare(&self) -> Result<(), LakeError> {
+        self.storage.ensure_container().await
+    }
+
+    /// The next offset per Kafka `topic:partition` every table of that topic already holds:
+    /// where consuming must resume so nothing is missed (anything earlier that comes again is
+    /// skipped per table).
+    pub async fn resume_offsets(
+        &mut self,
+        tables: &[TableId],
+    ) -> Result<BTreeMap<String, i64>, LakeError> {
+        let mut out: BTreeMap<String, i64> = BTreeMap::new();
+        for id in tables {
+            let layers = self.layers(id).await?;
+            for layer in [&layers.bronze, &layers.history, &layers.silver] {
+                for (sp, next) in &layer.state.offsets {
+                    let e = out.entry(sp.clone()).or_insert(*next);
+                    *e = (*e).min(*next);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn layers(&mut self, id: &TableId) -> Result<&mut TableLayers, LakeError> {
+        if !self.tables.contains_key(id) {
+            let layers = TableLayers {
+                bronze: Layer::open(&self.storage, format!("bronze/{}/{}", id.db, id.table))
+                    .await?,
+                history: Layer::open(
+                    &self.storage,
+                    format!("silver/{}/{}__history", id.db, id.table),
+                )
+                .await?,
+                silver: Layer::open(&self.storage, format!("silver/{}/{}", id.db, id.table))
+                    .await?,
+            };
+            self.tables.insert(id.clone(), layers);
+        }
+        Ok(self.tables.get_mut(id).expect("just inserted"))
+    }
+
+    /// Applies `records` (in the order they were consumed) and commits them.
+    pub async fn apply(&mut self, records: &[Record]) -> Result<(), LakeError> {
+        let started = Instant::now();
+        self.metrics.records += records.len() as u64;
+        // Group by topic: a topic is one source table; order within it is kept.
+        let mut groups: Vec<(String, Vec<&Record>)> = Vec::new();
+        for r in records {
+            match groups.iter_mut().find(|(t, _)| *t == r.topic) {
+                Some((_, g)) => g.push(r),
+                None => groups.push((r.topic.clone(), vec![r])),
+            }
+        }
+        let mut dead = Vec::new();
+        for (_, group) in groups {
+            let mut changes = Vec::with_capacity(group.len());
+            let mut consumed: BTreeMap<String, i64> = BTreeMap::new();
+            for r in &group {
+                if let Some(o) = r.offset {
+                    let e = consumed
+                        .entry(source_partition(&r.topic, r.partition, true))
+                        .or_insert(o + 1);
+                    *e = (*e).max(o + 1);
+                }
+                match parse(r, r.schema.as_ref()) {
+                    Ok(Some(c)) => changes.push(c),
+                    Ok(None) => {}
+                    Err(reason) => dead.push(DeadLetter { record: r, reason }),
+                }
+            }
+            // A topic's changes all belong to one table; anything else is poison.
+            let Some(first) = changes.first() else {
+                continue;
+            };
+            let id = first.schema.id.clone();
+            let (mine, strays): (Vec<LakeChange>, Vec<LakeChange>) =
+                changes.into_iter().partition(|c| c.schema.id == id);
+            for s in strays {
+                let record = group
+                    .iter()
+                    .find(|r| r.offset == s.offset && r.partition == s.partition)
+                    .expect("from this group");
+                dead.push(DeadLetter {
+                    record,
+                    reason: format!("{} on the topic of {id}", s.schema.id),
+                });
+            }
+            // A value that does not fit its column makes its record poison; the rest of the
+            // table's batch still applies. Checked one by one only when the batch fails to
+            // convert.
+            let mine = match self.apply_table(&id, &mine, &consumed).await {
+                Err(LakeError::Value { .. }) => mine,
+                other => {
+                    other?;
+                    continue;
+                }
+            };
+            {
+                let mut ok = Vec::with_capacity(mine.len());
+                for c in mine {
+                    match convertible(&c) {
+                        Ok(()) => ok.push(c),
+                        Err(reason) => {
+                            let record = group
+                                .iter()
+                                .find(|r| r.offset == c.offset && r.partition == c.partition)
+                                .expect("from this group");
+                            dead.push(DeadLetter { record, reason });
+                        }
+                    }
+                }
+                self.apply_table(&id, &ok, &consumed).await?;
+            }
+        }
+        if !dead.is_empty() {
+            self.write_dead_letters(&dead).await?;
+        }
+        self.metrics.last_batch = started.elapsed();
+        Ok(())
+    }
+
+    async fn write_dead_letters(&mut self, dead: &[DeadLetter<'_>]) -> Result<(), LakeError> {
+        if self.dead_letters.is_none() {
+            self.dead_letters = Some(Layer::open(&self.storage, "dead_letters".into()).await?);
+        }
+        let layer = self.dead_letters.as_mut().expect("opened");
+        let fresh: Vec<&DeadLetter> = dead
+            .iter()
+            .filter(|d| match d.record.offset {
+                Some(o) => layer
+                    .state
+                    .offsets
+                    .get(&source_partition(&d.record.topic, d.record.partition, true))
+                    .is_none_or(|next| o >= *next),
+                None => true,
+            })
+            .collect();
+        for d in &fresh {
+            tracing::warn!(topic = %d.record.topic, partition = d.record.partition, offset = ?d.record.offset, reason = %d.reason, "dead letter");
+        }
+        self.metrics.dead_letters += fresh.len() as u64;
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let mut consumed = BTreeMap::new();
+        for d in &fresh {
+            if let Some(o) = d.record.offset {
+                let e = consumed
+                    .entry(source_partition(&d.record.topic, d.record.partition, true))
+                    .or_insert(o + 1);
+                *e = (*e).max(o + 1);
+            }
+        }
+        let text =
+            |b: &Option<Vec<u8>>| b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned());
+        let now = now_ms() as i64 * 1000;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("reason", DataType::Utf8, false),
+            Field::new("topic", DataType::Utf8, false),
+            Field::new("partition", DataType::Int32, false),
+            Field::new("offset", DataType::Int64, true),
+            Field::new("key", DataType::Utf8, true),
+            Field::new("value", DataType::Utf8, true),
+            Field::new("ingested_at", utc_micros(), false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from_iter_values(
+                    fresh.iter().map(|d| d.reason.as_str()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    fresh.iter().map(|d| d.record.topic.as_str()),
+                )),
+                Arc::new(Int32Array::from_iter_values(
+                    fresh.iter().map(|d| d.record.partition),
+                )),
+                Arc::new(Int64Array::from_iter(fresh.iter().map(|d| d.record.offset))),
+                Arc::new(StringArray::from_iter(
+                    fresh.iter().map(|d| text(&d.record.key)),
+                )),
+                Arc::new(StringArray::from_iter(
+                    fresh.iter().map(|d| text(&d.record.value)),
+                )),
+                Arc::new(
+                    TimestampMicrosecondArray::from_iter_values(fresh.iter().map(|_| now))
+                        .with_timezone("UTC"),
+                ),
+            ],
+        )
+        .map_err(|e| LakeError::Storage {
+            table: "dead_letters".into(),
+            reason: e.to_string(),
+        })?;
+        let state = layer.next_state(&[], &consumed);
+        let settings = self.settings.clone();
+        layer.append(batch, None, state, &settings).await?;
+        self.metrics.commits += 1;
+        Ok(())
+    }
+
+    async fn apply_table(
+        &mut self,
+        id: &TableId,
+        changes: &[LakeChange],
+        consumed: &BTreeMap<String, i64>,
+    ) -> Result<(), LakeError> {
+        let settings = self.settings.clone();
+        let storage = self.storage.clone();
+        let layers = self.layers(id).await?;
+        // Bronze: every change not already there.
+        let fresh: Vec<&LakeChange> = changes.iter().filter(|c| !layers.bronze.holds(c)).collect();
+        if !fresh.is_empty() {
+            let batch = bronze_batch(&fresh)?;
+            let state = layers.bronze.next_state(&fresh, consumed);
+            layers
+                .bronze
+                .append(batch, Some(vec!["ingest_date".into()]), state, &settings)
+                .await?;
+            self.metrics.commits += 1;
+        }
+        let layers = self.tables.get_mut(id).expect("opened");
+        // Silver and history, one segment per schema version or truncate.
+        let mut start = 0;
+        while start < changes.len() {
+            let schema = &changes[start].schema;
+            let mut end = start;
+            while end < changes.len()
+                && Arc::ptr_eq(&changes[end].schema, schema) | (changes[end].schema == *schema)
+                && (changes[end].op != ChangeOp::Truncate || end == start)
+            {
+                end += 1;
+                if changes[end - 1].op == ChangeOp::Truncate {
+                    break;
+                }
+            }
+            let segment = &changes[start..end];
+            let last = end == changes.len();
+            let seg_consumed = if last {
+                consumed.clone()
+            } else {
+                let mut m = BTreeMap::new();
+                for c in segment {
+                    if let Some(o) = c.offset {
+                        let e = m.entry(c.source_partition()).or_insert(o + 1);
+                        *e = (*e).max(o + 1);
+                    }
+                }
+                m
+            };
+            let n = apply_current(layers, segment, &seg_consumed, &settings, &storage).await?;
+            self.metrics.commits += n;
+            start = end;
+        }
+        self.metrics.changes_applied += changes.len() as u64;
+        let layers = self.tables.get_mut(id).expect("opened");
+        for layer in [&mut layers.bronze, &mut layers.history, &mut layers.silver] {
+            maintain(layer, &settings, &mut self.metrics).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Compaction and vacuum on their schedules; their commits carry the table's state on.
+async fn maintain(
+    layer: &mut Layer,
+    settings: &LakeSettings,
+    metrics: &mut LakeMetrics,
+) -> Result<(), LakeError> {
+    if layer.commits == 0 {
+        return Ok(());
+    }
+    let properties = layer.properties(&layer.state.clone(), settings);
+    if !layer.exists() {
+        return Ok(());
+    }
+    if settings.optimize_every_commits > 0 && layer.commits % settings.optimize_every_commits == 0 {
+        if let Some(table) = layer.table.take() {
+            let (table, _) = table
+                .optimize()
+                .with_commit_properties(properties.clone())
+                .await
+                .map_err(delta_err(&layer.path))?;
+            layer.table = Some(table);
+            metrics.optimizes += 1;
+        }
+    }
+    if settings.vacuum_every_commits > 0 && layer.commits % settings.vacuum_every_commits == 0 {
+        if let Some(table) = layer.table.take() {
+            let retention = chrono_duration(settings.vacuum_retention);
+            let (table, _) = table
+                .vacuum()
+                .with_retention_period(retention)
+                .with_enforce_retention_duration(false)
+                .with_commit_properties(properties)
+                .await
+                .map_err(delta_err(&layer.path))?;
+            layer.table = Some(table);
+            metrics.vacuums += 1;
+        }
+    }
+    Ok(())
+}
+
+fn chrono_duration(d: Duration) -> chrono::Duration {
+    chrono::Duration::milliseconds(d.as_millis() as i64)
+}
+
+/// Whether one change's values convert into their columns; the error names the column.
+fn convertible(c: &LakeChange) -> Result<(), String> {
+    for row in [&c.before, &c.after].into_iter().flatten() {
+        for column in &c.schema.columns {
+            let value = row.get(&column.name);
+            build_array(column, &arrow_type(column), &[value])
+                .map_err(|e| format!("column {}: {e}", column.name))?;
+        }
+    }
+    Ok(())
+}
+
+fn bronze_batch(changes: &[&LakeChange]) -> Result<RecordBatch, LakeError> {
+    let now = now_ms() as i64;
+    let day = (now / 86_400_000) as i32;
+    let json = |m: &Option<serde_json::Map<String, Json>>| {
+        m.as_ref().map(|m| serde_json::to_string(m).expect("json"))
+    };
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("op", DataType::Utf8, false),
+        Field::new("before", DataType::Utf8, true),
+        Field::new("after", DataType::Utf8, true),
+        Field::new("position", DataType::Utf8, false),
+        Field::new("source_file", DataType::Utf8, false),
+        Field::new("source_pos", DataType::Int64, false),
+        Field::new("source_row", DataType::Int32, false),
+        Field::new("gtid", DataType::Utf8, true),
+        Field::new("source_ts", utc_micros(), false),
+        Field::new("snapshot", DataType::Boolean, false),
+        Field::new("kafka_topic", DataType::Utf8, true),
+        Field::new("kafka_partition", DataType::Int32, true),
+        Field::new("kafka_offset", DataType::Int64, true),
+        Field::new("ingested_at", utc_micros(), false),
+        Field::new("ingest_date", DataType::Date32, false),
+    ]));
+    let from_kafka = |c: &&LakeChange| c.offset.is_some();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            changes.iter().map(|c| c.op.code()),
+        )),
+        Arc::new(StringArray::from_iter(
+            changes.iter().map(|c| json(&c.before)),
+        )),
+        Arc::new(StringArray::from_iter(
+            changes.iter().map(|c| json(&c.after)),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            changes.iter().map(|c| c.order.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            changes.iter().map(|c| c.file.as_str()),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            changes.iter().map(|c| c.pos as i64),
+        )),
+        Arc::new(Int32Array::from_iter_values(
+            changes.iter().map(|c| c.row as i32),
+        )),
+        Arc::new(StringArray::from_iter(
+            changes.iter().map(|c| c.gtid.as_deref()),
+        )),
+        Arc::new(
+            TimestampMicrosecondArray::from_iter_values(changes.iter().map(|c| c.ts_ms * 1000))
+                .with_timezone("UTC"),
+        ),
+        Arc::new(BooleanArray::from_iter(
+            changes.iter().map(|c| Some(c.snapshot)),
+        )),
+        Arc::new(StringArray::from_iter(
+            changes
+                .iter()
+                .map(|c| from_kafka(c).then_some(c.topic.as_str())),
+        )),
+        Arc::new(Int32Array::from_iter(
+            changes.iter().map(|c| from_kafka(c).then_some(c.partition)),
+        )),
+        Arc::new(Int64Array::from_iter(changes.iter().map(|c| c.offset))),
+        Arc::new(
+            TimestampMicrosecondArray::from_iter_values(changes.iter().map(|_| now * 1000))
+                .with_timezone("UTC"),
+        ),
+        Arc::new(Date32Array::from_iter_values(changes.iter().map(|_| day))),
+    ];
+    RecordBatch::try_new(schema, columns).map_err(|e| LakeError::Storage {
+        table: "bronze".into(),
+        reason: e.to_string(),
+    })
+}
+
+/// The typed source columns of `schema` for `rows` (None: all null).
+fn typed_columns(
+    schema: &TableSchema,
+    rows: &[Option<&serde_json::Map<String, Json>>],
+    existing: Option<&SchemaRef>,
+) -> Result<(Vec<Field>, Vec<ArrayRef>), LakeError> {
+    let mut fields = Vec::with_capacity(schema.columns.len());
+    let mut arrays = Vec::with_capacity(schema.columns.len());
+    for column in &schema.columns {
+        let data_type = arrow_type(column);
+        if let Some(existing) = existing {
+            if let Ok(f) = existing.field_with_name(&column.name) {
+                if *f.data_type() != data_type {
+                    return Err(LakeError::Schema {
+                        table: schema.id.to_string(),
+                        reason: format!(
+                            "column {} changed type from {} to {} ({:?}); a Delta column cannot change type in place. Recover: stop binlake, move silver/{}/{} and its __history aside, and re-snapshot the table",
+                            column.name, f.data_type(), data_type, column.column_type, schema.id.db, schema.id.table
+                        ),
+                    });
+                }
+            }
+        }
+        let values: Vec<Option<&Json>> = rows
+            .iter()
+            .map(|r| r.and_then(|r| r.get(&column.name)))
+            .collect();
+        let array =
+            build_array(column, &data_type, &values).map_err(|reason| LakeError::Value {
+                table: schema.id.to_string(),
+                column: column.name.clone(),
+                reason,
+            })?;
+        fields.push(Field::new(&column.name, data_type, true));
+        arrays.push(array);
+    }
+    Ok((fields, arrays))
+}
+
+fn key_names(schema: &TableSchema) -> Vec<String> {
+    schema
+        .primary_key
+        .iter()
+        .map(|&i| schema.columns[i].name.clone())
+        .collect()
+}
+
+/// Applies one segment (one schema version, or one truncate) to history and silver.
+async fn apply_current(
+    layers: &mut TableLayers,
+    segment: &[LakeChange],
+    consumed: &BTreeMap<String, i64>,
+    settings: &LakeSettings,
+    _storage: &LakeStorage,
+) -> Result<u64, LakeError> {
+    let schema = Arc::clone(&segment[0].schema);
+    let fresh_history: Vec<&LakeChange> = segment
+        .iter()
+        .filter(|c| !layers.history.holds(c))
+        .collect();
+    let fresh_silver: Vec<&LakeChange> =
+        segment.iter().filter(|c| !layers.silver.holds(c)).collect();
+    if fresh_history.is_empty() && fresh_silver.is_empty() {
+        return Ok(0);
+    }
+    let mut commits = 0;
+    if segment[0].op == ChangeOp::Truncate {
+        let t = segment[0].clone();
+        if !fresh_history.is_empty() {
+            let state = layers.history.next_state(&fresh_history, consumed);
+            truncate_history(&mut layers.history, &t, state, settings).await?;
+            commits += 1;
+        }
+        if !fresh_silver.is_empty() {
+            let state = layers.silver.next_state(&fresh_silver, consumed);
+            truncate_silver(&mut layers.silver, &t, state, settings).await?;
+            commits += 1;
+        }
+        return Ok(commits);
+    }
+    let key = key_names(&schema);
+    if key.is_empty() {
+        tracing::warn!(table = %schema.id, "no primary key: the table lands in bronze only");
+        return Ok(0);
+    }
+    for layer in [&layers.history, &layers.silver] {
+        if layer.exists() && !layer.state.key.is_empty() && layer.state.key != key {
+            return Err(LakeError::Schema {
+                table: schema.id.to_string(),
+                reason: format!(
+                    "the primary key changed from ({}) to ({}); silver is keyed by it. Recover: stop binlake, move {} aside (and its __history), and re-snapshot the table",
+                    layer.state.key.join(", "),
+                    key.join(", "),
+                    layer.path
+                ),
+            });
+        }
+    }
+    // The position already applied per key: silver's row, or for a key silver does not hold,
+    // the end of its last closed version in history (a delete).
+    let mut keys: Vec<&LakeChange> = Vec::new();
+    let mut seen = HashMap::new();
+    for c in fresh_history.iter().chain(fresh_silver.iter()) {
+        if seen.insert(c.key_text(), ()).is_none() {
+            keys.push(c);
+        }
+    }
+    let applied = applied_positions(layers, &schema, &key, &keys).await?;
+    let guard = |c: &LakeChange| match applied.get(&c.key_text()) {
+        Some((position, _)) => c.order > *position,
+        None => true,
+    };
+    if !fresh_history.is_empty() {
+        let changes: Vec<&LakeChange> =
+            fresh_history.iter().copied().filter(|c| guard(c)).collect();
+        let state = layers
+            .history
+            .next_state(&fresh_history, consumed)
+            .with_key(&key);
+        write_history(
+            &mut layers.history,
+            &schema,
+            &changes,
+            &applied,
+            state,
+            settings,
+        )
+        .await?;
+        commits += 1;
+    }
+    if !fresh_silver.is_empty() {
+        let changes: Vec<&LakeChange> = fresh_silver.iter().copied().filter(|c| guard(c)).collect();
+        let state = layers
+            .silver
+            .next_state(&fresh_silver, consumed)
+            .with_key(&key);
+        write_silver(
+            &mut layers.silver,
+            &schema,
+            &changes,
+            &applied,
+            state,
+            settings,
+        )
+        .await?;
+        commits += 1;
+    }
+    Ok(commits)
+}
+
+impl LayerState {
+    fn with_key(mut self, key: &[String]) -> LayerState {
+        self.key = key.to_vec();
+        self
+    }
+}
+
+/// key text → (applied order, true when the key is live in silver).
+type Applied = HashMap<String, (String, bool)>;
+
+async fn applied_positions(
+    layers: &TableLayers,
+    schema: &TableSchema,
+    key: &[String],
+    changes: &[&LakeChange],
+) -> Result<Applied, LakeError> {
+    let mut applied = Applied::new();
+    if changes.is_empty() || (!layers.silver.exists() && !layers.history.exists()) {
+        return Ok(applied);
+    }
+    // The batch's keys as a typed table, joined with silver and history.
+    let key_schema = TableSchema {
+        columns: schema
+            .primary_key
+            .iter()
+            .map(|&i| schema.columns[i].clone())
+            .collect(),
+        primary_key: Vec::new(),
+        ..schema.clone()
+    };
+    let rows: Vec<Option<&serde_json::Map<String, Json>>> = changes
+        .iter()
+        .map(|c| c.after.as_ref().or(c.before.as_ref()))
+        .collect();
+    let (mut fields, mut arrays) = typed_columns(&key_schema, &rows, None)?;
+    fields.push(Field::new("__key", DataType::Utf8, false));
+    arrays.push(Arc::new(StringArray::from_iter_values(
+        changes.iter().map(|c| c.key_text()),
+    )));
+    let keys = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| {
+        LakeError::Storage {
+            table: schema.id.to_string(),
+            reason: e.to_string(),
+        }
+    })?;
+    let ctx = SessionContext::new();
+    ctx.register_batch("k", keys)
+        .map_err(|e| df_err(&schema.id, e))?;
+    let on = key
+        .iter()
+        .map(|k| format!("t.{q} = k.{q}", q = quote(k)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    if let Some(silver) = layers.silver.existing() {
+        silver
+            .update_datafusion_session(&ctx.state())
+            .map_err(delta_err(&layers.silver.path))?;
+        let provider = silver
+            .table_provider()
+            .await
+            .map_err(|e| df_err(&schema.id, e))?;
+        ctx.register_table("t", provider)
+            .map_err(|e| df_err(&schema.id, e))?;
+        let sql = format!("SELECT k.__key, t._cdc_position FROM k JOIN t ON {on}");
+        for (k, p) in query_pairs(&ctx, &sql, &schema.id).await? {
+            applied.insert(k, (p, true));
+        }
+        ctx.deregister_table("t")
+            .map_err(|e| df_err(&schema.id, e))?;
+    }
+    if let Some(history) = layers.history.existing() {
+        history
+            .update_datafusion_session(&ctx.state())
+            .map_err(delta_err(&layers.history.path))?;
+        let provider = history
+            .table_provider()
+            .await
+            .map_err(|e| df_err(&schema.id, e))?;
+        ctx.register_table("t", provider)
+            .map_err(|e| df_err(&schema.id, e))?;
+        let sql = format!(
+            "SELECT k.__key, max(t.__end_position) FROM k JOIN t ON {on} WHERE t.__end_position IS NOT NULL GROUP BY k.__key"
+        );
+        for (k, p) in query_pairs(&ctx, &sql, &schema.id).await? {
+            applied.entry(k).or_insert((p, false));
+        }
+    }
+    Ok(applied)
+}
+
+fn df_err(id: &TableId, e: impl std::fmt::Display) -> LakeError {
+    LakeError::Storage {
+        table: id.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+async fn query_pairs(
+    ctx: &SessionContext,
+    sql: &str,
+    id: &TableId,
+) -> Result<Vec<(String, String)>, LakeError> {
+    let batches = ctx
+        .sql(sql)
+        .await
+        .map_err(|e| df_err(id, e))?
+        .collect()
+        .await
+        .map_err(|e| df_err(id, e))?;
+    let mut out = Vec::new();
+    for b in batches {
+        let cast = |a: &ArrayRef| {
+            deltalake::arrow::compute::cast(a, &DataType::Utf8).map_err(|e| df_err(id, e))
+        };
+        let k = cast(b.column(0))?;
+        let p = cast(b.column(1))?;
+        let k = k.as_any().downcast_ref::<StringArray>().expect("utf8");
+        let p = p.as_any().downcast_ref::<StringArray>().expect("utf8");
+        for i in 0..b.num_rows() {
+            if k.is_valid(i) && p.is_valid(i) {
+                out.push((k.value(i).to_string(), p.value(i).to_string()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Silver: the last change per key, merged.
+async fn write_silver(
+    layer: &mut Layer,
+    schema: &TableSchema,
+    changes: &[&LakeChange],
+    applied: &Applied,
+    state: LayerState,
+    settings: &LakeSettings,
+) -> Result<(), LakeError> {
+    let mut last: HashMap<String, usize> = HashMap::new();
+    let mut order: Vec<String> = Vec::new();
+    for (i, c) in changes.iter().enumerate() {
+        let k = c.key_text();
+        match last.get(&k) {
+            Some(&j) if changes[j].order >= c.order => {}
+            Some(_) => {
+                last.insert(k, i);
+            }
+            None => {
+                order.push(k.clone());
+                last.insert(k, i);
+            }
+        }
+    }
+    let finals: Vec<&LakeChange> = order.iter().map(|k| changes[last[k]]).collect();
+    let any_live = finals
+        .iter()
+        .any(|c| applied.get(&c.key_text()).is_some_and(|(_, live)| *live));
+    let rows: Vec<Option<&serde_json::Map<String, Json>>> = finals
+        .iter()
+        .map(|c| c.after.as_ref().or(c.before.as_ref()))
+        .collect();
+    let existing = layer.arrow_schema();
+    let (mut fields, mut arrays) = typed_columns(schema, &rows, existing.as_ref())?;
+    fields.push(Field::new("_cdc_op", DataType::Utf8, false));
+    arrays.push(Arc::new(StringArray::from_iter_values(
+        finals.iter().map(|c| c.op.code()),
+    )));
+    fields.push(Field::new("_cdc_position", DataType::Utf8, false));
+    arrays.push(Arc::new(StringArray::from_iter_values(
+        finals.iter().map(|c| c.order.as_str()),
+    )));
+    fields.push(Field::new("_cdc_ts", utc_micros(), false));
+    arrays.push(Arc::new(
+        TimestampMicrosecondArray::from_iter_values(finals.iter().map(|c| c.ts_ms * 1000))
+            .with_timezone("UTC"),
+    ));
+    let deleted: Vec<bool> = finals.iter().map(|c| c.op == ChangeOp::Delete).collect();
+    let batch_schema = Arc::new(Schema::new(fields.clone()));
+    let make = |arrays: Vec<ArrayRef>| {
+        RecordBatch::try_new(batch_schema.clone(), arrays).map_err(|e| df_err(&schema.id, e))
+    };
+    if !layer.exists() || !any_live {
+        // Nothing to update or delete: append the live rows.
+        let keep = BooleanArray::from(deleted.iter().map(|d| !d).collect::<Vec<_>>());
+        let batch = deltalake::arrow::compute::filter_record_batch(&make(arrays)?, &keep)
+            .map_err(|e| df_err(&schema.id, e))?;
+        return layer.append(batch, None, state, settings).await;
+    }
+    fields.push(Field::new("__delete", DataType::Boolean, false));
+    arrays.push(Arc::new(BooleanArray::from(deleted)));
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields.clone())), arrays)
+        .map_err(|e| df_err(&schema.id, e))?;
+    let ctx = SessionContext::new();
+    let source = ctx.read_batch(batch).map_err(|e| df_err(&schema.id, e))?;
+    let key = key_names(schema);
+    let predicate = key
+        .iter()
+        .map(|k| qualified("t", k).eq(qualified("s", k)))
+        .reduce(Expr::and)
+        .expect("a key");
+    let columns: Vec<String> = fields
+        .iter()
+        .map(|f| f.name().clone())
+        .filter(|n| n != "__delete")
+        .collect();
+    let properties = layer.properties(&state, settings);
+    let table = layer.table.take().expect("checked");
+    let merged = table
+        .merge(source, predicate)
+        .with_source_alias("s")
+        .with_target_alias("t")
+        .with_merge_schema(true)
+        .with_commit_properties(properties)
+        .when_matched_delete(|d| d.predicate(qualified("s", "__delete")))
+        .and_then(|m| {
+            m.when_matched_update(|u| {
+                columns
+                    .iter()
+                    .fold(u.predicate(qualified("s", "__delete").not()), |u, c| {
+                        u.update(quote(c), qualified("s", c))
+                    })
+            })
+        })
+        .and_then(|m| {
+            m.when_not_matched_insert(|i| {
+                columns
+                    .iter()
+                    .fold(i.predicate(qualified("s", "__delete").not()), |i, c| {
+                        i.set(quote(c), qualified("s", c))
+                    })
+            })
+        })
+        .map_err(delta_err(&layer.path))?
+        .await;
+    match merged {
+        Ok((table, _)) => {
+            layer.table = Some(table);
+            layer.state = state;
+            layer.commits += 1;
+            Ok(())
+        }
+        Err(e) => Err(delta_err(&layer.path)(e)),
+    }
+}
+
+/// History: every change a version; the open version of a changed key is closed.
+async fn write_history(
+    layer: &mut Layer,
+    schema: &TableSchema,
+    changes: &[&LakeChange],
+    applied: &Applied,
+    state: LayerState,
+    settings: &LakeSettings,
+) -> Result<(), LakeError> {
+    // Per key, its changes in order.
+    let mut by_key: Vec<(String, Vec<&LakeChange>)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for c in changes {
+        let k = c.key_text();
+        match index.get(&k) {
+            Some(&i) => by_key[i].1.push(c),
+            None => {
+                index.insert(k.clone(), by_key.len());
+                by_key.push((k, vec![c]));
+            }
+        }
+    }
+    // Rows: (kind, values, op, start, end)
+    struct Row<'a> {
+        close: bool,
+        values: Option<&'a serde_json::Map<String, Json>>,
+        op: &'static str,
+        start: Option<&'a LakeChange>,
+        end: Option<&'a LakeChange>,
+    }
+    let mut rows: Vec<Row> = Vec::new();
+    for (k, list) in &mut by_key {
+        list.sort_by(|a, b| a.order.cmp(&b.order));
+        let first = list[0];
+        if applied.get(k).is_some_and(|(_, live)| *live) {
+            rows.push(Row {
+                close: true,
+                values: first.before.as_ref().or(first.after.as_ref()),
+                op: "",
+                start: None,
+                end: Some(first),
+            });
+        }
+        for (i, c) in list.iter().enumerate() {
+            if c.op == ChangeOp::Delete {
+                continue;
+            }
+            rows.push(Row {
+                close: false,
+                values: c.after.as_ref(),
+                op: c.op.code(),
+                start: Some(c),
+                end: list.get(i + 1).copied(),
+            });
+        }
+    }
+    let any_close = rows.iter().any(|r| r.close);
+    let values: Vec<_> = rows.iter().map(|r| r.values).collect();
+    let existing = layer.arrow_schema();
+    let (mut fields, mut arrays) = typed_columns(schema, &values, existing.as_ref())?;
+    let ts = |c: Option<&LakeChange>| c.map(|c| c.ts_ms * 1000);
+    fields.push(Field::new("_cdc_op", DataType::Utf8, true));
+    arrays.push(Arc::new(StringArray::from_iter(
+        rows.iter().map(|r| (!r.close).then_some(r.op)),
+    )));
+    fields.push(Field::new("__start_at", utc_micros(), true));
+    arrays.push(Arc::new(
+        TimestampMicrosecondArray::from_iter(rows.iter().map(|r| ts(r.start))).with_timezone("UTC"),
+    ));
+    fields.push(Field::new("__end_at", utc_micros(), true));
+    arrays.push(Arc::new(
+        TimestampMicrosecondArray::from_iter(rows.iter().map(|r| ts(r.end))).with_timezone("UTC"),
+    ));
+    fields.push(Field::new("__start_position", DataType::Utf8, true));
+    arrays.push(Arc::new(StringArray::from_iter(
+        rows.iter().map(|r| r.start.map(|c| c.order.as_str())),
+    )));
+    fields.push(Field::new("__end_position", DataType::Utf8, true));
+    arrays.push(Arc::new(StringArray::from_iter(
+        rows.iter().map(|r| r.end.map(|c| c.order.as_str())),
+    )));
+    if !layer.exists() || !any_close {
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
+            .map_err(|e| df_err(&schema.id, e))?;
+        return layer.append(batch, None, state, settings).await;
+    }
+    fields.push(Field::new("__close", DataType::Boolean, false));
+    arrays.push(Arc::new(BooleanArray::from(
+        rows.iter().map(|r| r.close).collect::<Vec<_>>(),
+    )));
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields.clone())), arrays)
+        .map_err(|e| df_err(&schema.id, e))?;
+    let ctx = SessionContext::new();
+    let source = ctx.read_batch(batch).map_err(|e| df_err(&schema.id, e))?;
+    let key = key_names(schema);
+    let predicate = key
+        .iter()
+        .map(|k| qualified("t", k).eq(qualified("s", k)))
+        .reduce(Expr::and)
+        .expect("a key")
+        .and(qualified("t", "__end_position").is_null())
+        .and(qualified("s", "__close"));
+    let columns: Vec<String> = fields
+        .iter()
+        .map(|f| f.name().clone())
+        .filter(|n| n != "__close")
+        .collect();
+    let properties = layer.properties(&state, settings);
+    let table = layer.table.take().expect("checked");
+    let merged = table
+        .merge(source, predicate)
+        .with_source_alias("s")
+        .with_target_alias("t")
+        .with_merge_schema(true)
+        .with_commit_properties(properties)
+        .when_matched_update(|u| {
+            u.update("__end_at", qualified("s", "__end_at"))
+                .update("__end_position", qualified("s", "__end_position"))
+        })
+        .and_then(|m| {
+            m.when_not_matched_insert(|i| {
+                columns
+                    .iter()
+                    .fold(i.predicate(qualified("s", "__close").not()), |i, c| {
+                        i.set(quote(c), qualified("s", c))
+                    })
+            })
+        })
+        .map_err(delta_err(&layer.path))?
+        .await;
+    match merged {
+        Ok((table, _)) => {
+            layer.table = Some(table);
+            layer.state = state;
+            layer.commits += 1;
+            Ok(())
+        }
+        Err(e) => Err(delta_err(&layer.path)(e)),
+    }
+}
+
+async fn truncate_silver(
+    layer: &mut Layer,
+    t: &LakeChange,
+    state: LayerState,
+    settings: &LakeSettings,
+) -> Result<(), LakeError> {
+    if !layer.exists() {
+        return Ok(());
+    }
+    let table = layer.table.take().expect("exists");
+    let properties = layer.properties(&state, settings);
+    let (table, _) = table
+        .delete()
+        .with_predicate(col("_cdc_position").lt(lit(t.order.clone())))
+        .with_commit_properties(properties)
+        .await
+        .map_err(delta_err(&layer.path))?;
+    layer.table = Some(table);
+    layer.state = state;
+    layer.commits += 1;
+    Ok(())
+}
+
+async fn truncate_history(
+    layer: &mut Layer,
+    t: &LakeChange,
+    state: LayerState,
+    settings: &LakeSettings,
+) -> Result<(), LakeError> {
+    if !layer.exists() {
+        return Ok(());
+    }
+    let table = layer.table.take().expect("exists");
+    let properties = layer.properties(&state, settings);
+    let (table, _) = table
+        .update()
+        .with_predicate(col("__end_position").is_null())
+        .with_update("__end_position", lit(t.order.clone()))
+        .with_update(
+            "__end_at",
+            Expr::Literal(
+                deltalake::datafusion::scalar::ScalarValue::TimestampMicrosecond(
+                    Some(t.ts_ms * 1000),
+                    Some("UTC".into()),
+                ),
+                None,
+            ),
+        )
+        .with_commit_properties(properties)
+        .await
+        .map_err(delta_err(&layer.path))?;
+    layer.table = Some(table);
+    layer.state = state;
+    layer.commits += 1;
+    Ok(())
+}

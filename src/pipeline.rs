@@ -1,0 +1,215 @@
+//! Wires the stages for the `sink` and `run` commands: records from a transport input (Kafka
+//! or the embedded channel) are batched by `[lake] max_rows` / `max_latency_ms`, applied by the
+//! lake writer, and only then acknowledged (Kafka offsets committed, the source's flush
+//! answered), so nothing is acknowledged that is not in the lake.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::lake::writer::LakeWriter;
+use crate::lake::LakeError;
+use crate::transport::embedded::Handoff;
+use crate::transport::kafka_input::KafkaInput;
+use crate::transport::record::Record;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+    #[error("transport: {0}")]
+    Transport(String),
+}
+
+/// When the sink stops on its own.
+#[derive(Debug, Clone, Default)]
+pub struct SinkOptions {
+    /// Stop once everything that was in the topics at start is in the lake.
+    pub exit_when_caught_up: bool,
+    /// Set by `run` when its source has finished: the sink then takes the topics' ends at that
+    /// moment as its target and stops on reaching them.
+    pub source_done: Option<Arc<AtomicBool>>,
+}
+
+/// What a sink run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SinkStats {
+    pub records: u64,
+    pub batches: u64,
+}
+
+fn reached(consumed: &BTreeMap<String, i64>, targets: &BTreeMap<String, i64>) -> bool {
+    targets
+        .iter()
+        .all(|(sp, end)| consumed.get(sp).is_some_and(|c| c >= end))
+}
+
+/// Consumes Kafka into the lake until stopped (or caught up, with the options).
+pub async fn sink_kafka(
+    writer: &mut LakeWriter,
+    input: &mut KafkaInput,
+    options: &SinkOptions,
+    stop: &AtomicBool,
+) -> Result<SinkStats, PipelineError> {
+    let timeout = Duration::from_secs(10);
+    let mut targets = if options.exit_when_caught_up && options.source_done.is_none() {
+        let t = input
+            .end_offsets(timeout)
+            .map_err(PipelineError::Transport)?;
+        tracing::info!(
+            partitions = t.len(),
+            "sink: catching up to the current end of the topics"
+        );
+        Some(t)
+    } else {
+        None
+    };
+    // Where the group stands: what earlier runs already applied.
+    let mut consumed: BTreeMap<String, i64> = BTreeMap::new();
+    if let Some(t) = &targets {
+        consumed = input
+            .committed(t, timeout)
+            .map_err(PipelineError::Transport)?;
+    }
+    let max_rows = writer.settings().max_rows;
+    let max_latency = writer.settings().max_latency;
+    let mut batch: Vec<Record> = Vec::with_capacity(max_rows.min(100_000));
+    let mut first_at: Option<Instant> = None;
+    let mut stats = SinkStats::default();
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        if !stopping {
+            // Drain what is there without waiting, then wait a little.
+            let wait = if batch.is_empty() {
+                Duration::from_millis(100)
+            } else {
+                Duration::ZERO
+            };
+            match input.poll(wait).map_err(PipelineError::Transport)? {
+                Some(r) => {
+                    first_at.get_or_insert_with(Instant::now);
+                    batch.push(r);
+                    if batch.len() < max_rows && first_at.is_some_and(|t| t.elapsed() < max_latency)
+                    {
+                        continue;
+                    }
+                }
+                None if batch.is_empty() => {}
+                None => {
+                    if first_at.is_some_and(|t| t.elapsed() < max_latency) {
+                        // Nothing more right now: wait briefly for the batch to fill.
+                        if let Some(r) = input
+                            .poll(Duration::from_millis(20))
+                            .map_err(PipelineError::Transport)?
+                        {
+                            batch.push(r);
+                        }
+                        continue;
+                    }
+                }
+            }
+        }
+        if !batch.is_empty() {
+            input
+                .resolve_schemas(&mut batch)
+                .map_err(PipelineError::Transport)?;
+            writer.apply(&batch).await?;
+            let mut offsets = BTreeMap::new();
+            for r in &batch {
+                if let Some(o) = r.offset {
+                    let e = offsets
+                        .entry(format!("{}:{}", r.topic, r.partition))
+                        .or_insert(o + 1);
+                    *e = (*e).max(o + 1);
+                }
+            }
+            // The lake holds them: now the group may move on.
+            input.commit(&offsets).map_err(PipelineError::Transport)?;
+            for (sp, next) in offsets {
+                let e = consumed.entry(sp).or_insert(next);
+                *e = (*e).max(next);
+            }
+            stats.records += batch.len() as u64;
+            stats.batches += 1;
+            batch.clear();
+            first_at = None;
+        }
+        if stopping {
+            break;
+        }
+        if targets.is_none() {
+            if let Some(done) = &options.source_done {
+                if done.load(Ordering::Acquire) {
+                    let t = input
+                        .end_offsets(timeout)
+                        .map_err(PipelineError::Transport)?;
+                    let committed = input
+                        .committed(&t, timeout)
+                        .map_err(PipelineError::Transport)?;
+                    for (sp, c) in committed {
+                        let e = consumed.entry(sp).or_insert(c);
+                        *e = (*e).max(c);
+                    }
+                    targets = Some(t);
+                }
+            }
+        }
+        if let Some(t) = &targets {
+            if reached(&consumed, t) {
+                tracing::info!("sink: caught up");
+                break;
+            }
+        }
+    }
+    Ok(stats)
+}
+
+/// Applies records handed over in-process until the source ends.
+pub async fn sink_embedded(
+    writer: &mut LakeWriter,
+    input: Receiver<Handoff>,
+) -> Result<SinkStats, PipelineError> {
+    let max_rows = writer.settings().max_rows;
+    let max_latency = writer.settings().max_latency;
+    let mut batch: Vec<Record> = Vec::new();
+    let mut first_at: Option<Instant> = None;
+    let mut stats = SinkStats::default();
+    loop {
+        let wait = match first_at {
+            Some(t) => max_latency.saturating_sub(t.elapsed()),
+            None => Duration::from_millis(200),
+        };
+        let (flush, ack, end) = match input.recv_timeout(wait) {
+            Ok(Handoff::Record(r)) => {
+                first_at.get_or_insert_with(Instant::now);
+                batch.push(r);
+                (batch.len() >= max_rows, None, false)
+            }
+            Ok(Handoff::Flush(ack)) => (true, Some(ack), false),
+            Ok(Handoff::End) | Err(RecvTimeoutError::Disconnected) => (true, None, true),
+            Err(RecvTimeoutError::Timeout) => (first_at.is_some(), None, false),
+        };
+        if flush && !batch.is_empty() {
+            let result = writer.apply(&batch).await;
+            if let Err(e) = result {
+                if let Some(ack) = ack {
+                    let _ = ack.send(Err(format!("the lake could not commit: {e}")));
+                }
+                return Err(e.into());
+            }
+            stats.records += batch.len() as u64;
+            stats.batches += 1;
+            batch.clear();
+            first_at = None;
+        }
+        if let Some(ack) = ack {
+            let _ = ack.send(Ok(()));
+        }
+        if end {
+            break;
+        }
+    }
+    Ok(stats)
+}

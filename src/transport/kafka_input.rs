@@ -1,0 +1,308 @@
+//! The Kafka transport's consuming side: a consumer group on every `<prefix>.<db>.<table>`
+//! topic, records with their partition and offset, schemas resolved from
+//! `__binlake-schemas.<prefix>`, and offsets committed to the group only after the lake holds
+//! the records (the lake's own record of offsets is what resuming trusts).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::record::{schema_topic, Record, SCHEMA_HEADER};
+use crate::event::TableSchema;
+
+#[derive(Debug, Clone)]
+pub struct KafkaInputSettings {
+    pub bootstrap_servers: String,
+    pub topic_prefix: String,
+    pub group_id: String,
+    pub librdkafka: BTreeMap<String, String>,
+}
+
+pub struct KafkaInput {
+    consumer: BaseConsumer,
+    settings: KafkaInputSettings,
+    schemas: HashMap<String, Arc<TableSchema>>,
+}
+
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        if "\\.+*?()|[]{}^$".contains(ch) {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+impl KafkaInput {
+    pub fn new(settings: KafkaInputSettings) -> Result<KafkaInput, String> {
+        let consumer: BaseConsumer = Self::config(&settings)
+            .set("group.id", &settings.group_id)
+            .create()
+            .map_err(|e| format!("transport: creating the Kafka consumer: {e}"))?;
+        consumer
+            .subscribe(&[&Self::pattern(&settings.topic_prefix)])
+            .map_err(|e| {
+                format!(
+                    "transport: subscribing to the topics of {}: {e}",
+                    settings.topic_prefix
+                )
+            })?;
+        Ok(KafkaInput {
+            consumer,
+            settings,
+            schemas: HashMap::new(),
+        })
+    }
+
+    fn config(settings: &KafkaInputSettings) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &settings.bootstrap_servers)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            // New tables' topics join the subscription within seconds.
+            .set("topic.metadata.refresh.interval.ms", "5000")
+            .set("isolation.level", "read_committed");
+        for (k, v) in &settings.librdkafka {
+            config.set(k, v);
+        }
+        config
+    }
+
+    /// `^<prefix>\.[^.]+\.[^.]+$`: the table topics, not the transaction or schema topics.
+    fn pattern(prefix: &str) -> String {
+        format!("^{}\\.[^.]+\\.[^.]+$", regex_escape(prefix))
+    }
+
+    fn is_table_topic(&self, topic: &str) -> bool {
+        topic
+            .strip_prefix(&self.settings.topic_prefix)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .is_some_and(|rest| {
+                let parts: Vec<&str> = rest.split('.').collect();
+                parts.len() == 2 && parts.iter().all(|p| !p.is_empty())
+            })
+    }
+
+    /// The end offset of every partition of every table topic now: what "caught up" means.
+    pub fn end_offsets(&self, timeout: Duration) -> Result<BTreeMap<String, i64>, String> {
+        let metadata = self.consumer.fetch_metadata(None, timeout).map_err(|e| {
+            format!(
+                "reading Kafka metadata from {}: {e}",
+                self.settings.bootstrap_servers
+            )
+        })?;
+        let mut out = BTreeMap::new();
+        for topic in metadata.topics() {
+            if !self.is_table_topic(topic.name()) {
+                continue;
+            }
+            for p in topic.partitions() {
+                let (_, high) = self
+                    .consumer
+                    .fetch_watermarks(topic.name(), p.id(), timeout)
+                    .map_err(|e| format!("reading the end of {}:{}: {e}", topic.name(), p.id()))?;
+                if high > 0 {
+                    out.insert(format!("{}:{}", topic.name(), p.id()), high);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The next record, or None when none arrived within `timeout`.
+    pub fn poll(&mut self, timeout: Duration) -> Result<Option<Record>, String> {
+        let Some(result) = self.consumer.poll(timeout) else {
+            return Ok(None);
+        };
+        let m = result.map_err(|e| format!("consuming from Kafka: {e}"))?;
+        let schema_id = m.headers().and_then(|h| {
+            h.iter()
+                .find(|h| h.key == SCHEMA_HEADER)
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        });
+        Ok(Some(Record {
+            topic: m.topic().to_string(),
+            partition: m.partition(),
+            offset: Some(m.offset()),
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().map(<[u8]>::to_vec),
+            schema: None,
+            schema_id,
+        }))
+    }
+
+    /// Fills in each record's schema; an id not seen yet reloads the schema topic once.
+    pub fn resolve_schemas(&mut self, records: &mut [Record]) -> Result<(), String> {
+        let missing = records.iter().any(|r| {
+            r.schema_id
+                .as_ref()
+                .is_some_and(|id| !self.schemas.contains_key(id))
+        });
+        if missing {
+            self.load_schemas()?;
+        }
+        for r in records.iter_mut() {
+            if let Some(id) = &r.schema_id {
+                r.schema = self.schemas.get(id).cloned();
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the whole schema topic (small: one record per table schema version).
+    fn load_schemas(&mut self) -> Result<(), String> {
+        let topic = schema_topic(&self.settings.topic_prefix);
+        let reader: BaseConsumer = Self::config(&self.settings)
+            .set("group.id", format!("{}-schemas", self.settings.group_id))
+            .create()
+            .map_err(|e| format!("creating the schema reader: {e}"))?;
+        let timeout = Duration::from_secs(10);
+        let metadata = reader
+            .fetch_metadata(Some(&topic), timeout)
+            .map_err(|e| format!("reading the metadata of {topic}: {e}"))?;
+        let mut ends = HashMap::new();
+        let mut assignment = TopicPartitionList::new();
+        for t in metadata.topics().iter().filter(|t| t.name() == topic) {
+            for p in t.partitions() {
+                let (low, high) = reader
+                    .fetch_watermarks(&topic, p.id(), timeout)
+                    .map_err(|e| format!("reading the end of {topic}: {e}"))?;
+                if high > low {
+                    ends.insert(p.id(), high);
+                    assignment
+                        .add_partition_offset(&topic, p.id(), Offset::Beginning)
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        if ends.is_empty() {
+            return Ok(());
+        }
+        reader
+            .assign(&assignment)
+            .map_err(|e| format!("reading {topic}: {e}"))?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ends.is_empty() {
+            if Instant::now() > deadline {
+                return Err(format!("reading {topic}: no end after 30 s"));
+            }
+            let Some(m) = reader.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            let m = m.map_err(|e| format!("reading {topic}: {e}"))?;
+            if let Some(payload) = m.payload() {
+                #[derive(serde::Deserialize)]
+                struct Published {
+                    id: String,
+                    table: TableSchema,
+                }
+                match serde_json::from_slice::<Published>(payload) {
+                    Ok(p) => {
+                        self.schemas.insert(p.id, Arc::new(p.table));
+                    }
+                    Err(e) => {
+                        tracing::warn!(topic = %topic, offset = m.offset(), "unreadable schema record: {e}")
+                    }
+                }
+            }
+            if ends
+                .get(&m.partition())
+                .is_some_and(|end| m.offset() + 1 >= *end)
+            {
+                ends.remove(&m.partition());
+            }
+        }
+        Ok(())
+    }
+
+    /// The group's committed offsets for the partitions of `targets` (absent: none yet).
+    pub fn committed(
+        &self,
+        targets: &BTreeMap<String, i64>,
+        timeout: Duration,
+    ) -> Result<BTreeMap<String, i64>, String> {
+        let mut list = TopicPartitionList::new();
+        for sp in targets.keys() {
+            if let Some((topic, partition)) = sp.rsplit_once(':') {
+                let partition: i32 = partition
+                    .parse()
+                    .map_err(|_| format!("bad partition in {sp}"))?;
+                list.add_partition(topic, partition);
+            }
+        }
+        let committed = self
+            .consumer
+            .committed_offsets(list, timeout)
+            .map_err(|e| {
+                format!(
+                    "reading the offsets of group {}: {e}",
+                    self.settings.group_id
+                )
+            })?;
+        let mut out = BTreeMap::new();
+        for e in committed.elements() {
+            if let Offset::Offset(o) = e.offset() {
+                out.insert(format!("{}:{}", e.topic(), e.partition()), o);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Commits `offsets` (next offset per `topic:partition`) to the consumer group.
+    pub fn commit(&self, offsets: &BTreeMap<String, i64>) -> Result<(), String> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let mut list = TopicPartitionList::new();
+        for (sp, next) in offsets {
+            let Some((topic, partition)) = sp.rsplit_once(':') else {
+                continue;
+            };
+            let partition: i32 = partition
+                .parse()
+                .map_err(|_| format!("bad partition in {sp}"))?;
+            list.add_partition_offset(topic, partition, Offset::Offset(*next))
+                .map_err(|e| e.to_string())?;
+        }
+        self.consumer.commit(&list, CommitMode::Sync).map_err(|e| {
+            format!(
+                "committing offsets to group {}: {e}",
+                self.settings.group_id
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pattern_takes_table_topics_only() {
+        assert_eq!(
+            KafkaInput::pattern("shop.v1"),
+            "^shop\\.v1\\.[^.]+\\.[^.]+$"
+        );
+        let input = KafkaInput::new(KafkaInputSettings {
+            bootstrap_servers: "127.0.0.1:9".into(),
+            topic_prefix: "binlake".into(),
+            group_id: "g".into(),
+            librdkafka: BTreeMap::new(),
+        })
+        .unwrap();
+        assert!(input.is_table_topic("binlake.shop.orders"));
+        assert!(!input.is_table_topic("binlake.transaction"));
+        assert!(!input.is_table_topic("__binlake-schemas.binlake"));
+        assert!(!input.is_table_topic("other.shop.orders"));
+    }
+}

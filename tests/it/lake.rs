@@ -1,0 +1,260 @@
+//! The lake: `binlake run` (embedded and through Kafka) and `binlake sink` against a private
+//! MariaDB, with the Delta tables read back here through delta-rs and DataFusion and compared
+//! with the server's own SELECT.
+
+use std::path::Path;
+
+use deltalake::arrow::array::{Array, StringArray};
+use deltalake::arrow::datatypes::DataType;
+use deltalake::datafusion::prelude::SessionContext;
+
+use crate::mariadb::MariaDb;
+
+/// Runs `sql` (over table `t`) against the Delta table at `url`; every value cast to text,
+/// NULL as `NULL`, columns joined with `|`.
+pub fn lake_query(url: &str, options: &[(&str, &str)], sql: &str) -> Vec<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        deltalake::azure::register_handlers(None);
+        let url = url::Url::parse(url).unwrap();
+        let options = options
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let table = deltalake::DeltaTable::try_from_url_with_storage_options(url.clone(), options)
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        let ctx = SessionContext::new();
+        table.update_datafusion_session(&ctx.state()).unwrap();
+        ctx.register_table("t", table.table_provider().await.unwrap())
+            .unwrap();
+        let batches = ctx
+            .sql(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .collect()
+            .await
+            .unwrap();
+        let mut rows = Vec::new();
+        for b in batches {
+            let columns: Vec<_> = b
+                .columns()
+                .iter()
+                .map(|c| deltalake::arrow::compute::cast(c, &DataType::Utf8).unwrap())
+                .collect();
+            for i in 0..b.num_rows() {
+                let cells: Vec<String> = columns
+                    .iter()
+                    .map(|c| {
+                        let s = c.as_any().downcast_ref::<StringArray>().unwrap();
+                        if s.is_null(i) {
+                            "NULL".to_string()
+                        } else {
+                            s.value(i).to_string()
+                        }
+                    })
+                    .collect();
+                rows.push(cells.join("|"));
+            }
+        }
+        rows
+    })
+}
+
+/// The file URL of table `rel` under a local lake directory.
+pub fn table_url(lake: &Path, rel: &str) -> String {
+    url::Url::from_directory_path(lake.join(rel))
+        .unwrap()
+        .to_string()
+}
+
+/// The server's rows of `select`, with MariaDB's NULL spelled as the lake side spells it.
+pub fn source_rows(db: &MariaDb, select: &str) -> Vec<String> {
+    db.sql(select)
+        .lines()
+        .map(|l| l.replace('\t', "|"))
+        .collect()
+}
+
+pub const SHOP_WORKLOAD: &str = "
+CREATE DATABASE shop;
+CREATE TABLE shop.orders (id INT PRIMARY KEY, customer VARCHAR(40), amount DECIMAL(10,2),
+  status ENUM('new','paid','shipped'), created DATETIME(3), note TEXT);
+INSERT INTO shop.orders VALUES
+  (1, 'ann', 10.50, 'new', '2024-01-01 10:00:00.123', 'first'),
+  (2, 'bob', 20.00, 'new', '2024-01-02 11:00:00.000', NULL),
+  (3, 'cy', 30.25, 'new', '2024-01-03 12:00:00.500', 'x'),
+  (4, 'dee', 40.00, 'new', '2024-01-04 13:00:00.000', 'y'),
+  (5, 'eve', 50.75, 'new', '2024-01-05 14:00:00.999', 'z');
+UPDATE shop.orders SET status = 'paid' WHERE id IN (1, 2);
+DELETE FROM shop.orders WHERE id = 3;
+INSERT INTO shop.orders VALUES (3, 'cy2', 31.00, 'paid', '2024-02-03 12:00:00.000', 'again');
+UPDATE shop.orders SET id = 50 WHERE id = 4;
+INSERT INTO shop.orders VALUES (6, 'fay', 60.00, 'new', '2024-01-06 15:00:00.000', NULL);
+DELETE FROM shop.orders WHERE id = 6;
+INSERT INTO shop.orders VALUES (6, 'fay2', 61.00, 'shipped', '2024-03-06 15:00:00.000', 'back');
+ALTER TABLE shop.orders ADD COLUMN coupon VARCHAR(10);
+UPDATE shop.orders SET coupon = 'SAVE5' WHERE id = 1;
+INSERT INTO shop.orders VALUES (7, 'gus', 70.00, 'new', '2024-01-07 16:00:00.000', NULL, 'NEW10');
+CREATE TABLE shop.tmp (id INT PRIMARY KEY, v INT);
+INSERT INTO shop.tmp VALUES (1, 1), (2, 2), (3, 3);
+TRUNCATE shop.tmp;
+INSERT INTO shop.tmp VALUES (10, 1);
+";
+
+/// Row changes of SHOP_WORKLOAD on shop.orders as messages (a key move is two).
+pub const SHOP_ORDERS_CHANGES: usize = 16;
+/// Versions history keeps for shop.orders: every change but the deletes.
+pub const SHOP_ORDERS_VERSIONS: usize = 13;
+
+pub const ORDERS_SELECT: &str = "SELECT id, customer, amount, status, \
+    DATE_FORMAT(created, '%Y-%m-%dT%H:%i:%s.%f'), IFNULL(note, 'NULL'), IFNULL(coupon, 'NULL') \
+    FROM shop.orders ORDER BY id";
+pub const ORDERS_LAKE: &str = "SELECT id, customer, amount, status, \
+    to_char(created, '%Y-%m-%dT%H:%M:%S.%6f'), note, coupon FROM t ORDER BY id";
+
+pub fn write_run_config(
+    dir: &Path,
+    db: &MariaDb,
+    transport: &str,
+    lake: &str,
+) -> std::path::PathBuf {
+    let config = format!(
+        r#"
+[source]
+url = "mysql://root@127.0.0.1:{port}"
+server_id = 4601
+snapshot = "never"
+checkpoint = "state"
+include = ["shop.*"]
+heartbeat_secs = 1
+read_timeout_secs = 3
+
+[transport]
+{transport}
+
+[lake]
+{lake}
+max_latency_ms = 200
+"#,
+        port = db.port
+    );
+    let path = dir.join("run.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+pub fn binlake(args: &[&str], config: &Path) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Silver, history and bronze of the shop workload, checked against the server.
+pub fn assert_shop_lake(db: &MariaDb, lake: &Path) {
+    let silver = table_url(lake, "silver/shop/orders");
+    assert_eq!(
+        lake_query(&silver, &[], ORDERS_LAKE),
+        source_rows(db, ORDERS_SELECT),
+        "silver shop.orders equals the source"
+    );
+    assert_eq!(
+        lake_query(
+            &table_url(lake, "silver/shop/tmp"),
+            &[],
+            "SELECT id, v FROM t ORDER BY id"
+        ),
+        source_rows(db, "SELECT id, v FROM shop.tmp ORDER BY id"),
+        "TRUNCATE emptied silver before the later insert"
+    );
+    let bronze = table_url(lake, "bronze/shop/orders");
+    let counts = lake_query(
+        &bronze,
+        &[],
+        "SELECT count(*), count(DISTINCT position) FROM t",
+    );
+    assert_eq!(
+        counts,
+        [format!("{SHOP_ORDERS_CHANGES}|{SHOP_ORDERS_CHANGES}")],
+        "bronze holds every change once"
+    );
+    let history = table_url(lake, "silver/shop/orders__history");
+    assert_eq!(
+        lake_query(&history, &[], "SELECT count(*) FROM t"),
+        [SHOP_ORDERS_VERSIONS.to_string()]
+    );
+    // The open versions are exactly silver's rows.
+    assert_eq!(
+        lake_query(
+            &history,
+            &[],
+            &ORDERS_LAKE.replace("FROM t", "FROM t WHERE __end_at IS NULL")
+        ),
+        source_rows(db, ORDERS_SELECT)
+    );
+    // Key 3 was deleted and inserted again: two versions, the first closed by the delete.
+    assert_eq!(
+        lake_query(
+            &history,
+            &[],
+            "SELECT customer, _cdc_op, __end_at IS NULL FROM t WHERE id = 3 ORDER BY __start_position"
+        ),
+        ["cy|c|false", "cy2|c|true"]
+    );
+    // Key 4 moved to 50: its versions end, the new key's begins.
+    assert_eq!(
+        lake_query(
+            &history,
+            &[],
+            "SELECT id, __end_at IS NULL FROM t WHERE id IN (4, 50) ORDER BY id"
+        ),
+        ["4|false", "50|true"]
+    );
+}
+
+#[test]
+fn embedded_run_builds_silver_history_and_bronze_exactly_once() {
+    let db = MariaDb::start();
+    db.sql(SHOP_WORKLOAD);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_run_config(dir.path(), &db, "kind = \"embedded\"", "url = \"lake\"");
+    let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    let lake = dir.path().join("lake");
+    assert_shop_lake(&db, &lake);
+
+    // The source forgets its checkpoint and replays the whole binlog: every table already
+    // holds those positions, so nothing is applied twice.
+    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+    let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_shop_lake(&db, &lake);
+
+    // More changes later: applied on top.
+    db.sql("UPDATE shop.orders SET amount = amount + 1 WHERE id = 50; DELETE FROM shop.orders WHERE id = 1;");
+    let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    let silver = table_url(&lake, "silver/shop/orders");
+    assert_eq!(
+        lake_query(&silver, &[], ORDERS_LAKE),
+        source_rows(&db, ORDERS_SELECT)
+    );
+    assert_eq!(
+        lake_query(
+            &table_url(&lake, "silver/shop/orders__history"),
+            &[],
+            "SELECT count(*) FROM t WHERE __end_at IS NULL"
+        ),
+        [source_rows(&db, "SELECT count(*) FROM shop.orders")[0].clone()]
+    );
+}

@@ -9,6 +9,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::event::TableId;
 use crate::lake::writer::LakeWriter;
 use crate::lake::LakeError;
 use crate::transport::embedded::Handoff;
@@ -66,12 +67,11 @@ pub async fn sink_kafka(
     } else {
         None
     };
-    // Where the group stands: what earlier runs already applied.
+    // What earlier runs already applied: the tables' own record, and the group's offsets
+    // (which also cover trailing tombstones no table records).
     let mut consumed: BTreeMap<String, i64> = BTreeMap::new();
     if let Some(t) = &targets {
-        consumed = input
-            .committed(t, timeout)
-            .map_err(PipelineError::Transport)?;
+        consumed = already_applied(writer, input, t, timeout).await?;
     }
     let max_rows = writer.settings().max_rows;
     let max_latency = writer.settings().max_latency;
@@ -79,6 +79,8 @@ pub async fn sink_kafka(
     let mut first_at: Option<Instant> = None;
     let mut stats = SinkStats::default();
     loop {
+        // Lets the runtime's other tasks (the stop signal) run between blocking polls.
+        tokio::task::yield_now().await;
         let stopping = stop.load(Ordering::Relaxed);
         if !stopping {
             // Drain what is there without waiting, then wait a little.
@@ -125,8 +127,11 @@ pub async fn sink_kafka(
                     *e = (*e).max(o + 1);
                 }
             }
-            // The lake holds them: now the group may move on.
-            input.commit(&offsets).map_err(PipelineError::Transport)?;
+            // The lake holds them: now the group may move on. The lake's own record is what
+            // resuming trusts, so a failed group commit only costs re-reading (and skipping).
+            if let Err(e) = input.commit(&offsets) {
+                tracing::warn!("{e}; the lake has the records, the group will re-read them");
+            }
             for (sp, next) in offsets {
                 let e = consumed.entry(sp).or_insert(next);
                 *e = (*e).max(next);
@@ -145,10 +150,7 @@ pub async fn sink_kafka(
                     let t = input
                         .end_offsets(timeout)
                         .map_err(PipelineError::Transport)?;
-                    let committed = input
-                        .committed(&t, timeout)
-                        .map_err(PipelineError::Transport)?;
-                    for (sp, c) in committed {
+                    for (sp, c) in already_applied(writer, input, &t, timeout).await? {
                         let e = consumed.entry(sp).or_insert(c);
                         *e = (*e).max(c);
                     }
@@ -164,6 +166,28 @@ pub async fn sink_kafka(
         }
     }
     Ok(stats)
+}
+
+/// The next offset per partition of `targets` that is already applied: the larger of what the
+/// lake's tables record and what the consumer group committed (when the group answers).
+async fn already_applied(
+    writer: &mut LakeWriter,
+    input: &KafkaInput,
+    targets: &BTreeMap<String, i64>,
+    timeout: Duration,
+) -> Result<BTreeMap<String, i64>, PipelineError> {
+    let tables: Vec<TableId> = targets.keys().filter_map(|sp| input.table_of(sp)).collect();
+    let mut applied = writer.resume_offsets(&tables).await?;
+    match input.committed(targets, timeout.min(Duration::from_secs(3))) {
+        Ok(committed) => {
+            for (sp, c) in committed {
+                let e = applied.entry(sp).or_insert(c);
+                *e = (*e).max(c);
+            }
+        }
+        Err(e) => tracing::warn!("{e}; going by the lake's own offsets"),
+    }
+    Ok(applied)
 }
 
 /// Applies records handed over in-process until the source ends.

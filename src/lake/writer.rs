@@ -75,6 +75,10 @@ pub struct LayerState {
     /// Silver and history: the key columns the table is built on.
     #[serde(default)]
     pub key: Vec<String>,
+    /// Silver and history: the order key of the last TRUNCATE applied. Through Kafka a
+    /// truncate may overtake earlier rows on other partitions; those rows are then stale.
+    #[serde(default)]
+    pub truncated_at: Option<String>,
 }
 
 const STATE_KEY: &str = "binlake";
@@ -745,12 +749,14 @@ async fn apply_current(
     if segment[0].op == ChangeOp::Truncate {
         let t = segment[0].clone();
         if !fresh_history.is_empty() {
-            let state = layers.history.next_state(&fresh_history, consumed);
+            let mut state = layers.history.next_state(&fresh_history, consumed);
+            state.truncated_at = Some(t.order.clone()).max(state.truncated_at);
             truncate_history(&mut layers.history, &t, state, settings).await?;
             commits += 1;
         }
         if !fresh_silver.is_empty() {
-            let state = layers.silver.next_state(&fresh_silver, consumed);
+            let mut state = layers.silver.next_state(&fresh_silver, consumed);
+            state.truncated_at = Some(t.order.clone()).max(state.truncated_at);
             truncate_silver(&mut layers.silver, &t, state, settings).await?;
             commits += 1;
         }
@@ -784,9 +790,18 @@ async fn apply_current(
         }
     }
     let applied = applied_positions(layers, &schema, &key, &keys).await?;
-    let guard = |c: &LakeChange| match applied.get(&c.key_text()) {
-        Some((position, _)) => c.order > *position,
-        None => true,
+    let truncated_at = layers
+        .silver
+        .state
+        .truncated_at
+        .clone()
+        .max(layers.history.state.truncated_at.clone());
+    let guard = |c: &LakeChange| {
+        truncated_at.as_ref().is_none_or(|t| c.order > *t)
+            && match applied.get(&c.key_text()) {
+                Some((position, _)) => c.order > *position,
+                None => true,
+            }
     };
     if !fresh_history.is_empty() {
         let changes: Vec<&LakeChange> =
@@ -1217,6 +1232,8 @@ async fn truncate_silver(
     settings: &LakeSettings,
 ) -> Result<(), LakeError> {
     if !layer.exists() {
+        // Nothing to empty; the truncate's position is remembered with the next commit.
+        layer.state = state;
         return Ok(());
     }
     let table = layer.table.take().expect("exists");
@@ -1240,6 +1257,8 @@ async fn truncate_history(
     settings: &LakeSettings,
 ) -> Result<(), LakeError> {
     if !layer.exists() {
+        // Nothing to empty; the truncate's position is remembered with the next commit.
+        layer.state = state;
         return Ok(());
     }
     let table = layer.table.take().expect("exists");

@@ -13,7 +13,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::record::{schema_topic, Record, SCHEMA_HEADER};
-use crate::event::TableSchema;
+use crate::event::{TableId, TableSchema};
 
 #[derive(Debug, Clone)]
 pub struct KafkaInputSettings {
@@ -92,6 +92,20 @@ impl KafkaInput {
             })
     }
 
+    /// The table a `topic:partition` carries.
+    pub fn table_of(&self, source_partition: &str) -> Option<TableId> {
+        let (topic, _) = source_partition.rsplit_once(':')?;
+        if !self.is_table_topic(topic) {
+            return None;
+        }
+        let rest = &topic[self.settings.topic_prefix.len() + 1..];
+        let (db, table) = rest.split_once('.')?;
+        Some(TableId {
+            db: db.to_string(),
+            table: table.to_string(),
+        })
+    }
+
     /// The end offset of every partition of every table topic now: what "caught up" means.
     pub fn end_offsets(&self, timeout: Duration) -> Result<BTreeMap<String, i64>, String> {
         let metadata = self.consumer.fetch_metadata(None, timeout).map_err(|e| {
@@ -123,7 +137,17 @@ impl KafkaInput {
         let Some(result) = self.consumer.poll(timeout) else {
             return Ok(None);
         };
-        let m = result.map_err(|e| format!("consuming from Kafka: {e}"))?;
+        let m = match result {
+            Ok(m) => m,
+            Err(e @ rdkafka::error::KafkaError::MessageConsumptionFatal(_)) => {
+                return Err(format!("consuming from Kafka: {e}"))
+            }
+            // Fetch errors, rebalances, broker restarts: librdkafka retries by itself.
+            Err(e) => {
+                tracing::warn!("consuming from Kafka: {e}; retrying");
+                return Ok(None);
+            }
+        };
         let schema_id = m.headers().and_then(|h| {
             h.iter()
                 .find(|h| h.key == SCHEMA_HEADER)

@@ -15,8 +15,8 @@ use serde_json::{json, Value};
 use crate::mariadb::MariaDb;
 
 pub struct Broker {
-    mock: Option<MockCluster<'static, DefaultProducerContext>>,
-    bootstrap: String,
+    pub mock: Option<MockCluster<'static, DefaultProducerContext>>,
+    pub bootstrap: String,
 }
 
 pub fn broker() -> Broker {

@@ -258,3 +258,249 @@ fn embedded_run_builds_silver_history_and_bronze_exactly_once() {
         [source_rows(&db, "SELECT count(*) FROM shop.orders")[0].clone()]
     );
 }
+
+fn kafka_transport(broker: &crate::kafka::Broker, prefix: &str) -> String {
+    format!(
+        "kind = \"kafka\"\nbootstrap_servers = \"{}\"\ntopic_prefix = \"{prefix}\"\ngroup_id = \"{prefix}-sink\"",
+        broker.bootstrap
+    )
+}
+
+#[test]
+fn source_and_sink_processes_through_kafka_build_the_same_lake() {
+    let db = MariaDb::start();
+    db.sql(SHOP_WORKLOAD);
+    let b = crate::kafka::broker();
+    let prefix = crate::kafka::unique_prefix("lake");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_run_config(
+        dir.path(),
+        &db,
+        &kafka_transport(&b, &prefix),
+        "url = \"lake\"",
+    );
+    let (code, stderr) = binlake(&["source", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, stderr) = binlake(&["sink", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    let lake = dir.path().join("lake");
+    assert_shop_lake(&db, &lake);
+    // Kafka coordinates are in bronze.
+    let bronze = table_url(&lake, "bronze/shop/orders");
+    assert_eq!(
+        lake_query(
+            &bronze,
+            &[],
+            "SELECT DISTINCT kafka_topic FROM t WHERE kafka_offset IS NOT NULL"
+        ),
+        [format!("{prefix}.shop.orders")]
+    );
+    // A second sink in the same group finds nothing new; a sink in a new group re-reads
+    // every message, and the tables' own offsets keep them from being applied twice.
+    let (code, stderr) = binlake(&["sink", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("group_id = \"{prefix}-sink\""),
+        &format!("group_id = \"{prefix}-other\""),
+    );
+    std::fs::write(&config, text).unwrap();
+    let (code, stderr) = binlake(&["sink", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_shop_lake(&db, &lake);
+
+    // `run` does both halves through Kafka.
+    db.sql("UPDATE shop.orders SET amount = 99.99 WHERE id = 2;");
+    let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        lake_query(&table_url(&lake, "silver/shop/orders"), &[], ORDERS_LAKE),
+        source_rows(&db, ORDERS_SELECT)
+    );
+}
+
+/// A workload of `n` inserts, then updates, deletes and re-inserts, big enough for a sink to
+/// commit many batches.
+fn big_workload(db: &MariaDb, n: u64) {
+    db.sql(&format!(
+        "CREATE DATABASE shop; USE shop; CREATE TABLE shop.big (id INT PRIMARY KEY, v INT, s VARCHAR(20));
+         INSERT INTO shop.big SELECT seq, seq % 97, CONCAT('row', seq) FROM seq_1_to_{n};
+         UPDATE shop.big SET v = v + 1000 WHERE id % 4 = 0;
+         DELETE FROM shop.big WHERE id % 10 = 3;
+         INSERT INTO shop.big SELECT seq, -1, 'back' FROM seq_1_to_{n} WHERE seq % 20 = 3;
+         UPDATE shop.big SET s = 'late' WHERE id % 7 = 0;"
+    ));
+}
+
+const BIG_SELECT: &str = "SELECT id, v, s FROM shop.big ORDER BY id";
+const BIG_LAKE: &str = "SELECT id, v, s FROM t ORDER BY id";
+
+#[test]
+fn sink_killed_anywhere_applies_every_change_exactly_once() {
+    let db = MariaDb::start();
+    big_workload(&db, 20_000);
+    let b = crate::kafka::broker();
+    let prefix = crate::kafka::unique_prefix("kill");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_run_config(
+        dir.path(),
+        &db,
+        &kafka_transport(&b, &prefix),
+        "url = \"lake\"\nmax_rows = 1500",
+    );
+    let (code, stderr) = binlake(&["source", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    let messages: usize = db
+        .sql("SELECT 20000 + 5000 + 2000 + 1000 + (SELECT count(*) FROM shop.big WHERE id % 7 = 0)")
+        .trim()
+        .parse()
+        .unwrap();
+    // SIGKILL the sink at moments spread over its work.
+    let mut rng = 0x2545F4914F6CDD1Du64;
+    for round in 0..6 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let delay = std::time::Duration::from_millis(300 + rng % 1500);
+        let mut child = crate::KillOnDrop(
+            std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
+                .args(["sink", "--config"])
+                .arg(&config)
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        std::thread::sleep(delay);
+        child.kill().unwrap();
+        let status = child.wait().unwrap();
+        assert!(!status.success(), "round {round}: the sink was killed");
+    }
+    let (code, stderr) = binlake(&["sink", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    let lake = dir.path().join("lake");
+    assert_eq!(
+        lake_query(&table_url(&lake, "silver/shop/big"), &[], BIG_LAKE),
+        source_rows(&db, BIG_SELECT),
+        "silver equals the source"
+    );
+    assert_eq!(
+        lake_query(
+            &table_url(&lake, "bronze/shop/big"),
+            &[],
+            "SELECT count(*), count(DISTINCT position) FROM t"
+        ),
+        [format!("{messages}|{messages}")],
+        "every change in bronze exactly once"
+    );
+    let live: usize = source_rows(&db, "SELECT count(*) FROM shop.big")[0]
+        .parse()
+        .unwrap();
+    assert_eq!(
+        lake_query(
+            &table_url(&lake, "silver/shop/big__history"),
+            &[],
+            "SELECT count(*) FILTER (WHERE __end_at IS NULL), count(*) FROM t"
+        ),
+        [format!("{live}|{}", messages - 2000)],
+        "one open version per live row; every change but the deletes is a version"
+    );
+}
+
+#[test]
+fn poison_messages_go_to_dead_letters_and_the_sink_goes_on() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let db = MariaDb::start();
+    db.sql(SHOP_WORKLOAD);
+    let b = crate::kafka::broker();
+    let prefix = crate::kafka::unique_prefix("poison");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_run_config(
+        dir.path(),
+        &db,
+        &kafka_transport(&b, &prefix),
+        "url = \"lake\"",
+    );
+    let (code, stderr) = binlake(&["source", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &b.bootstrap)
+        .create()
+        .unwrap();
+    let topic = format!("{prefix}.shop.orders");
+    for value in [
+        "this is not json".to_string(),
+        r#"{"op":"c","after":{"id":1},"source":{"db":"shop","table":"nowhere","file":"f.000001","pos":4}}"#.to_string(),
+        r#"{"op":"x","source":{"db":"shop","table":"orders"}}"#.to_string(),
+    ] {
+        producer
+            .send(BaseRecord::<str, str>::to(&topic).key("{}").payload(&value))
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    producer.flush(std::time::Duration::from_secs(10)).unwrap();
+    let (code, stderr) = binlake(&["sink", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    let lake = dir.path().join("lake");
+    assert_shop_lake(&db, &lake);
+    let dead = lake_query(
+        &table_url(&lake, "dead_letters"),
+        &[],
+        "SELECT topic, value, reason FROM t ORDER BY \"offset\"",
+    );
+    assert_eq!(dead.len(), 3, "{dead:?}");
+    assert!(
+        dead.iter().all(|d| d.starts_with(&format!("{topic}|"))),
+        "{dead:?}"
+    );
+    assert!(
+        dead[0].ends_with("|this is not json|not JSON: expected ident at line 1 column 2"),
+        "{dead:?}"
+    );
+    assert!(dead[1].contains("unknown table shop.nowhere"), "{dead:?}");
+    assert!(dead[2].contains("`op` must be c, u, d, r or t"), "{dead:?}");
+    assert!(stderr.contains("dead_letters=3"), "{stderr}");
+}
+
+#[test]
+fn sink_survives_broker_errors_without_loss_or_doubles() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let b = crate::kafka::broker();
+    let Some(mock) = &b.mock else {
+        // Error injection needs the mock cluster; the other tests cover a real broker.
+        return;
+    };
+    let db = MariaDb::start();
+    big_workload(&db, 3_000);
+    let prefix = crate::kafka::unique_prefix("faults");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_run_config(
+        dir.path(),
+        &db,
+        &kafka_transport(&b, &prefix),
+        "url = \"lake\"\nmax_rows = 500",
+    );
+    let (code, stderr) = binlake(&["source", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    // Fetches and offset commits fail for a while: the consumer retries fetches, a failed
+    // group commit only means re-reading.
+    let errors = [
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+    ];
+    mock.request_errors(RDKafkaApiKey::Fetch, &errors);
+    mock.request_errors(RDKafkaApiKey::OffsetCommit, &errors);
+    let (code, stderr) = binlake(&["sink", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    let lake = dir.path().join("lake");
+    assert_eq!(
+        lake_query(&table_url(&lake, "silver/shop/big"), &[], BIG_LAKE),
+        source_rows(&db, BIG_SELECT)
+    );
+    let messages = lake_query(
+        &table_url(&lake, "bronze/shop/big"),
+        &[],
+        "SELECT count(*), count(DISTINCT position) FROM t",
+    );
+    let parts: Vec<&str> = messages[0].split('|').collect();
+    assert_eq!(parts[0], parts[1], "no change twice in bronze");
+}

@@ -20,6 +20,44 @@ if ! command -v mariadbd >/dev/null 2>&1; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server mariadb-client >/dev/null
 fi
 
+CACHE=${BINLAKE_CACHE:-$HOME/.cache/binlake}
+mkdir -p "$CACHE"
+
+# Python's deltalake reads the tables binlake writes (tests/it/lake.rs).
+if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  echo "== installing Python (Debian's python3, python3-venv)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
+fi
+if ! "$CACHE/venv/bin/python" -c 'import deltalake, pyarrow' >/dev/null 2>&1; then
+  echo "== installing Python's deltalake and pyarrow (PyPI) into $CACHE/venv"
+  python3 -m venv "$CACHE/venv"
+  "$CACHE/venv/bin/pip" install -q --disable-pip-version-check 'deltalake==1.6.6' pyarrow
+fi
+export BINLAKE_PYTHON="$CACHE/venv/bin/python"
+
+# Azurite (npm) stands in for Azure Blob Storage; one for the suite, a container per test.
+if [ ! -x "$CACHE/azurite/node_modules/.bin/azurite-blob" ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "== installing Node.js (Debian's nodejs, npm)"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  echo "== installing Azurite 3.35.0 (npm) into $CACHE/azurite"
+  npm install --prefix "$CACHE/azurite" --no-audit --no-fund --silent azurite@3.35.0
+fi
+azurite_data=$(mktemp -d)
+azurite_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$CACHE/azurite/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$azurite_port" \
+  --location "$azurite_data" --skipApiVersionCheck --loose --disableTelemetry >"$azurite_data/log" 2>&1 &
+azurite_pid=$!
+trap 'kill "$azurite_pid" 2>/dev/null; wait "$azurite_pid" 2>/dev/null; rm -rf "$azurite_data"' EXIT
+for _ in $(seq 1 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$azurite_port") 2>/dev/null && break
+  sleep 0.1
+done
+export AZURITE_BLOB_STORAGE_URL="http://127.0.0.1:$azurite_port"
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

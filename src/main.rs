@@ -130,7 +130,8 @@ enum BenchCommand {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("BINLAKE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env("BINLAKE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("warn,binlake=info"));
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

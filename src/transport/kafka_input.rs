@@ -70,7 +70,10 @@ impl KafkaInput {
             .set("enable.partition.eof", "false")
             // New tables' topics join the subscription within seconds.
             .set("topic.metadata.refresh.interval.ms", "5000")
-            .set("isolation.level", "read_committed");
+            .set("isolation.level", "read_committed")
+            // A restarted sink gets its partitions back after this long at most (Kafka's
+            // default is 45 s); `group.instance.id` in [transport.librdkafka] makes it instant.
+            .set("session.timeout.ms", "10000");
         for (k, v) in &settings.librdkafka {
             config.set(k, v);
         }

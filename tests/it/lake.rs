@@ -137,8 +137,8 @@ read_timeout_secs = 3
 {transport}
 
 [lake]
-{lake}
 max_latency_ms = 200
+{lake}
 "#,
         port = db.port
     );
@@ -162,25 +162,31 @@ pub fn binlake(args: &[&str], config: &Path) -> (Option<i32>, String) {
 
 /// Silver, history and bronze of the shop workload, checked against the server.
 pub fn assert_shop_lake(db: &MariaDb, lake: &Path) {
-    let silver = table_url(lake, "silver/shop/orders");
+    let at = |rel: &str| table_url(lake, rel);
+    assert_shop_tables(db, &at, &[]);
+}
+
+/// The shop workload's tables, wherever `url` puts them (with storage `options`).
+pub fn assert_shop_tables(db: &MariaDb, url: &dyn Fn(&str) -> String, options: &[(&str, &str)]) {
+    let silver = url("silver/shop/orders");
     assert_eq!(
-        lake_query(&silver, &[], ORDERS_LAKE),
+        lake_query(&silver, options, ORDERS_LAKE),
         source_rows(db, ORDERS_SELECT),
         "silver shop.orders equals the source"
     );
     assert_eq!(
         lake_query(
-            &table_url(lake, "silver/shop/tmp"),
-            &[],
+            &url("silver/shop/tmp"),
+            options,
             "SELECT id, v FROM t ORDER BY id"
         ),
         source_rows(db, "SELECT id, v FROM shop.tmp ORDER BY id"),
         "TRUNCATE emptied silver before the later insert"
     );
-    let bronze = table_url(lake, "bronze/shop/orders");
+    let bronze = url("bronze/shop/orders");
     let counts = lake_query(
         &bronze,
-        &[],
+        options,
         "SELECT count(*), count(DISTINCT position) FROM t",
     );
     assert_eq!(
@@ -188,16 +194,16 @@ pub fn assert_shop_lake(db: &MariaDb, lake: &Path) {
         [format!("{SHOP_ORDERS_CHANGES}|{SHOP_ORDERS_CHANGES}")],
         "bronze holds every change once"
     );
-    let history = table_url(lake, "silver/shop/orders__history");
+    let history = url("silver/shop/orders__history");
     assert_eq!(
-        lake_query(&history, &[], "SELECT count(*) FROM t"),
+        lake_query(&history, options, "SELECT count(*) FROM t"),
         [SHOP_ORDERS_VERSIONS.to_string()]
     );
     // The open versions are exactly silver's rows.
     assert_eq!(
         lake_query(
             &history,
-            &[],
+            options,
             &ORDERS_LAKE.replace("FROM t", "FROM t WHERE __end_at IS NULL")
         ),
         source_rows(db, ORDERS_SELECT)
@@ -206,7 +212,7 @@ pub fn assert_shop_lake(db: &MariaDb, lake: &Path) {
     assert_eq!(
         lake_query(
             &history,
-            &[],
+            options,
             "SELECT customer, _cdc_op, __end_at IS NULL FROM t WHERE id = 3 ORDER BY __start_position"
         ),
         ["cy|c|false", "cy2|c|true"]
@@ -215,7 +221,7 @@ pub fn assert_shop_lake(db: &MariaDb, lake: &Path) {
     assert_eq!(
         lake_query(
             &history,
-            &[],
+            options,
             "SELECT id, __end_at IS NULL FROM t WHERE id IN (4, 50) ORDER BY id"
         ),
         ["4|false", "50|true"]
@@ -344,7 +350,10 @@ fn sink_killed_anywhere_applies_every_change_exactly_once() {
     let config = write_run_config(
         dir.path(),
         &db,
-        &kafka_transport(&b, &prefix),
+        &format!(
+            "{}\n[transport.librdkafka]\n\"group.instance.id\" = \"sink-1\"",
+            kafka_transport(&b, &prefix)
+        ),
         "url = \"lake\"\nmax_rows = 1500",
     );
     let (code, stderr) = binlake(&["source", "--exit-when-caught-up"], &config);
@@ -503,4 +512,146 @@ fn sink_survives_broker_errors_without_loss_or_doubles() {
     );
     let parts: Vec<&str> = messages[0].split('|').collect();
     assert_eq!(parts[0], parts[1], "no change twice in bronze");
+}
+
+/// Azurite's address: scripts/test.sh starts one for the suite and exports it; every test
+/// uses its own fresh container.
+fn azurite() -> String {
+    std::env::var("AZURITE_BLOB_STORAGE_URL").expect(
+        "AZURITE_BLOB_STORAGE_URL is not set: run the suite with scripts/test.sh, which starts Azurite",
+    )
+}
+
+fn unique_container(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{name}-{}-{nanos}", std::process::id())
+}
+
+#[test]
+fn every_documented_lake_url_form_works_on_azurite_and_local_disk() {
+    let _ = azurite();
+    let db = MariaDb::start();
+    db.sql(SHOP_WORKLOAD);
+    let forms = |c: &str, dir: &Path| {
+        vec![
+            format!("az://{c}/lake"),
+            format!("abfs://{c}@devstoreaccount1.dfs.core.windows.net/lake"),
+            format!("abfss://{c}@devstoreaccount1.dfs.core.windows.net/lake"),
+            format!("https://devstoreaccount1.blob.core.windows.net/{c}/lake"),
+            format!("file://{}/lake", dir.display()),
+        ]
+    };
+    for (i, name) in ["az", "abfs", "abfss", "https", "file"].iter().enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        let container = unique_container(name);
+        let url = forms(&container, dir.path())[i].clone();
+        let storage = if *name == "file" {
+            ""
+        } else {
+            "[lake.storage]\nuse_emulator = \"true\""
+        };
+        let config = write_run_config(
+            dir.path(),
+            &db,
+            "kind = \"embedded\"",
+            &format!("url = \"{url}\"\n{storage}"),
+        );
+        let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
+        assert_eq!(code, Some(0), "{url}: {stderr}");
+        let options: &[(&str, &str)] = if *name == "file" {
+            &[]
+        } else {
+            &[("use_emulator", "true")]
+        };
+        let option_map = options
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let storage =
+            binlake::lake::storage::LakeStorage::new(&url, &option_map, dir.path()).unwrap();
+        let table = |rel: &str| storage.table_url(rel).unwrap().to_string();
+        assert_shop_tables(&db, &table, storage_options(&storage).as_slice());
+    }
+}
+
+fn storage_options(storage: &binlake::lake::storage::LakeStorage) -> Vec<(&str, &str)> {
+    storage
+        .options()
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
+/// Python's `deltalake` (scripts/test.sh installs it in a venv and exports BINLAKE_PYTHON).
+fn python() -> String {
+    std::env::var("BINLAKE_PYTHON").expect(
+        "BINLAKE_PYTHON is not set: run the suite with scripts/test.sh, which installs Python's deltalake",
+    )
+}
+
+#[test]
+fn python_deltalake_reads_what_binlake_wrote() {
+    let python = python();
+    let db = MariaDb::start();
+    db.sql(SHOP_WORKLOAD);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_run_config(dir.path(), &db, "kind = \"embedded\"", "url = \"lake\"");
+    let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    let lake = dir.path().join("lake");
+    // Python prints, per table, its rows in a canonical text form; the same query here.
+    let script = r#"
+import sys
+from deltalake import DeltaTable
+lake = sys.argv[1]
+def show(v):
+    if v is None: return "NULL"
+    if hasattr(v, "isoformat"): return v.isoformat()
+    return str(v)
+for rel, cols, order in [
+    ("silver/shop/orders", ["id", "customer", "amount", "status", "note", "coupon", "_cdc_op"], "id"),
+    ("silver/shop/orders__history", ["id", "customer", "_cdc_op", "__start_position", "__end_position"], "__start_position"),
+    ("bronze/shop/orders", ["op", "position", "after"], "position"),
+]:
+    t = DeltaTable(f"{lake}/{rel}").to_pyarrow_table().to_pylist()
+    t.sort(key=lambda r: (r[order], str(r.get("id"))))
+    for r in t:
+        print(rel + "|" + "|".join(show(r[c]) for c in cols))
+"#;
+    let out = std::process::Command::new(&python)
+        .args(["-c", script])
+        .arg(&lake)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let python_rows: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let mut ours = Vec::new();
+    for (rel, sql) in [
+        ("silver/shop/orders", "SELECT id, customer, amount, status, note, coupon, _cdc_op FROM t ORDER BY id"),
+        ("silver/shop/orders__history", "SELECT id, customer, _cdc_op, __start_position, __end_position FROM t ORDER BY __start_position, CAST(id AS VARCHAR)"),
+        ("bronze/shop/orders", "SELECT op, position, after FROM t ORDER BY position"),
+    ] {
+        for row in lake_query(&table_url(&lake, rel), &[], sql) {
+            ours.push(format!("{rel}|{row}"));
+        }
+    }
+    assert_eq!(python_rows, ours);
+    assert_eq!(
+        python_rows
+            .iter()
+            .filter(|r| r.starts_with("bronze/"))
+            .count(),
+        SHOP_ORDERS_CHANGES
+    );
 }

@@ -117,6 +117,25 @@ enum BenchCommand {
         #[arg(long, default_value_t = 10)]
         idle_secs: u64,
     },
+    /// The lake's costs side by side: bronze append rows/s, 10k-change batches into silver vs
+    /// the naive delta-rs MERGE (OLTP-like and uniform keys), peak RSS, files after many small
+    /// commits with and without maintenance.
+    Lake {
+        /// Scratch directory (tables are removed at the end).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Table sizes in rows (repeatable).
+        #[arg(long = "rows", default_values_t = [1_000_000u64])]
+        rows: Vec<u64>,
+        #[arg(long, default_value_t = 10_000)]
+        batch: usize,
+        /// Batches per case; the median is reported.
+        #[arg(long, default_value_t = 5)]
+        batches: usize,
+        /// Small commits for the maintenance comparison (0 skips it).
+        #[arg(long, default_value_t = 3600)]
+        small_commits: usize,
+    },
     /// Replay binlog files into NDJSON (discarded) several times; print rows/s, MB/s, peak RSS.
     Replay {
         #[arg(required = true)]
@@ -130,8 +149,9 @@ enum BenchCommand {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("BINLAKE_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("warn,binlake=info"));
+    let filter = EnvFilter::try_from_env("BINLAKE_LOG").unwrap_or_else(|_| {
+        EnvFilter::new("warn,binlake=info,deltalake_core=error,buoyant_kernel=off")
+    });
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -172,6 +192,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             {
                 anyhow::bail!("the server is not ready for capture");
             }
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Lake {
+            dir,
+            rows,
+            batch,
+            batches,
+            small_commits,
+        }) => {
+            let options = binlake::bench::lake::LakeBenchOptions {
+                dir: std::path::absolute(&dir).context("--dir")?,
+                sizes: rows,
+                batch,
+                batches,
+                small_commits,
+            };
+            let runtime = sink_runtime()?;
+            let stdout = std::io::stdout();
+            runtime.block_on(binlake::bench::lake::bench_lake(
+                &options,
+                &mut stdout.lock(),
+            ))?;
             Ok(())
         }
         Command::Bench(BenchCommand::MockKafka { brokers }) => {

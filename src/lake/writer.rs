@@ -93,6 +93,13 @@ pub struct LakeMetrics {
     pub last_batch: Duration,
     pub optimizes: u64,
     pub vacuums: u64,
+    /// Time spent per layer, summed over batches (for benchmarks and metrics).
+    pub bronze_time: Duration,
+    /// Looking up the positions already applied per key (silver and history).
+    pub lookup_time: Duration,
+    pub history_time: Duration,
+    pub silver_time: Duration,
+    pub maintenance_time: Duration,
 }
 
 fn delta_err(table: &str) -> impl Fn(DeltaTableError) -> LakeError + '_ {
@@ -495,6 +502,7 @@ impl LakeWriter {
         let layers = self.layers(id).await?;
         // Bronze: every change not already there.
         let fresh: Vec<&LakeChange> = changes.iter().filter(|c| !layers.bronze.holds(c)).collect();
+        let bronze_started = Instant::now();
         if !fresh.is_empty() {
             let batch = bronze_batch(&fresh)?;
             let state = layers.bronze.next_state(&fresh, consumed);
@@ -504,6 +512,7 @@ impl LakeWriter {
                 .await?;
             self.metrics.commits += 1;
         }
+        self.metrics.bronze_time += bronze_started.elapsed();
         let layers = self.tables.get_mut(id).expect("opened");
         // Silver and history, one segment per schema version or truncate.
         let mut start = 0;
@@ -533,15 +542,25 @@ impl LakeWriter {
                 }
                 m
             };
-            let n = apply_current(layers, segment, &seg_consumed, &settings, &storage).await?;
+            let n = apply_current(
+                layers,
+                segment,
+                &seg_consumed,
+                &settings,
+                &storage,
+                &mut self.metrics,
+            )
+            .await?;
             self.metrics.commits += n;
             start = end;
         }
         self.metrics.changes_applied += changes.len() as u64;
         let layers = self.tables.get_mut(id).expect("opened");
+        let maintenance_started = Instant::now();
         for layer in [&mut layers.bronze, &mut layers.history, &mut layers.silver] {
             maintain(layer, &settings, &mut self.metrics).await?;
         }
+        self.metrics.maintenance_time += maintenance_started.elapsed();
         Ok(())
     }
 }
@@ -734,6 +753,7 @@ async fn apply_current(
     consumed: &BTreeMap<String, i64>,
     settings: &LakeSettings,
     _storage: &LakeStorage,
+    metrics: &mut LakeMetrics,
 ) -> Result<u64, LakeError> {
     let schema = Arc::clone(&segment[0].schema);
     let fresh_history: Vec<&LakeChange> = segment
@@ -789,7 +809,9 @@ async fn apply_current(
             keys.push(c);
         }
     }
+    let started = Instant::now();
     let applied = applied_positions(layers, &schema, &key, &keys).await?;
+    metrics.lookup_time += started.elapsed();
     let truncated_at = layers
         .silver
         .state
@@ -810,6 +832,7 @@ async fn apply_current(
             .history
             .next_state(&fresh_history, consumed)
             .with_key(&key);
+        let started = Instant::now();
         write_history(
             &mut layers.history,
             &schema,
@@ -819,6 +842,7 @@ async fn apply_current(
             settings,
         )
         .await?;
+        metrics.history_time += started.elapsed();
         commits += 1;
     }
     if !fresh_silver.is_empty() {
@@ -827,6 +851,7 @@ async fn apply_current(
             .silver
             .next_state(&fresh_silver, consumed)
             .with_key(&key);
+        let started = Instant::now();
         write_silver(
             &mut layers.silver,
             &schema,
@@ -836,6 +861,7 @@ async fn apply_current(
             settings,
         )
         .await?;
+        metrics.silver_time += started.elapsed();
         commits += 1;
     }
     Ok(commits)

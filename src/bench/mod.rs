@@ -5,6 +5,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
+pub mod lake;
+
 use crate::replay::{replay_files, ReplayError, ReplayOptions, ReplayStats};
 
 /// A writer that counts and discards: the JSON is fully produced, never stored.

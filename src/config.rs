@@ -237,6 +237,51 @@ impl LakeConfig {
     }
 }
 
+/// `[gold]`: SQL models over silver, materialized as `gold/<model>`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoldConfig {
+    /// A folder of `<model>.sql` files (relative to the config's folder).
+    pub models: PathBuf,
+    /// `"on_commit"`: after each batch the sink commits; or an interval: `"30s"`, `"5m"`, `"1h"`.
+    #[serde(default = "default_refresh")]
+    pub refresh: String,
+}
+
+fn default_refresh() -> String {
+    "on_commit".into()
+}
+
+/// When gold models are refreshed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GoldRefresh {
+    OnCommit,
+    Every(std::time::Duration),
+}
+
+impl GoldConfig {
+    pub fn refresh_policy(&self) -> Result<GoldRefresh, String> {
+        let r = self.refresh.trim();
+        if r == "on_commit" {
+            return Ok(GoldRefresh::OnCommit);
+        }
+        let (number, unit) = r.split_at(r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len()));
+        let n: u64 = number.parse().map_err(|_| {
+            format!("{r:?}: use \"on_commit\" or an interval like \"30s\", \"5m\", \"1h\"")
+        })?;
+        let secs = match unit {
+            "s" => n,
+            "m" => n * 60,
+            "h" => n * 3600,
+            _ => return Err(format!("{r:?}: the unit must be s, m or h")),
+        };
+        if secs == 0 {
+            return Err(format!("{r:?}: the interval must be positive"));
+        }
+        Ok(GoldRefresh::Every(std::time::Duration::from_secs(secs)))
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -247,6 +292,8 @@ pub struct Config {
     /// Needed by `sink` and `run`.
     #[serde(default)]
     pub lake: Option<LakeConfig>,
+    #[serde(default)]
+    pub gold: Option<GoldConfig>,
     /// The folder of the config file, which relative paths are resolved against.
     #[serde(skip)]
     pub base: PathBuf,
@@ -351,6 +398,11 @@ impl Config {
                 source.checkpoint = base.join(&source.checkpoint);
             }
         }
+        if let Some(gold) = &mut config.gold {
+            if gold.models.is_relative() {
+                gold.models = base.join(&gold.models);
+            }
+        }
         config.base = base.to_path_buf();
         config.file = file.to_string();
         if let Some(path) = &config.transport.path {
@@ -370,6 +422,10 @@ impl Config {
         };
         if let Some(source) = &self.source {
             self.validate_source(source, file)?;
+        }
+        if let Some(gold) = &self.gold {
+            gold.refresh_policy()
+                .map_err(|r| invalid("gold.refresh", r))?;
         }
         if let Some(lake) = &self.lake {
             if lake.max_rows == 0 {

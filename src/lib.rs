@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod demo;
 pub mod envelope;
 pub mod event;
 pub mod lake;
@@ -14,3 +15,4 @@ pub mod mysql;
 pub mod pipeline;
 pub mod replay;
 pub mod transport;
+pub mod workload;

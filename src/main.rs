@@ -83,6 +83,30 @@ enum Command {
         #[arg(long)]
         exit_when_caught_up: bool,
     },
+    /// Write a steady workload to the `[source]` server: orders placed, paid, shipped,
+    /// cancelled and refunded, customers edited and deleted (load sql/online_store.sql first).
+    Generate {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Row changes per second.
+        #[arg(long, default_value_t = 100)]
+        rate: u64,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 60)]
+        duration: u64,
+        #[arg(long, default_value = "ecommerce")]
+        scenario: String,
+    },
+    /// The whole path with no services: a bundled e-commerce binlog → in-process Kafka →
+    /// bronze/silver/history → gold on a local lake; prints what it built.
+    Demo {
+        /// The lake directory (replaced if an earlier demo made it).
+        #[arg(long, default_value = "binlake-demo-lake")]
+        lake: PathBuf,
+    },
+    /// The gold layer.
+    #[command(subcommand)]
+    Gold(GoldCommand),
     /// Check that the server is ready for capture; exits 1 when something blocks it.
     Check {
         #[arg(long, value_name = "FILE")]
@@ -91,6 +115,18 @@ enum Command {
     /// Benchmarks that print their figures.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum GoldCommand {
+    /// Evaluate the `[gold] models` now and write `gold/<model>`.
+    Refresh {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Only this model (and nothing else).
+        #[arg(long)]
+        model: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -177,6 +213,88 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             exit_when_caught_up,
         } => run_pipeline(&config, exit_when_caught_up),
+        Command::Generate {
+            config,
+            rate,
+            duration,
+            scenario,
+        } => {
+            use std::sync::atomic::{AtomicBool, Ordering};
+            let config = binlake::config::Config::load(&config)?;
+            let source =
+                binlake::mysql::stream::LiveSource::new(config.source("generate")?.clone())?;
+            let runtime = sink_runtime()?;
+            let stop = std::sync::Arc::new(AtomicBool::new(false));
+            let flag = stop.clone();
+            runtime.spawn(async move {
+                stop_signal().await;
+                flag.store(true, Ordering::Relaxed);
+            });
+            let started = std::time::Instant::now();
+            let stats = runtime.block_on(async {
+                let mut conn = source.connect().await?;
+                let stats = binlake::workload::generate(
+                    &mut conn,
+                    &scenario,
+                    rate,
+                    std::time::Duration::from_secs(duration),
+                    &stop,
+                )
+                .await?;
+                let _ = conn.disconnect().await;
+                anyhow::Ok(stats)
+            })?;
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "{scenario}: {} row changes in {} transactions over {secs:.1} s ({:.0} row changes/s)",
+                stats.row_changes,
+                stats.transactions,
+                stats.row_changes as f64 / secs
+            );
+            Ok(())
+        }
+        Command::Demo { lake } => {
+            let runtime = sink_runtime()?;
+            let stdout = std::io::stdout();
+            let lake = std::path::absolute(&lake).context("--lake")?;
+            runtime.block_on(binlake::demo::run_demo(&lake, &mut stdout.lock()))?;
+            Ok(())
+        }
+        Command::Gold(GoldCommand::Refresh { config, model }) => {
+            let config = binlake::config::Config::load(&config)?;
+            let gold = config.gold.as_ref().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "config {}: key `gold`: `binlake gold refresh` needs a [gold] table with `models`",
+                    config.file
+                )
+            })?;
+            let lake = config.lake("gold refresh")?;
+            let storage =
+                binlake::lake::storage::LakeStorage::new(&lake.url, &lake.storage, &config.base)?;
+            let mut models = binlake::lake::gold::load_models(&gold.models)?;
+            if let Some(name) = &model {
+                models.retain(|m| &m.name == name);
+                anyhow::ensure!(
+                    !models.is_empty(),
+                    "no model {name} in {}",
+                    gold.models.display()
+                );
+            }
+            let runtime = sink_runtime()?;
+            let outcomes = runtime.block_on(binlake::lake::gold::refresh(&storage, &models))?;
+            let mut failed = 0;
+            for o in &outcomes {
+                match &o.result {
+                    Ok(rows) => println!("gold/{}: {rows} rows", o.name),
+                    Err(e) => {
+                        failed += 1;
+                        println!("gold/{}: FAILED: {e}", o.name)
+                    }
+                }
+            }
+            anyhow::ensure!(failed == 0, "{failed} model(s) failed");
+            Ok(())
+        }
         Command::Check { config } => {
             let config = binlake::config::Config::load(&config)?;
             let runtime = tokio::runtime::Builder::new_current_thread()

@@ -178,7 +178,7 @@ async fn already_applied(
 ) -> Result<BTreeMap<String, i64>, PipelineError> {
     let tables: Vec<TableId> = targets.keys().filter_map(|sp| input.table_of(sp)).collect();
     let mut applied = writer.resume_offsets(&tables).await?;
-    match input.committed(targets, timeout.min(Duration::from_secs(3))) {
+    match input.committed(targets, timeout.min(Duration::from_secs(1))) {
         Ok(committed) => {
             for (sp, c) in committed {
                 let e = applied.entry(sp).or_insert(c);

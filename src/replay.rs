@@ -1,5 +1,6 @@
-//! The offline replay: binlog files → decoder → Debezium JSON lines on a writer. The same
-//! decoder the live source uses; this module only wires files to it and formats the output.
+//! The offline replay: binlog files → decoder → Debezium JSON lines on a writer, or into any
+//! source output (Kafka, the embedded channel) as if a live server had sent them. The same
+//! decoder the live source uses; this module only wires files to it.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -10,6 +11,7 @@ use crate::event::ChangeEvent;
 use crate::mysql::decoder::{Ddl, DecodeSink};
 use crate::mysql::events::event_type_name;
 use crate::mysql::schema::SchemaTracker;
+use crate::mysql::stream::SourceOutput;
 use crate::mysql::{BinlogDecoder, BinlogError, BinlogFileReader};
 
 /// Options of one replay run.
@@ -39,6 +41,89 @@ pub enum ReplayError {
     Binlog(#[from] BinlogError),
     #[error("writing the output: {0}")]
     Output(#[source] std::io::Error),
+    #[error("output: {0}")]
+    Transport(String),
+}
+
+/// A decode sink that counts what a replay did.
+trait ReplaySink: DecodeSink<Error = ReplayError> {
+    fn stats(&mut self) -> &mut ReplayStats;
+    fn set_display(&mut self, display: String);
+}
+
+impl<W: Write> ReplaySink for NdjsonSink<'_, W> {
+    fn stats(&mut self) -> &mut ReplayStats {
+        &mut self.stats
+    }
+    fn set_display(&mut self, display: String) {
+        self.display = display;
+    }
+}
+
+/// Hands decoded changes to a source output.
+struct OutputSink<'o, O: SourceOutput> {
+    output: &'o mut O,
+    stats: ReplayStats,
+}
+
+impl<O: SourceOutput> DecodeSink for OutputSink<'_, O> {
+    type Error = ReplayError;
+
+    fn change(&mut self, event: &ChangeEvent<'_>) -> Result<(), ReplayError> {
+        self.output.change(event).map_err(ReplayError::Transport)?;
+        self.stats.changes += 1;
+        Ok(())
+    }
+
+    fn commit(&mut self, commit: &crate::mysql::decoder::Commit) -> Result<(), ReplayError> {
+        self.output.commit(commit).map_err(ReplayError::Transport)?;
+        self.stats.commits += 1;
+        Ok(())
+    }
+
+    fn ddl(&mut self, _ddl: &Ddl) -> Result<(), ReplayError> {
+        self.stats.ddl += 1;
+        Ok(())
+    }
+}
+
+impl<O: SourceOutput> ReplaySink for OutputSink<'_, O> {
+    fn stats(&mut self) -> &mut ReplayStats {
+        &mut self.stats
+    }
+    fn set_display(&mut self, _display: String) {}
+}
+
+/// Replays one binlog held in memory into `output` (Kafka, the embedded channel), then makes
+/// the output durable.
+pub fn replay_bytes_into<O: SourceOutput>(
+    name: &str,
+    bytes: &[u8],
+    options: &ReplayOptions,
+    output: &mut O,
+) -> Result<ReplayStats, ReplayError> {
+    let reader = BinlogFileReader::from_reader(
+        name.to_string(),
+        name.to_string(),
+        Box::new(std::io::Cursor::new(bytes.to_vec())),
+    )?;
+    let mut decoder = BinlogDecoder::new(Arc::from(""), schema_tracker(options)?);
+    let mut sink = OutputSink {
+        output,
+        stats: ReplayStats::default(),
+    };
+    replay_one(reader, options, &mut decoder, &mut sink)?;
+    sink.output.make_durable().map_err(ReplayError::Transport)?;
+    Ok(sink.stats)
+}
+
+fn schema_tracker(options: &ReplayOptions) -> Result<SchemaTracker, ReplayError> {
+    let mut schemas = SchemaTracker::new();
+    for f in &options.schema_files {
+        let n = schemas.load_sql_file(f)?;
+        tracing::info!(file = %f.display(), tables = n, "loaded schema");
+    }
+    Ok(schemas)
 }
 
 struct NdjsonSink<'w, W: Write> {
@@ -116,12 +201,7 @@ fn replay_sources<W: Write>(
     options: &ReplayOptions,
     out: &mut W,
 ) -> Result<ReplayStats, ReplayError> {
-    let mut schemas = SchemaTracker::new();
-    for f in &options.schema_files {
-        let n = schemas.load_sql_file(f)?;
-        tracing::info!(file = %f.display(), tables = n, "loaded schema");
-    }
-    let mut decoder = BinlogDecoder::new(Arc::from(""), schemas);
+    let mut decoder = BinlogDecoder::new(Arc::from(""), schema_tracker(options)?);
     let mut sink = NdjsonSink {
         out,
         buf: Vec::with_capacity(4096),
@@ -141,20 +221,20 @@ fn replay_sources<W: Write>(
     Ok(sink.stats)
 }
 
-fn replay_one<W: Write>(
+fn replay_one<S: ReplaySink>(
     mut reader: BinlogFileReader,
     options: &ReplayOptions,
     decoder: &mut BinlogDecoder,
-    sink: &mut NdjsonSink<'_, W>,
+    sink: &mut S,
 ) -> Result<(), ReplayError> {
     reader.set_verify_checksums(!options.no_verify_checksums);
     let display = reader.display_name().to_string();
     decoder.start_file(reader.name().clone(), display.clone());
-    sink.display = display;
-    sink.stats.files += 1;
+    sink.set_display(display);
+    sink.stats().files += 1;
     while let Some(ev) = reader.next_event()? {
-        sink.stats.events += 1;
-        sink.stats.bytes += ev.header.event_size as u64;
+        sink.stats().events += 1;
+        sink.stats().bytes += ev.header.event_size as u64;
         tracing::trace!(offset = ev.offset, event = %event_type_name(ev.header.type_code));
         decoder.decode(&ev.header, ev.body, ev.offset, sink)?;
     }

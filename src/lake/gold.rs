@@ -1,0 +1,348 @@
+//! The gold layer: SQL models (`<models>/<name>.sql`, DataFusion SQL) evaluated over the
+//! silver tables (addressed as `<db>.<table>`, history as `<db>.<table>__history`) and over
+//! other models (`gold.<name>`), each materialized as the Delta table `gold/<name>`. Models run
+//! in the order their references give; a cycle is an error; a model that fails is reported with
+//! its file and line and the others still run.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use deltalake::datafusion::catalog::MemorySchemaProvider;
+use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
+use deltalake::protocol::SaveMode;
+use deltalake::DeltaTable;
+use futures_util::StreamExt;
+
+use super::storage::LakeStorage;
+use super::LakeError;
+
+/// One model: its name (the file stem), file and SQL.
+#[derive(Debug, Clone)]
+pub struct GoldModel {
+    pub name: String,
+    pub file: PathBuf,
+    pub sql: String,
+}
+
+/// What one refresh did per model: rows written, or the error that stopped the model.
+#[derive(Debug, Clone)]
+pub struct ModelOutcome {
+    pub name: String,
+    pub result: Result<usize, String>,
+}
+
+/// Reads every `*.sql` of `dir`, in name order.
+pub fn load_models(dir: &Path) -> Result<Vec<GoldModel>, LakeError> {
+    let bad = |reason: String| LakeError::Config {
+        key: "gold.models".into(),
+        reason: format!("{}: {reason}", dir.display()),
+    };
+    let mut models = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| bad(e.to_string()))?;
+    for entry in entries {
+        let path = entry.map_err(|e| bad(e.to_string()))?.path();
+        if path.extension().is_some_and(|x| x == "sql") {
+            let sql = std::fs::read_to_string(&path)
+                .map_err(|e| bad(format!("{}: {e}", path.display())))?;
+            let name = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_string();
+            models.push(GoldModel {
+                name,
+                file: path,
+                sql,
+            });
+        }
+    }
+    models.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(models)
+}
+
+/// The models in an order where every model comes after the models it reads (`gold.<name>`).
+pub fn model_order(models: &[GoldModel]) -> Result<Vec<GoldModel>, LakeError> {
+    let names: HashSet<&str> = models.iter().map(|m| m.name.as_str()).collect();
+    let deps: HashMap<&str, Vec<&str>> = models
+        .iter()
+        .map(|m| {
+            let lower = m.sql.to_lowercase();
+            let reads: Vec<&str> = names
+                .iter()
+                .copied()
+                .filter(|n| {
+                    *n != m.name && references(&lower, &format!("gold.{}", n.to_lowercase()))
+                })
+                .collect();
+            (m.name.as_str(), reads)
+        })
+        .collect();
+    let mut done: Vec<GoldModel> = Vec::new();
+    let mut state: HashMap<&str, u8> = HashMap::new();
+    fn visit<'a>(
+        name: &'a str,
+        deps: &HashMap<&'a str, Vec<&'a str>>,
+        state: &mut HashMap<&'a str, u8>,
+        order: &mut Vec<&'a str>,
+        path: &mut Vec<&'a str>,
+    ) -> Result<(), LakeError> {
+        match state.get(name) {
+            Some(2) => return Ok(()),
+            Some(1) => {
+                path.push(name);
+                return Err(LakeError::Config {
+                    key: "gold.models".into(),
+                    reason: format!("models read each other in a cycle: {}", path.join(" -> ")),
+                });
+            }
+            _ => {}
+        }
+        state.insert(name, 1);
+        path.push(name);
+        for d in deps.get(name).into_iter().flatten() {
+            visit(d, deps, state, order, path)?;
+        }
+        path.pop();
+        state.insert(name, 2);
+        order.push(name);
+        Ok(())
+    }
+    let mut order = Vec::new();
+    for m in models {
+        visit(&m.name, &deps, &mut state, &mut order, &mut Vec::new())?;
+    }
+    for name in order {
+        done.push(
+            models
+                .iter()
+                .find(|m| m.name == name)
+                .expect("known")
+                .clone(),
+        );
+    }
+    Ok(done)
+}
+
+/// `needle` occurs in `sql` as a whole name (not as the prefix of a longer one).
+fn references(sql: &str, needle: &str) -> bool {
+    sql.match_indices(needle).any(|(i, _)| {
+        let after = sql[i + needle.len()..].chars().next();
+        let before = sql[..i].chars().next_back();
+        !after.is_some_and(|c| c.is_alphanumeric() || c == '_')
+            && !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.')
+    })
+}
+
+/// `file:line: message` for a model's error, with the line DataFusion/sqlparser reported.
+fn locate(model: &GoldModel, error: &str) -> String {
+    let line = error
+        .find("Line: ")
+        .and_then(|i| error[i + 6..].split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(1);
+    format!("{}:{line}: {error}", model.file.display())
+}
+
+/// Silver (and history) tables under the lake: `(db, table)` pairs.
+async fn silver_tables(storage: &LakeStorage) -> Result<Vec<(String, String)>, LakeError> {
+    let root = storage.root().clone();
+    let log_store = deltalake::DeltaTableBuilder::from_url(root.clone())
+        .map_err(|e| LakeError::Delta {
+            table: root.to_string(),
+            source: Box::new(e),
+        })?
+        .with_storage_options(storage.options().clone())
+        .build_storage()
+        .map_err(|e| LakeError::Delta {
+            table: root.to_string(),
+            source: Box::new(e),
+        })?;
+    let store = log_store.object_store(None);
+    let list_err = |e: deltalake::ObjectStoreError| LakeError::Storage {
+        table: "silver".into(),
+        reason: e.to_string(),
+    };
+    let mut out = Vec::new();
+    let silver = deltalake::Path::from("silver");
+    let dbs = store
+        .list_with_delimiter(Some(&silver))
+        .await
+        .map_err(list_err)?;
+    for db in dbs.common_prefixes {
+        let db_name = db.filename().unwrap_or_default().to_string();
+        let tables = store
+            .list_with_delimiter(Some(&db))
+            .await
+            .map_err(list_err)?;
+        for t in tables.common_prefixes {
+            let name = t.filename().unwrap_or_default().to_string();
+            let log = t.clone().join("_delta_log");
+            let mut entries = store.list(Some(&log));
+            if entries.next().await.is_some() {
+                out.push((db_name.clone(), name));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Evaluates `models` over the lake and writes each to `gold/<name>`.
+pub async fn refresh(
+    storage: &LakeStorage,
+    models: &[GoldModel],
+) -> Result<Vec<ModelOutcome>, LakeError> {
+    let ordered = model_order(models)?;
+    let config =
+        SessionConfig::new().set_bool("datafusion.sql_parser.enable_ident_normalization", false);
+    let ctx = SessionContext::new_with_config(config);
+    let catalog = ctx.catalog("datafusion").expect("the default catalog");
+    let mut schemas: BTreeMap<String, ()> = BTreeMap::new();
+    for (db, table) in silver_tables(storage).await? {
+        if schemas.insert(db.clone(), ()).is_none() {
+            catalog
+                .register_schema(&db, Arc::new(MemorySchemaProvider::new()))
+                .map_err(|e| LakeError::Storage {
+                    table: db.clone(),
+                    reason: e.to_string(),
+                })?;
+        }
+        let path = format!("silver/{db}/{table}");
+        let provider = open_provider(storage, &path, &ctx).await?;
+        ctx.register_table(
+            deltalake::datafusion::common::TableReference::partial(db.as_str(), table.as_str()),
+            provider,
+        )
+        .map_err(|e| LakeError::Storage {
+            table: path.clone(),
+            reason: e.to_string(),
+        })?;
+    }
+    catalog
+        .register_schema("gold", Arc::new(MemorySchemaProvider::new()))
+        .map_err(|e| LakeError::Storage {
+            table: "gold".into(),
+            reason: e.to_string(),
+        })?;
+    let mut outcomes = Vec::new();
+    for model in &ordered {
+        let result = run_model(storage, &ctx, model).await;
+        if let Err(e) = &result {
+            tracing::error!(model = %model.name, "{e}");
+        }
+        outcomes.push(ModelOutcome {
+            name: model.name.clone(),
+            result,
+        });
+    }
+    Ok(outcomes)
+}
+
+async fn open_provider(
+    storage: &LakeStorage,
+    path: &str,
+    ctx: &SessionContext,
+) -> Result<Arc<dyn deltalake::datafusion::catalog::TableProvider>, LakeError> {
+    let url = storage.table_url(path)?;
+    let table = DeltaTable::try_from_url_with_storage_options(url, storage.options().clone())
+        .await
+        .map_err(|e| LakeError::Delta {
+            table: path.to_string(),
+            source: Box::new(e),
+        })?;
+    table
+        .update_datafusion_session(&ctx.state())
+        .map_err(|e| LakeError::Delta {
+            table: path.to_string(),
+            source: Box::new(e),
+        })?;
+    table
+        .table_provider()
+        .await
+        .map_err(|e| LakeError::Storage {
+            table: path.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+async fn run_model(
+    storage: &LakeStorage,
+    ctx: &SessionContext,
+    model: &GoldModel,
+) -> Result<usize, String> {
+    let df = ctx
+        .sql(&model.sql)
+        .await
+        .map_err(|e| locate(model, &e.to_string()))?;
+    let batches = df
+        .collect()
+        .await
+        .map_err(|e| locate(model, &e.to_string()))?;
+    let rows = batches.iter().map(|b| b.num_rows()).sum();
+    let path = format!("gold/{}", model.name);
+    let url = storage.table_url(&path).map_err(|e| e.to_string())?;
+    let table = DeltaTable::try_from_url_with_storage_options(url, storage.options().clone())
+        .await
+        .map_err(|e| format!("{path}: {e}"))?;
+    let table = table
+        .write(batches)
+        .with_save_mode(SaveMode::Overwrite)
+        .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite)
+        .await
+        .map_err(|e| format!("{path}: {e}"))?;
+    // Later models read this one as gold.<name>.
+    let provider = table
+        .table_provider()
+        .await
+        .map_err(|e| format!("{path}: {e}"))?;
+    ctx.register_table(
+        deltalake::datafusion::common::TableReference::partial("gold", model.name.as_str()),
+        provider,
+    )
+    .map_err(|e| format!("{path}: {e}"))?;
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(name: &str, sql: &str) -> GoldModel {
+        GoldModel {
+            name: name.into(),
+            file: PathBuf::from(format!("sql/gold/{name}.sql")),
+            sql: sql.into(),
+        }
+    }
+
+    #[test]
+    fn models_run_after_the_models_they_read_and_cycles_are_errors() {
+        let ordered = model_order(&[
+            model("b", "SELECT * FROM gold.a JOIN gold.c ON true"),
+            model("a", "SELECT 1"),
+            model("c", "SELECT * FROM gold.a"),
+            model("ab", "SELECT * FROM shop.x"),
+        ])
+        .unwrap();
+        let names: Vec<&str> = ordered.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["a", "c", "b", "ab"]);
+        let err = model_order(&[
+            model("x", "SELECT * FROM gold.y"),
+            model("y", "SELECT * FROM gold.x"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("cycle: x -> y -> x"), "{err}");
+    }
+
+    #[test]
+    fn errors_name_the_file_and_line() {
+        let m = model("bad", "SELECT\n  FROM nowhere");
+        assert_eq!(
+            locate(&m, "SQL error: ParserError(\"Expected: end of statement, found: x at Line: 2, Column: 3\")"),
+            "sql/gold/bad.sql:2: SQL error: ParserError(\"Expected: end of statement, found: x at Line: 2, Column: 3\")"
+        );
+        assert!(locate(&m, "table 'shop.nowhere' not found").starts_with("sql/gold/bad.sql:1: "));
+    }
+}

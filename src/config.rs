@@ -237,6 +237,14 @@ impl LakeConfig {
     }
 }
 
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `host:port` to serve `GET /metrics` on, e.g. `127.0.0.1:9187`.
+    pub listen: String,
+}
+
 /// `[gold]`: SQL models over silver, materialized as `gold/<model>`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -294,6 +302,8 @@ pub struct Config {
     pub lake: Option<LakeConfig>,
     #[serde(default)]
     pub gold: Option<GoldConfig>,
+    #[serde(default)]
+    pub metrics: Option<MetricsConfig>,
     /// The folder of the config file, which relative paths are resolved against.
     #[serde(skip)]
     pub base: PathBuf,
@@ -689,13 +699,25 @@ path = "-"
         let c = Config::load(&path).unwrap();
         assert_eq!(c.source.as_ref().unwrap().server_id, 5401);
         assert_eq!(c.source.as_ref().unwrap().include, ["shop.*"]);
-        assert_eq!(c.transport.kind, TransportKind::Ndjson);
+        assert_eq!(c.transport.kind, TransportKind::Embedded);
         assert!(c
             .source
             .as_ref()
             .unwrap()
             .checkpoint
             .ends_with(".services/quickstart-state"));
+        assert!(c.lake.unwrap().url.ends_with("quickstart-lake"));
+
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("connectors/ecommerce.toml");
+        let env = |v: &str| (v == "BINLAKE_MYSQL_PASSWORD").then(|| "pw".to_string());
+        let text = std::fs::read_to_string(&path).unwrap();
+        let c = Config::parse(&text, "ecommerce.toml", path.parent().unwrap(), &env).unwrap();
+        assert_eq!(c.transport.kind, TransportKind::Kafka);
+        assert_eq!(c.source.as_ref().unwrap().password.as_deref(), Some("pw"));
+        assert_eq!(c.lake.as_ref().unwrap().url, "az://lake/online_store");
+        let gold = c.gold.unwrap();
+        assert!(gold.models.ends_with("sql/gold"));
+        assert_eq!(gold.refresh_policy(), Ok(GoldRefresh::OnCommit));
     }
 
     #[test]

@@ -118,9 +118,10 @@ pub async fn run_demo(lake_dir: &Path, out: &mut dyn Write) -> Result<(), DemoEr
     let options = SinkOptions {
         exit_when_caught_up: true,
         source_done: None,
+        metrics: None,
     };
     let stop = std::sync::atomic::AtomicBool::new(false);
-    let sunk = sink_kafka(&mut writer, &mut input, &options, &stop).await?;
+    let sunk = sink_kafka(&mut writer, &mut input, &options, &stop, None).await?;
     let applied = started.elapsed();
 
     let models: Vec<GoldModel> = ECOMMERCE_MODELS

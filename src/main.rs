@@ -104,6 +104,11 @@ enum Command {
         #[arg(long, default_value = "binlake-demo-lake")]
         lake: PathBuf,
     },
+    /// Per table: the source position, what bronze and silver hold, lag in seconds and rows.
+    Status {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// The gold layer.
     #[command(subcommand)]
     Gold(GoldCommand),
@@ -251,6 +256,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 stats.transactions,
                 stats.row_changes as f64 / secs
             );
+            Ok(())
+        }
+        Command::Status { config } => {
+            let config = binlake::config::Config::load(&config)?;
+            let runtime = sink_runtime()?;
+            let (source, tables) = runtime.block_on(binlake::status::collect(&config))?;
+            print!("{}", binlake::status::render(&source, &tables));
             Ok(())
         }
         Command::Demo { lake } => {
@@ -498,6 +510,39 @@ fn sink_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// The gold schedule of `[gold]`, when configured.
+fn gold_schedule(
+    config: &binlake::config::Config,
+    writer: &binlake::lake::writer::LakeWriter,
+) -> anyhow::Result<Option<binlake::lake::gold::GoldSchedule>> {
+    let Some(gold) = &config.gold else {
+        return Ok(None);
+    };
+    let models = binlake::lake::gold::load_models(&gold.models)?;
+    let policy = gold
+        .refresh_policy()
+        .map_err(|r| anyhow::anyhow!("config {}: key `gold.refresh`: {r}", config.file))?;
+    Ok(Some(binlake::lake::gold::GoldSchedule::new(
+        writer.storage().clone(),
+        models,
+        policy,
+    )))
+}
+
+/// Starts the `[metrics]` endpoint when configured.
+fn start_metrics(
+    config: &binlake::config::Config,
+) -> anyhow::Result<Option<binlake::metrics::Metrics>> {
+    let Some(m) = &config.metrics else {
+        return Ok(None);
+    };
+    let metrics = binlake::metrics::Metrics::new();
+    metrics
+        .serve(&m.listen)
+        .map_err(|e| anyhow::anyhow!("config {}: key `{e}", config.file))?;
+    Ok(Some(metrics))
+}
+
 fn report_sink(stats: &binlake::pipeline::SinkStats, writer: &binlake::lake::writer::LakeWriter) {
     let m = &writer.metrics;
     tracing::info!(
@@ -521,6 +566,7 @@ fn run_sink(config_path: &std::path::Path, exit_when_caught_up: bool) -> anyhow:
         );
     }
     let mut writer = lake_writer(&config, "sink")?;
+    let mut gold = gold_schedule(&config, &writer)?;
     let mut input = kafka_input(&config)?;
     let runtime = sink_runtime()?;
     let stop = std::sync::Arc::new(AtomicBool::new(false));
@@ -533,10 +579,11 @@ fn run_sink(config_path: &std::path::Path, exit_when_caught_up: bool) -> anyhow:
     let options = binlake::pipeline::SinkOptions {
         exit_when_caught_up,
         source_done: None,
+        metrics: start_metrics(&config)?,
     };
     let stats = runtime.block_on(async {
         writer.prepare().await?;
-        binlake::pipeline::sink_kafka(&mut writer, &mut input, &options, &stop)
+        binlake::pipeline::sink_kafka(&mut writer, &mut input, &options, &stop, gold.as_mut())
             .await
             .map_err(anyhow::Error::from)
     })?;
@@ -552,6 +599,8 @@ fn run_pipeline(config_path: &std::path::Path, exit_when_caught_up: bool) -> any
     let config = Config::load(config_path)?;
     config.source("run")?;
     let mut writer = lake_writer(&config, "run")?;
+    let mut gold = gold_schedule(&config, &writer)?;
+    let metrics = start_metrics(&config)?;
     let runtime = sink_runtime()?;
     runtime.block_on(writer.prepare())?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -575,7 +624,12 @@ fn run_pipeline(config_path: &std::path::Path, exit_when_caught_up: bool) -> any
                 output.finish();
                 result
             });
-            let sunk = runtime.block_on(binlake::pipeline::sink_embedded(&mut writer, rx));
+            let sunk = runtime.block_on(binlake::pipeline::sink_embedded(
+                &mut writer,
+                rx,
+                gold.as_mut(),
+                metrics.as_ref(),
+            ));
             let captured = source.join().map_err(|_| anyhow::anyhow!("the source thread panicked"))?;
             let stats = sunk?;
             captured?;
@@ -596,8 +650,15 @@ fn run_pipeline(config_path: &std::path::Path, exit_when_caught_up: bool) -> any
             let options = binlake::pipeline::SinkOptions {
                 exit_when_caught_up,
                 source_done: exit_when_caught_up.then_some(done),
+                metrics: metrics.clone(),
             };
-            let sunk = runtime.block_on(binlake::pipeline::sink_kafka(&mut writer, &mut input, &options, &stop));
+            let sunk = runtime.block_on(binlake::pipeline::sink_kafka(
+                &mut writer,
+                &mut input,
+                &options,
+                &stop,
+                gold.as_mut(),
+            ));
             if sunk.is_err() {
                 let _ = stop_tx.send(true);
             }

@@ -10,8 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::event::TableId;
-use crate::lake::writer::LakeWriter;
+use crate::lake::gold::GoldSchedule;
+use crate::lake::writer::{LakeMetrics, LakeWriter};
 use crate::lake::LakeError;
+use crate::metrics::Metrics;
 use crate::transport::embedded::Handoff;
 use crate::transport::kafka_input::KafkaInput;
 use crate::transport::record::Record;
@@ -32,6 +34,42 @@ pub struct SinkOptions {
     /// Set by `run` when its source has finished: the sink then takes the topics' ends at that
     /// moment as its target and stops on reaching them.
     pub source_done: Option<Arc<AtomicBool>>,
+    /// Updated after every batch when `[metrics]` is on.
+    pub metrics: Option<Metrics>,
+}
+
+/// Reports one applied batch to the metrics.
+fn observe(metrics: Option<&Metrics>, writer: &LakeWriter, before: &LakeMetrics, records: usize) {
+    let Some(m) = metrics else {
+        return;
+    };
+    let now = &writer.metrics;
+    m.records.inc_by(records as u64);
+    m.changes_applied
+        .inc_by(now.changes_applied - before.changes_applied);
+    m.dead_letters
+        .inc_by(now.dead_letters - before.dead_letters);
+    m.commits.inc_by(now.commits - before.commits);
+    m.batch_seconds.observe(now.last_batch.as_secs_f64());
+    if now.newest_source_ts_ms > 0 {
+        let lag = (crate::event::now_ms() as i64 - now.newest_source_ts_ms).max(0);
+        m.lag_seconds.set(lag as f64 / 1000.0);
+    }
+}
+
+/// The `db.table`s of a batch's records, from their topics (`<prefix>.<db>.<table>`).
+fn touched_tables(batch: &[Record]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for r in batch {
+        let mut parts = r.topic.rsplitn(3, '.');
+        if let (Some(table), Some(db)) = (parts.next(), parts.next()) {
+            let t = format!("{db}.{table}");
+            if !out.contains(&t) {
+                out.push(t);
+            }
+        }
+    }
+    out
 }
 
 /// What a sink run did.
@@ -53,6 +91,7 @@ pub async fn sink_kafka(
     input: &mut KafkaInput,
     options: &SinkOptions,
     stop: &AtomicBool,
+    mut gold: Option<&mut GoldSchedule>,
 ) -> Result<SinkStats, PipelineError> {
     let timeout = Duration::from_secs(10);
     let mut targets = if options.exit_when_caught_up && options.source_done.is_none() {
@@ -117,7 +156,14 @@ pub async fn sink_kafka(
             input
                 .resolve_schemas(&mut batch)
                 .map_err(PipelineError::Transport)?;
-            writer.apply(&batch).await?;
+            let before = writer.metrics.clone();
+            if let Err(e) = writer.apply(&batch).await {
+                if let Some(m) = &options.metrics {
+                    m.errors.inc();
+                }
+                return Err(e.into());
+            }
+            observe(options.metrics.as_ref(), writer, &before, batch.len());
             let mut offsets = BTreeMap::new();
             for r in &batch {
                 if let Some(o) = r.offset {
@@ -138,6 +184,14 @@ pub async fn sink_kafka(
             }
             stats.records += batch.len() as u64;
             stats.batches += 1;
+            if let Some(g) = gold.as_deref_mut() {
+                g.after_commit(&touched_tables(&batch)).await;
+                if let Some(m) = &options.metrics {
+                    m.gold_refreshes
+                        .inc_by(g.refreshes - m.gold_refreshes.get());
+                    m.gold_failures.inc_by(g.failures - m.gold_failures.get());
+                }
+            }
             batch.clear();
             first_at = None;
         }
@@ -194,6 +248,8 @@ async fn already_applied(
 pub async fn sink_embedded(
     writer: &mut LakeWriter,
     input: Receiver<Handoff>,
+    mut gold: Option<&mut GoldSchedule>,
+    metrics: Option<&Metrics>,
 ) -> Result<SinkStats, PipelineError> {
     let max_rows = writer.settings().max_rows;
     let max_latency = writer.settings().max_latency;
@@ -216,7 +272,13 @@ pub async fn sink_embedded(
             Err(RecvTimeoutError::Timeout) => (first_at.is_some(), None, false),
         };
         if flush && !batch.is_empty() {
+            let before = writer.metrics.clone();
             let result = writer.apply(&batch).await;
+            if result.is_ok() {
+                observe(metrics, writer, &before, batch.len());
+            } else if let Some(m) = metrics {
+                m.errors.inc();
+            }
             if let Err(e) = result {
                 if let Some(ack) = ack {
                     let _ = ack.send(Err(format!("the lake could not commit: {e}")));
@@ -225,6 +287,14 @@ pub async fn sink_embedded(
             }
             stats.records += batch.len() as u64;
             stats.batches += 1;
+            if let Some(g) = gold.as_deref_mut() {
+                g.after_commit(&touched_tables(&batch)).await;
+                if let Some(m) = metrics {
+                    m.gold_refreshes
+                        .inc_by(g.refreshes - m.gold_refreshes.get());
+                    m.gold_failures.inc_by(g.failures - m.gold_failures.get());
+                }
+            }
             batch.clear();
             first_at = None;
         }

@@ -12,7 +12,6 @@ use deltalake::datafusion::catalog::MemorySchemaProvider;
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::protocol::SaveMode;
 use deltalake::DeltaTable;
-use futures_util::StreamExt;
 
 use super::storage::LakeStorage;
 use super::LakeError;
@@ -30,6 +29,94 @@ pub struct GoldModel {
 pub struct ModelOutcome {
     pub name: String,
     pub result: Result<usize, String>,
+}
+
+/// Refreshes models as `[gold] refresh` says, from the sink's loop; a failure is logged, never
+/// stops replication.
+pub struct GoldSchedule {
+    storage: LakeStorage,
+    models: Vec<GoldModel>,
+    policy: crate::config::GoldRefresh,
+    last: Option<std::time::Instant>,
+    pub refreshes: u64,
+    pub failures: u64,
+}
+
+impl GoldSchedule {
+    pub fn new(
+        storage: LakeStorage,
+        models: Vec<GoldModel>,
+        policy: crate::config::GoldRefresh,
+    ) -> GoldSchedule {
+        GoldSchedule {
+            storage,
+            models,
+            policy,
+            last: None,
+            refreshes: 0,
+            failures: 0,
+        }
+    }
+
+    /// After a batch touched `tables` (`db.table`): refresh what is due.
+    pub async fn after_commit(&mut self, tables: &[String]) {
+        let due: Vec<GoldModel> = match self.policy {
+            crate::config::GoldRefresh::OnCommit => affected(&self.models, tables),
+            crate::config::GoldRefresh::Every(every) => {
+                if self.last.is_some_and(|l| l.elapsed() < every) {
+                    return;
+                }
+                self.models.clone()
+            }
+        };
+        if due.is_empty() {
+            return;
+        }
+        self.last = Some(std::time::Instant::now());
+        self.refreshes += 1;
+        match refresh(&self.storage, &due).await {
+            Ok(outcomes) => {
+                self.failures += outcomes.iter().filter(|o| o.result.is_err()).count() as u64
+            }
+            Err(e) => {
+                self.failures += 1;
+                tracing::error!("gold refresh: {e}");
+            }
+        }
+    }
+}
+
+/// The models that read one of `tables` (`db.table`, history included), and the models that
+/// read those.
+pub fn affected(models: &[GoldModel], tables: &[String]) -> Vec<GoldModel> {
+    let mut chosen: Vec<GoldModel> = models
+        .iter()
+        .filter(|m| {
+            let sql = m.sql.to_lowercase();
+            tables.iter().any(|t| {
+                let t = t.to_lowercase();
+                references(&sql, &t) || references(&sql, &format!("{t}__history"))
+            })
+        })
+        .cloned()
+        .collect();
+    loop {
+        let more: Vec<GoldModel> = models
+            .iter()
+            .filter(|m| !chosen.iter().any(|c| c.name == m.name))
+            .filter(|m| {
+                let sql = m.sql.to_lowercase();
+                chosen
+                    .iter()
+                    .any(|c| references(&sql, &format!("gold.{}", c.name.to_lowercase())))
+            })
+            .cloned()
+            .collect();
+        if more.is_empty() {
+            return chosen;
+        }
+        chosen.extend(more);
+    }
 }
 
 /// Reads every `*.sql` of `dir`, in name order.
@@ -146,42 +233,10 @@ fn locate(model: &GoldModel, error: &str) -> String {
 
 /// Silver (and history) tables under the lake: `(db, table)` pairs.
 async fn silver_tables(storage: &LakeStorage) -> Result<Vec<(String, String)>, LakeError> {
-    let root = storage.root().clone();
-    let log_store = deltalake::DeltaTableBuilder::from_url(root.clone())
-        .map_err(|e| LakeError::Delta {
-            table: root.to_string(),
-            source: Box::new(e),
-        })?
-        .with_storage_options(storage.options().clone())
-        .build_storage()
-        .map_err(|e| LakeError::Delta {
-            table: root.to_string(),
-            source: Box::new(e),
-        })?;
-    let store = log_store.object_store(None);
-    let list_err = |e: deltalake::ObjectStoreError| LakeError::Storage {
-        table: "silver".into(),
-        reason: e.to_string(),
-    };
     let mut out = Vec::new();
-    let silver = deltalake::Path::from("silver");
-    let dbs = store
-        .list_with_delimiter(Some(&silver))
-        .await
-        .map_err(list_err)?;
-    for db in dbs.common_prefixes {
-        let db_name = db.filename().unwrap_or_default().to_string();
-        let tables = store
-            .list_with_delimiter(Some(&db))
-            .await
-            .map_err(list_err)?;
-        for t in tables.common_prefixes {
-            let name = t.filename().unwrap_or_default().to_string();
-            let log = t.clone().join("_delta_log");
-            let mut entries = store.list(Some(&log));
-            if entries.next().await.is_some() {
-                out.push((db_name.clone(), name));
-            }
+    for db in storage.list_dirs("silver").await? {
+        for table in storage.list_tables(&format!("silver/{db}")).await? {
+            out.push((db.clone(), table));
         }
     }
     out.sort();
@@ -225,6 +280,19 @@ pub async fn refresh(
             table: "gold".into(),
             reason: e.to_string(),
         })?;
+    // Models not refreshed this time are still there for the ones that read them.
+    for name in storage.list_tables("gold").await? {
+        let path = format!("gold/{name}");
+        let provider = open_provider(storage, &path, &ctx).await?;
+        ctx.register_table(
+            deltalake::datafusion::common::TableReference::partial("gold", name.as_str()),
+            provider,
+        )
+        .map_err(|e| LakeError::Storage {
+            table: path.clone(),
+            reason: e.to_string(),
+        })?;
+    }
     let mut outcomes = Vec::new();
     for model in &ordered {
         let result = run_model(storage, &ctx, model).await;
@@ -296,11 +364,11 @@ async fn run_model(
         .table_provider()
         .await
         .map_err(|e| format!("{path}: {e}"))?;
-    ctx.register_table(
-        deltalake::datafusion::common::TableReference::partial("gold", model.name.as_str()),
-        provider,
-    )
-    .map_err(|e| format!("{path}: {e}"))?;
+    let reference =
+        deltalake::datafusion::common::TableReference::partial("gold", model.name.as_str());
+    let _ = ctx.deregister_table(reference.clone());
+    ctx.register_table(reference, provider)
+        .map_err(|e| format!("{path}: {e}"))?;
     Ok(rows)
 }
 
@@ -334,6 +402,29 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("cycle: x -> y -> x"), "{err}");
+    }
+
+    #[test]
+    fn a_commit_refreshes_the_models_that_read_its_tables() {
+        let models = [
+            model(
+                "revenue",
+                "SELECT * FROM shop.orders o JOIN shop.items i ON true",
+            ),
+            model("people", "SELECT * FROM shop.customers__history"),
+            model("top", "SELECT * FROM gold.revenue"),
+            model("other", "SELECT * FROM shop.orders_archive"),
+        ];
+        let names = |t: &[&str]| {
+            let tables: Vec<String> = t.iter().map(|s| s.to_string()).collect();
+            affected(&models, &tables)
+                .into_iter()
+                .map(|m| m.name)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&["shop.orders"]), ["revenue", "top"]);
+        assert_eq!(names(&["shop.customers"]), ["people"]);
+        assert!(names(&["shop.unused"]).is_empty());
     }
 
     #[test]

@@ -136,6 +136,52 @@ impl LakeStorage {
         Ok(url)
     }
 
+    fn object_store(&self) -> Result<std::sync::Arc<dyn deltalake::ObjectStore>, LakeError> {
+        let delta = |e| LakeError::Delta {
+            table: self.root.to_string(),
+            source: Box::new(e),
+        };
+        let log_store = deltalake::DeltaTableBuilder::from_url(self.root.clone())
+            .map_err(delta)?
+            .with_storage_options(self.options.clone())
+            .build_storage()
+            .map_err(delta)?;
+        Ok(log_store.object_store(None))
+    }
+
+    /// The folders directly under `prefix` (`silver` → the databases).
+    pub async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, LakeError> {
+        let store = self.object_store()?;
+        let listed = store
+            .list_with_delimiter(Some(&deltalake::Path::from(prefix)))
+            .await
+            .map_err(|e| LakeError::Storage {
+                table: prefix.into(),
+                reason: e.to_string(),
+            })?;
+        let mut out: Vec<String> = listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// The Delta tables directly under `prefix` (`gold`, `silver/<db>`), by name.
+    pub async fn list_tables(&self, prefix: &str) -> Result<Vec<String>, LakeError> {
+        use futures_util::StreamExt;
+        let store = self.object_store()?;
+        let mut out = Vec::new();
+        for name in self.list_dirs(prefix).await? {
+            let log = deltalake::Path::from(format!("{prefix}/{name}/_delta_log"));
+            if store.list(Some(&log)).next().await.is_some() {
+                out.push(name);
+            }
+        }
+        Ok(out)
+    }
+
     pub fn root(&self) -> &Url {
         &self.root
     }

@@ -75,6 +75,9 @@ pub struct LayerState {
     /// Silver and history: the key columns the table is built on.
     #[serde(default)]
     pub key: Vec<String>,
+    /// Source commit time (ms since the epoch) of the newest change the table holds.
+    #[serde(default)]
+    pub source_ts_ms: Option<i64>,
     /// Silver and history: the order key of the last TRUNCATE applied. Through Kafka a
     /// truncate may overtake earlier rows on other partitions; those rows are then stale.
     #[serde(default)]
@@ -100,6 +103,8 @@ pub struct LakeMetrics {
     pub history_time: Duration,
     pub silver_time: Duration,
     pub maintenance_time: Duration,
+    /// Source commit time (ms) of the newest change applied.
+    pub newest_source_ts_ms: i64,
 }
 
 fn delta_err(table: &str) -> impl Fn(DeltaTableError) -> LakeError + '_ {
@@ -182,6 +187,9 @@ impl Layer {
         for (sp, next) in consumed {
             let e = state.offsets.entry(sp.clone()).or_insert(*next);
             *e = (*e).max(*next);
+        }
+        if let Some(newest) = changes.iter().map(|c| c.ts_ms).max() {
+            state.source_ts_ms = Some(state.source_ts_ms.unwrap_or(0).max(newest));
         }
         for c in changes.iter().filter(|c| !c.snapshot) {
             let e = state
@@ -285,6 +293,10 @@ impl LakeWriter {
         }
     }
 
+    pub fn storage(&self) -> &LakeStorage {
+        &self.storage
+    }
+
     pub fn settings(&self) -> &LakeSettings {
         &self.settings
     }
@@ -311,6 +323,20 @@ impl LakeWriter {
             }
         }
         Ok(out)
+    }
+
+    /// What bronze, history and silver of `id` hold (None: the table does not exist yet).
+    pub async fn table_states(
+        &mut self,
+        id: &TableId,
+    ) -> Result<[Option<LayerState>; 3], LakeError> {
+        let layers = self.layers(id).await?;
+        let state = |l: &Layer| l.exists().then(|| l.state.clone());
+        Ok([
+            state(&layers.bronze),
+            state(&layers.history),
+            state(&layers.silver),
+        ])
     }
 
     async fn layers(&mut self, id: &TableId) -> Result<&mut TableLayers, LakeError> {
@@ -555,6 +581,9 @@ impl LakeWriter {
             start = end;
         }
         self.metrics.changes_applied += changes.len() as u64;
+        if let Some(newest) = changes.iter().map(|c| c.ts_ms).max() {
+            self.metrics.newest_source_ts_ms = self.metrics.newest_source_ts_ms.max(newest);
+        }
         let layers = self.tables.get_mut(id).expect("opened");
         let maintenance_started = Instant::now();
         for layer in [&mut layers.bronze, &mut layers.history, &mut layers.silver] {

@@ -52,9 +52,7 @@ impl Metrics {
             gold_refreshes: Counter::default(),
             gold_failures: Counter::default(),
             lag_seconds: Gauge::default(),
-            batch_seconds: Histogram::new(
-                [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0],
-            ),
+            batch_seconds: Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0]),
             registry: Arc::new(Mutex::new(Registry::with_prefix("binlake"))),
         };
         {

@@ -160,6 +160,28 @@ impl Layer {
         self.table.as_ref().filter(|t| t.version().is_some())
     }
 
+    /// The changes this table does not hold yet. A source that re-publishes after a crash can
+    /// put a change and its copy in one batch: within a source partition, a streamed change
+    /// at or before one already taken is such a copy.
+    fn fresh<'c>(&self, changes: &'c [LakeChange]) -> Vec<&'c LakeChange> {
+        let mut newest: HashMap<String, &str> = HashMap::new();
+        let mut out = Vec::with_capacity(changes.len());
+        for c in changes {
+            if self.holds(c) {
+                continue;
+            }
+            if !c.snapshot {
+                let sp = c.source_partition();
+                if newest.get(&sp).is_some_and(|n| c.order.as_str() <= *n) {
+                    continue;
+                }
+                newest.insert(sp, c.order.as_str());
+            }
+            out.push(c);
+        }
+        out
+    }
+
     fn holds(&self, c: &LakeChange) -> bool {
         let sp = c.source_partition();
         if let (Some(offset), Some(next)) = (c.offset, self.state.offsets.get(&sp)) {
@@ -527,7 +549,7 @@ impl LakeWriter {
         let storage = self.storage.clone();
         let layers = self.layers(id).await?;
         // Bronze: every change not already there.
-        let fresh: Vec<&LakeChange> = changes.iter().filter(|c| !layers.bronze.holds(c)).collect();
+        let fresh = layers.bronze.fresh(changes);
         let bronze_started = Instant::now();
         if !fresh.is_empty() {
             let batch = bronze_batch(&fresh)?;
@@ -785,12 +807,8 @@ async fn apply_current(
     metrics: &mut LakeMetrics,
 ) -> Result<u64, LakeError> {
     let schema = Arc::clone(&segment[0].schema);
-    let fresh_history: Vec<&LakeChange> = segment
-        .iter()
-        .filter(|c| !layers.history.holds(c))
-        .collect();
-    let fresh_silver: Vec<&LakeChange> =
-        segment.iter().filter(|c| !layers.silver.holds(c)).collect();
+    let fresh_history = layers.history.fresh(segment);
+    let fresh_silver = layers.silver.fresh(segment);
     if fresh_history.is_empty() && fresh_silver.is_empty() {
         return Ok(0);
     }

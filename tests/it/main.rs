@@ -2,6 +2,7 @@
 
 mod cli;
 mod debezium_consumer;
+mod e2e;
 mod fixtures;
 pub mod kafka;
 pub mod lake;

@@ -1,0 +1,353 @@
+//! End to end, as a user meets binlake: the e-commerce workload (`binlake generate` on
+//! sql/online_store.sql) runs against a private MariaDB with DDL in the middle while binlake
+//! captures it through Kafka (the mock cluster, or KAFKA_BOOTSTRAP_SERVERS) into Azurite; then
+//! silver equals MariaDB table by table over every column, history holds every version and
+//! bronze every change exactly once. Once with `binlake run`, once with `source` and `sink`
+//! SIGKILLed ten times at random moments. Durations: BINLAKE_E2E_SECS (default 120 s of
+//! workload per test).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::lake::{binlake, lake_query, source_rows};
+use crate::mariadb::MariaDb;
+use crate::KillOnDrop;
+
+const TABLES: [&str; 7] = [
+    "Customers",
+    "Sellers",
+    "Products",
+    "Reasons",
+    "Orders",
+    "OrderItems",
+    "Payments",
+];
+
+fn workload_secs() -> u64 {
+    std::env::var("BINLAKE_E2E_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(120)
+}
+
+fn repo(rel: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+fn write_config(
+    dir: &Path,
+    db: &MariaDb,
+    bootstrap: &str,
+    prefix: &str,
+    container: &str,
+) -> std::path::PathBuf {
+    let config = format!(
+        r#"
+[source]
+url = "mysql://root@127.0.0.1:{port}"
+server_id = 4701
+snapshot = "never"
+checkpoint = "state"
+include = ["online_store.*"]
+heartbeat_secs = 1
+read_timeout_secs = 5
+
+[transport]
+kind = "kafka"
+bootstrap_servers = "{bootstrap}"
+topic_prefix = "{prefix}"
+group_id = "{prefix}-sink"
+partitions = 2
+
+[transport.librdkafka]
+"group.instance.id" = "{prefix}-sink-1"
+
+[lake]
+url = "az://{container}/lake"
+max_rows = 5000
+max_latency_ms = 500
+optimize_every_commits = 20
+vacuum_every_commits = 0
+
+[lake.storage]
+use_emulator = "true"
+
+[gold]
+models = "{models}"
+refresh = "1h"
+"#,
+        port = db.port,
+        models = repo("sql/gold").display()
+    );
+    let path = dir.join("ecommerce.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+/// Runs the workload: half of it, two ALTER TABLEs, the other half, then writes to the new
+/// columns.
+fn run_workload(db: &MariaDb, config: &Path, secs: u64) {
+    let generate = |secs: u64| {
+        let (code, stderr) = {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
+                .args([
+                    "generate",
+                    "--rate",
+                    "300",
+                    "--duration",
+                    &secs.to_string(),
+                    "--config",
+                ])
+                .arg(config)
+                .output()
+                .unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        };
+        assert_eq!(code, Some(0), "generate: {stderr}");
+    };
+    generate(secs / 2);
+    db.sql(
+        "ALTER TABLE online_store.Customers ADD COLUMN LoyaltyTier VARCHAR(10) NULL; \
+         ALTER TABLE online_store.Orders ADD COLUMN Coupon VARCHAR(12) NULL;",
+    );
+    generate(secs - secs / 2);
+    db.sql(
+        "UPDATE online_store.Customers SET LoyaltyTier = 'gold' WHERE CustomerID % 5 = 0; \
+         UPDATE online_store.Orders SET Coupon = CONCAT('C', OrderID) WHERE OrderID % 7 = 0;",
+    );
+}
+
+/// Each table's columns with how both sides print them alike.
+fn columns(db: &MariaDb, table: &str) -> Vec<(String, String)> {
+    db.sql(&format!(
+        "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS \
+         WHERE TABLE_SCHEMA = 'online_store' AND TABLE_NAME = '{table}' ORDER BY ORDINAL_POSITION"
+    ))
+    .lines()
+    .map(|l| {
+        let (c, t) = l.split_once('\t').unwrap();
+        (c.to_string(), t.to_string())
+    })
+    .collect()
+}
+
+fn mariadb_select(table: &str, cols: &[(String, String)]) -> String {
+    let list: Vec<String> = cols
+        .iter()
+        .map(|(c, t)| match t.as_str() {
+            "datetime" => format!("DATE_FORMAT(`{c}`, '%Y-%m-%d %H:%i:%s.%f')"),
+            "timestamp" => format!(
+                "DATE_FORMAT(CONVERT_TZ(`{c}`, @@session.time_zone, '+00:00'), '%Y-%m-%d %H:%i:%s.%f')"
+            ),
+            _ => format!("`{c}`"),
+        })
+        .collect();
+    format!(
+        "SELECT {} FROM online_store.`{table}` ORDER BY 1",
+        list.join(", ")
+    )
+}
+
+fn lake_select(cols: &[(String, String)]) -> String {
+    let list: Vec<String> = cols
+        .iter()
+        .map(|(c, t)| match t.as_str() {
+            "datetime" | "timestamp" => format!("to_char(\"{c}\", '%Y-%m-%d %H:%M:%S.%6f')"),
+            _ => format!("\"{c}\""),
+        })
+        .collect();
+    format!("SELECT {} FROM t ORDER BY 1", list.join(", "))
+}
+
+/// Row changes per table in the server's binlogs, read back with `binlake replay`.
+fn binlog_changes(db: &MariaDb) -> BTreeMap<String, (usize, usize)> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
+        .arg("replay")
+        .args(db.binlogs())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut counts: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if v["source"]["db"] != "online_store" {
+            continue;
+        }
+        let e = counts
+            .entry(v["source"]["table"].as_str().unwrap().to_string())
+            .or_default();
+        e.0 += 1;
+        if v["op"] != "d" {
+            e.1 += 1;
+        }
+    }
+    counts
+}
+
+/// Silver equals MariaDB over every column; history has every version; bronze every change once.
+fn assert_lake_equals_source(db: &MariaDb, dir: &Path, container: &str) {
+    let changes = binlog_changes(db);
+    let options = [("use_emulator", "true")];
+    for table in TABLES {
+        let url = |layer: &str| format!("az://{container}/lake/{layer}/online_store/{table}");
+        let cols = columns(db, table);
+        let expected = source_rows(db, &mariadb_select(table, &cols));
+        let silver = lake_query(&url("silver"), &options, &lake_select(&cols));
+        assert_eq!(silver.len(), expected.len(), "{table}: row count");
+        assert_eq!(silver, expected, "{table}: silver equals the source");
+        let (all, versions) = changes.get(table).copied().unwrap_or_default();
+        let bronze = lake_query(
+            &url("bronze"),
+            &options,
+            "SELECT count(*), count(DISTINCT position) FROM t",
+        );
+        assert_eq!(
+            bronze,
+            [format!("{all}|{all}")],
+            "{table}: bronze has every change once"
+        );
+        let history = lake_query(
+            &format!("{}__history", url("silver")),
+            &options,
+            "SELECT count(*), count(*) FILTER (WHERE __end_at IS NULL) FROM t",
+        );
+        assert_eq!(
+            history,
+            [format!("{versions}|{}", expected.len())],
+            "{table}: history holds every version, the open ones are silver's rows"
+        );
+    }
+    let _ = dir;
+}
+
+fn unique(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{name}{}x{nanos}", std::process::id())
+}
+
+#[test]
+fn ecommerce_through_kafka_to_azurite_with_ddl_equals_the_source() {
+    std::env::var("AZURITE_BLOB_STORAGE_URL")
+        .expect("AZURITE_BLOB_STORAGE_URL: run the suite with scripts/test.sh");
+    let db = MariaDb::start();
+    db.sql_file(&repo("sql/online_store.sql"));
+    let b = crate::kafka::broker();
+    let prefix = unique("e2e");
+    let container = unique("e2e-");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &db, &b.bootstrap, &prefix, &container);
+    let mut run = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    run_workload(&db, &config, workload_secs());
+    // SIGTERM: the running pipeline commits what it has and exits 0.
+    let pid = run.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = run.wait().unwrap();
+    assert!(status.success(), "binlake run after SIGTERM: {status}");
+    let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_lake_equals_source(&db, dir.path(), &container);
+
+    // The gold models over the same lake.
+    let (code, stderr) = binlake(&["gold", "refresh"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    let options = [("use_emulator", "true")];
+    let gold = |model: &str, sql: &str| {
+        lake_query(
+            &format!("az://{container}/lake/gold/{model}"),
+            &options,
+            sql,
+        )
+    };
+    assert_eq!(
+        gold("order_status_funnel", "SELECT status, orders_now FROM t WHERE orders_now > 0 ORDER BY status"),
+        source_rows(&db, "SELECT Status, count(*) FROM online_store.Orders GROUP BY Status ORDER BY CAST(Status AS CHAR)")
+    );
+    assert_eq!(
+        gold("customer_lifetime_value", "SELECT count(*), sum(orders) FROM t"),
+        source_rows(&db, "SELECT (SELECT count(*) FROM online_store.Customers), (SELECT count(*) FROM online_store.Orders o JOIN online_store.Customers c USING (CustomerID))")
+    );
+    assert_eq!(
+        gold(
+            "dim_customer_history",
+            "SELECT count(*) FILTER (WHERE is_current) FROM t"
+        ),
+        source_rows(&db, "SELECT count(*) FROM online_store.Customers")
+    );
+}
+
+#[test]
+fn ecommerce_with_source_and_sink_killed_ten_times_equals_the_source() {
+    std::env::var("AZURITE_BLOB_STORAGE_URL")
+        .expect("AZURITE_BLOB_STORAGE_URL: run the suite with scripts/test.sh");
+    let db = MariaDb::start();
+    db.sql_file(&repo("sql/online_store.sql"));
+    let b = crate::kafka::broker();
+    let prefix = unique("kill");
+    let container = unique("kill-");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &db, &b.bootstrap, &prefix, &container);
+    let spawn = |command: &str| {
+        KillOnDrop(
+            std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
+                .args([command, "--config"])
+                .arg(&config)
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let secs = workload_secs();
+    std::thread::scope(|scope| {
+        let handle = scope.spawn(|| run_workload(&db, &config, secs));
+        let mut source = spawn("source");
+        let mut sink = spawn("sink");
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        let gap = Duration::from_millis(secs * 1000 / 11);
+        for _ in 0..10 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            std::thread::sleep(
+                gap / 2 + Duration::from_millis(rng % (gap.as_millis() as u64).max(1)),
+            );
+            let victim = if rng % 2 == 0 { &mut source } else { &mut sink };
+            victim.kill().unwrap();
+            victim.wait().unwrap();
+            if rng % 2 == 0 {
+                source = spawn("source");
+            } else {
+                sink = spawn("sink");
+            }
+        }
+        handle.join().unwrap();
+        source.kill().unwrap();
+        sink.kill().unwrap();
+    });
+    let (code, stderr) = binlake(&["source", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, stderr) = binlake(&["sink", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_lake_equals_source(&db, dir.path(), &container);
+}

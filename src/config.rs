@@ -698,7 +698,7 @@ path = "-"
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("connectors/quickstart.toml");
         let c = Config::load(&path).unwrap();
         assert_eq!(c.source.as_ref().unwrap().server_id, 5401);
-        assert_eq!(c.source.as_ref().unwrap().include, ["shop.*"]);
+        assert_eq!(c.source.as_ref().unwrap().include, ["online_store.*"]);
         assert_eq!(c.transport.kind, TransportKind::Embedded);
         assert!(c
             .source

@@ -177,6 +177,19 @@ enum BenchCommand {
         #[arg(long, default_value_t = 3600)]
         small_commits: usize,
     },
+    /// Silver freshness as a reader sees it: polls silver/<db>/<table> every 100 ms for the
+    /// age of the newest row (`--column` holds each row's commit time in epoch ms); p50/p99.
+    Freshness {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// `db.table`.
+        #[arg(long)]
+        table: String,
+        #[arg(long)]
+        column: String,
+        #[arg(long, default_value_t = 30)]
+        duration: u64,
+    },
     /// Replay binlog files into NDJSON (discarded) several times; print rows/s, MB/s, peak RSS.
     Replay {
         #[arg(required = true)]
@@ -344,6 +357,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 &options,
                 &mut stdout.lock(),
             ))?;
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Freshness {
+            config,
+            table,
+            column,
+            duration,
+        }) => {
+            let config = binlake::config::Config::load(&config)?;
+            let lake = config.lake("bench freshness")?;
+            let storage =
+                binlake::lake::storage::LakeStorage::new(&lake.url, &lake.storage, &config.base)?;
+            let (db, table) = table
+                .split_once('.')
+                .ok_or_else(|| anyhow::anyhow!("--table must be db.table"))?;
+            let runtime = sink_runtime()?;
+            let r = runtime.block_on(binlake::bench::freshness::measure(
+                &storage,
+                db,
+                table,
+                &column,
+                std::time::Duration::from_secs(duration),
+            ))?;
+            println!(
+                "silver freshness over {} samples ({} rows at the end): p50 {} ms, p99 {} ms, max {} ms",
+                r.samples, r.rows, r.p50_ms, r.p99_ms, r.max_ms
+            );
             Ok(())
         }
         Command::Bench(BenchCommand::MockKafka { brokers }) => {

@@ -5,6 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
+pub mod freshness;
 pub mod lake;
 
 use crate::replay::{replay_files, ReplayError, ReplayOptions, ReplayStats};

@@ -867,8 +867,8 @@ async fn apply_current(
         .max(layers.history.state.truncated_at.clone());
     let guard = |c: &LakeChange| {
         truncated_at.as_ref().is_none_or(|t| c.order > *t)
-            && match applied.get(&c.key_text()) {
-                Some((position, _)) => c.order > *position,
+            && match applied.get(&c.key_text()).and_then(|k| k.position.as_ref()) {
+                Some(position) => c.order > *position,
                 None => true,
             }
     };
@@ -922,7 +922,18 @@ impl LayerState {
 }
 
 /// key text → (applied order, true when the key is live in silver).
-type Applied = HashMap<String, (String, bool)>;
+type Applied = HashMap<String, KeyState>;
+
+/// What the lake already holds of one key.
+#[derive(Debug, Clone, Default)]
+struct KeyState {
+    /// The order of the last change applied to it (silver's row, else its last delete).
+    position: Option<String>,
+    /// Silver holds the key.
+    live: bool,
+    /// History has an open version of it (silver may not yet, after a crash between the two).
+    open_in_history: bool,
+}
 
 async fn applied_positions(
     layers: &TableLayers,
@@ -978,8 +989,17 @@ async fn applied_positions(
         ctx.register_table("t", provider)
             .map_err(|e| df_err(&schema.id, e))?;
         let sql = format!("SELECT k.__key, t._cdc_position FROM k JOIN t ON {on}");
-        for (k, p) in query_pairs(&ctx, &sql, &schema.id).await? {
-            applied.insert(k, (p, true));
+        for row in query_rows(&ctx, &sql, &schema.id).await? {
+            if let [Some(k), Some(p)] = &row[..] {
+                applied.insert(
+                    k.clone(),
+                    KeyState {
+                        position: Some(p.clone()),
+                        live: true,
+                        open_in_history: false,
+                    },
+                );
+            }
         }
         ctx.deregister_table("t")
             .map_err(|e| df_err(&schema.id, e))?;
@@ -995,10 +1015,16 @@ async fn applied_positions(
         ctx.register_table("t", provider)
             .map_err(|e| df_err(&schema.id, e))?;
         let sql = format!(
-            "SELECT k.__key, max(t.__end_position) FROM k JOIN t ON {on} WHERE t.__end_position IS NOT NULL GROUP BY k.__key"
+            "SELECT k.__key, max(t.__end_position), max(CASE WHEN t.__end_position IS NULL THEN 1 ELSE 0 END) FROM k JOIN t ON {on} GROUP BY k.__key"
         );
-        for (k, p) in query_pairs(&ctx, &sql, &schema.id).await? {
-            applied.entry(k).or_insert((p, false));
+        for row in query_rows(&ctx, &sql, &schema.id).await? {
+            if let [Some(k), end, open] = &row[..] {
+                let state = applied.entry(k.clone()).or_default();
+                if !state.live {
+                    state.position = end.clone();
+                }
+                state.open_in_history = open.as_deref() == Some("1");
+            }
         }
     }
     Ok(applied)
@@ -1011,11 +1037,12 @@ fn df_err(id: &TableId, e: impl std::fmt::Display) -> LakeError {
     }
 }
 
-async fn query_pairs(
+/// Every row of `sql`, each value as text (None for NULL).
+async fn query_rows(
     ctx: &SessionContext,
     sql: &str,
     id: &TableId,
-) -> Result<Vec<(String, String)>, LakeError> {
+) -> Result<Vec<Vec<Option<String>>>, LakeError> {
     let batches = ctx
         .sql(sql)
         .await
@@ -1028,14 +1055,21 @@ async fn query_pairs(
         let cast = |a: &ArrayRef| {
             deltalake::arrow::compute::cast(a, &DataType::Utf8).map_err(|e| df_err(id, e))
         };
-        let k = cast(b.column(0))?;
-        let p = cast(b.column(1))?;
-        let k = k.as_any().downcast_ref::<StringArray>().expect("utf8");
-        let p = p.as_any().downcast_ref::<StringArray>().expect("utf8");
+        let columns = b
+            .columns()
+            .iter()
+            .map(cast)
+            .collect::<Result<Vec<_>, _>>()?;
         for i in 0..b.num_rows() {
-            if k.is_valid(i) && p.is_valid(i) {
-                out.push((k.value(i).to_string(), p.value(i).to_string()));
-            }
+            out.push(
+                columns
+                    .iter()
+                    .map(|c| {
+                        let c = c.as_any().downcast_ref::<StringArray>().expect("utf8");
+                        c.is_valid(i).then(|| c.value(i).to_string())
+                    })
+                    .collect(),
+            );
         }
     }
     Ok(out)
@@ -1068,7 +1102,7 @@ async fn write_silver(
     let finals: Vec<&LakeChange> = order.iter().map(|k| changes[last[k]]).collect();
     let any_live = finals
         .iter()
-        .any(|c| applied.get(&c.key_text()).is_some_and(|(_, live)| *live));
+        .any(|c| applied.get(&c.key_text()).is_some_and(|k| k.live));
     let rows: Vec<Option<&serde_json::Map<String, Json>>> = finals
         .iter()
         .map(|c| c.after.as_ref().or(c.before.as_ref()))
@@ -1191,7 +1225,10 @@ async fn write_history(
     for (k, list) in &mut by_key {
         list.sort_by(|a, b| a.order.cmp(&b.order));
         let first = list[0];
-        if applied.get(k).is_some_and(|(_, live)| *live) {
+        if applied
+            .get(k)
+            .is_some_and(|state| state.live || state.open_in_history)
+        {
             rows.push(Row {
                 close: true,
                 values: first.before.as_ref().or(first.after.as_ref()),

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# The whole path, MariaDB -> binlake source -> Kafka -> binlake sink -> Delta (local disk),
+# release build, a private MariaDB, librdkafka's mock cluster in its own process (or the
+# broker in KAFKA_BOOTSTRAP_SERVERS). One run; prints:
+#  1. throughput on the 1.3M-change workload (sql/workload/bench_replay.sql: 1M inserts, 200k
+#     updates, 100k deletes): source -> Kafka, then Kafka -> lake (sink) on its own, then both
+#     at once (`binlake run`, fresh topics and lake);
+#  2. freshness: a writer commits 5,000 rows/s for 30 s (each row stamped with its commit time
+#     in ms) while `binlake run` captures; `binlake bench freshness` polls silver every 100 ms
+#     for the age of the newest visible row: p50/p99.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/binlake/target}
+cargo build --release --quiet
+bin="$CARGO_TARGET_DIR/release/binlake"
+dir=$(mktemp -d)
+port=${PORT:-13395}
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  scripts/mariadb.sh stop "$dir/db"
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+scripts/mariadb.sh start "$dir/db" "$port" --max-binlog-size=1G
+
+if [ -n "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
+  bootstrap=$KAFKA_BOOTSTRAP_SERVERS
+else
+  "$bin" bench mock-kafka > "$dir/mock.addr" 2>/dev/null &
+  pids+=($!)
+  for _ in $(seq 1 100); do [ -s "$dir/mock.addr" ] && break; sleep 0.1; done
+  bootstrap=$(cat "$dir/mock.addr")
+fi
+
+config() { # name prefix lake max_latency_ms
+  cat > "$dir/$1.toml" <<TOML
+[source]
+url = "mysql://root@127.0.0.1:$port"
+server_id = 9400
+snapshot = "never"
+checkpoint = "state-$1"
+include = ["binlake_bench.*"]
+heartbeat_secs = 1
+[transport]
+kind = "kafka"
+bootstrap_servers = "$bootstrap"
+topic_prefix = "$2"
+tombstones_on_delete = false
+[lake]
+url = "$3"
+max_rows = 100000
+max_latency_ms = $4
+optimize_every_commits = 0
+vacuum_every_commits = 0
+TOML
+}
+
+timed() { # label command...
+  local start end
+  start=$(date +%s.%N)
+  /usr/bin/time -f "%M" -o "$dir/rss" "$@" 2> "$dir/last.log" || { cat "$dir/last.log"; exit 1; }
+  end=$(date +%s.%N)
+  awk -v s="$start" -v e="$end" -v n=1300000 -v rss="$(cat "$dir/rss")" -v l="$1" \
+    'BEGIN{printf "   %s: %.2f s = %d row changes/s, peak RSS %.0f MB\n", l, e-s, n/(e-s), rss/1024}'
+}
+
+echo "== 1. throughput: 1.3M row changes"
+scripts/mariadb.sh sql "$dir/db" < sql/workload/bench_replay.sql
+config a "benchA$$" "$dir/lakeA" 1000
+timed "source -> Kafka (acknowledged)" "$bin" source --config "$dir/a.toml" --exit-when-caught-up
+timed "Kafka -> lake (sink alone)" "$bin" sink --config "$dir/a.toml" --exit-when-caught-up
+config b "benchB$$" "$dir/lakeB" 1000
+timed "source -> Kafka -> lake (run, both at once)" "$bin" run --config "$dir/b.toml" --exit-when-caught-up
+
+echo "== 2. freshness at 5,000 row changes/s for 30 s"
+scripts/mariadb.sh sql "$dir/db" <<'SQL'
+USE binlake_bench;
+CREATE TABLE lat (id INT AUTO_INCREMENT PRIMARY KEY, created_ms BIGINT NOT NULL);
+DELIMITER //
+CREATE PROCEDURE steady()
+BEGIN
+  DECLARE i INT DEFAULT 0;
+  WHILE i < 3000 DO
+    START TRANSACTION;
+    INSERT INTO lat (created_ms) SELECT ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) FROM seq_1_to_50;
+    COMMIT;
+    DO SLEEP(0.01);
+    SET i = i + 1;
+  END WHILE;
+END //
+DELIMITER ;
+SQL
+config c "benchC$$" "$dir/lakeC" "${MAX_LATENCY_MS:-500}"
+# Start from the current end of the binlog: only the steady writer's rows flow.
+"$bin" run --config "$dir/b.toml" --exit-when-caught-up 2>/dev/null
+cp -r "$dir/state-b" "$dir/state-c"
+"$bin" run --config "$dir/c.toml" 2> "$dir/run-c.log" &
+pids+=($!)
+scripts/mariadb.sh sql "$dir/db" -e "INSERT INTO binlake_bench.lat (created_ms) VALUES (ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000))"
+sleep 5
+start=$(date +%s.%N)
+scripts/mariadb.sh sql "$dir/db" -e "USE binlake_bench; CALL steady()" &
+writer_pid=$!
+# Past the first commits, so the warm-up row's age is not sampled.
+sleep 3
+"$bin" bench freshness --config "$dir/c.toml" --table binlake_bench.lat --column created_ms --duration 25 > "$dir/fresh.out"
+wait "$writer_pid"
+end=$(date +%s.%N)
+echo "   writer: 150,000 rows in $(awk "BEGIN{printf \"%.1f\", $end-$start}") s ($(awk "BEGIN{printf \"%d\", 150000/($end-$start)}") rows/s)"
+sed 's/^/   /' "$dir/fresh.out"

@@ -60,11 +60,14 @@ fn applied(state: &Option<LayerState>) -> Option<String> {
 
 /// Collects the status of every table in the lake.
 pub async fn collect(config: &Config) -> Result<(Option<String>, Vec<TableStatus>), StatusError> {
-    let source = match &config.source {
-        Some(s) => match CheckpointStore::new(&s.checkpoint)
+    let checkpoint = match &config.source {
+        Some(s) => CheckpointStore::new(&s.checkpoint)
             .load()
-            .map_err(|e| StatusError::Other(e.to_string()))?
-        {
+            .map_err(|e| StatusError::Other(e.to_string()))?,
+        None => None,
+    };
+    let source = match &config.source {
+        Some(_) => match &checkpoint {
             Some(cp) => Some(format!(
                 "{}:{}{} (checkpoint {:.0} s old)",
                 cp.file,
@@ -122,7 +125,12 @@ pub async fn collect(config: &Config) -> Result<(Option<String>, Vec<TableStatus
             });
             let lag_seconds = match (pending_rows, newest.and_then(|s| s.source_ts_ms)) {
                 (Some(0), _) => Some(0.0),
-                (_, Some(ts)) => Some((now_ms() as i64 - ts).max(0) as f64 / 1000.0),
+                (Some(_), Some(ts)) => Some((now_ms() as i64 - ts).max(0) as f64 / 1000.0),
+                // Embedded: the lake holds everything up to the source's checkpoint, so it is
+                // at most as old as the checkpoint.
+                (None, _) => checkpoint
+                    .as_ref()
+                    .map(|cp| now_ms().saturating_sub(cp.written_at_ms) as f64 / 1000.0),
                 _ => None,
             };
             tables.push(TableStatus {

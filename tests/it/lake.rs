@@ -655,3 +655,65 @@ for rel, cols, order in [
         SHOP_ORDERS_CHANGES
     );
 }
+
+#[test]
+fn schema_changes_evolve_or_stop_with_the_recovery() {
+    let db = MariaDb::start();
+    db.sql(
+        "CREATE DATABASE shop; CREATE TABLE shop.s (id INT PRIMARY KEY, a VARCHAR(10), b INT, c INT);
+         INSERT INTO shop.s VALUES (1, 'x', 10, 100), (2, 'y', 20, 200);
+         ALTER TABLE shop.s DROP COLUMN c;
+         INSERT INTO shop.s VALUES (3, 'z', 30);
+         UPDATE shop.s SET b = 21 WHERE id = 2;
+         ALTER TABLE shop.s RENAME COLUMN a TO label;
+         INSERT INTO shop.s VALUES (4, 'w', 40);",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_run_config(dir.path(), &db, "kind = \"embedded\"", "url = \"lake\"");
+    let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    let silver = table_url(&dir.path().join("lake"), "silver/shop/s");
+    // The dropped column keeps what it had; the renamed one continues under its new name.
+    assert_eq!(
+        lake_query(&silver, &[], "SELECT id, a, label, b, c FROM t ORDER BY id"),
+        [
+            "1|x|NULL|10|100",
+            "2|y|NULL|21|200",
+            "3|z|NULL|30|NULL",
+            "4|NULL|w|40|NULL"
+        ]
+    );
+
+    // A type change that changes the Delta type stops the sink with the recovery; nothing is
+    // checkpointed past it, so the run after the recovery starts from there.
+    let before = crate::read_checkpoint(dir.path()).unwrap();
+    db.sql("ALTER TABLE shop.s MODIFY b BIGINT; INSERT INTO shop.s VALUES (5, 'v', 5000000000);");
+    let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("shop.s") && stderr.contains("column b changed type"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("re-snapshot the table"), "{stderr}");
+    assert_eq!(
+        crate::read_checkpoint(dir.path()).unwrap()["pos"],
+        before["pos"]
+    );
+
+    // A primary-key change, on another table, stops with its own recovery.
+    let db2 = MariaDb::start();
+    db2.sql(
+        "CREATE DATABASE shop; CREATE TABLE shop.k (id INT PRIMARY KEY, v INT);
+         INSERT INTO shop.k VALUES (1, 1);
+         ALTER TABLE shop.k DROP PRIMARY KEY, ADD PRIMARY KEY (id, v);
+         INSERT INTO shop.k VALUES (2, 2);",
+    );
+    let dir2 = tempfile::tempdir().unwrap();
+    let config2 = write_run_config(dir2.path(), &db2, "kind = \"embedded\"", "url = \"lake\"");
+    let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config2);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the primary key changed from (id) to (id, v)"),
+        "{stderr}"
+    );
+}

@@ -57,11 +57,12 @@ TOML
 }
 
 timed() { # label command...
-  local start end
+  local start end label=$1
+  shift
   start=$(date +%s.%N)
   /usr/bin/time -f "%M" -o "$dir/rss" "$@" 2> "$dir/last.log" || { cat "$dir/last.log"; exit 1; }
   end=$(date +%s.%N)
-  awk -v s="$start" -v e="$end" -v n=1300000 -v rss="$(cat "$dir/rss")" -v l="$1" \
+  awk -v s="$start" -v e="$end" -v n=1300000 -v rss="$(cat "$dir/rss")" -v l="$label" \
     'BEGIN{printf "   %s: %.2f s = %d row changes/s, peak RSS %.0f MB\n", l, e-s, n/(e-s), rss/1024}'
 }
 

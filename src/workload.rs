@@ -24,7 +24,13 @@ pub struct WorkloadStats {
     pub row_changes: u64,
 }
 
-pub const SCENARIOS: &[&str] = &["ecommerce"];
+pub const SCENARIOS: &[&str] = &[
+    "ecommerce",
+    "bookings",
+    "purchases",
+    "orders_stream",
+    "ticket_sales",
+];
 
 struct Rng(u64);
 
@@ -286,6 +292,263 @@ impl Ecommerce {
     }
 }
 
+/// Selects `db`, or says which file creates it.
+async fn use_db(conn: &mut Conn, db: &str, file: &str) -> Result<(), WorkloadError> {
+    conn.query_drop(format!("USE {db}"))
+        .await
+        .map_err(|e| WorkloadError::Setup(format!("{e}: load {file} into the server first")))
+}
+
+const EVENTS: [(&str, &str); 6] = [
+    ("Summer Concert", "Open Air Arena"),
+    ("Jazz Concert", "Blue Hall"),
+    ("Derby Match", "City Stadium"),
+    ("Cup Final Match", "National Stadium"),
+    ("Hamlet Play", "Royal Theatre"),
+    ("Comedy Night", "Corner Club"),
+];
+const PAY_METHODS: [&str; 5] = [
+    "credit_card",
+    "debit_card",
+    "paypal",
+    "apple_pay",
+    "bank_transfer",
+];
+
+/// Bookings with a JSON array of seats; a payment 0-180 s after most of them.
+struct Bookings {
+    rng: Rng,
+}
+
+impl Bookings {
+    async fn step(&mut self, conn: &mut Conn) -> Result<u64, WorkloadError> {
+        let mut tx = conn.start_transaction(TxOpts::default()).await?;
+        let event = self.rng.below(EVENTS.len());
+        let (name, location) = EVENTS[event];
+        let customer = 1 + self.rng.below(500) as i64;
+        let seats: Vec<serde_json::Value> = (0..1 + self.rng.below(4))
+            .map(|i| {
+                serde_json::json!({
+                    "seat_number": format!("{}{}", (b'A' + self.rng.below(10) as u8) as char, 1 + i + self.rng.below(30)),
+                    "price": (20 + self.rng.below(180)) as f64 + 0.5,
+                })
+            })
+            .collect();
+        let total: f64 = seats
+            .iter()
+            .map(|s| s["price"].as_f64().unwrap_or(0.0))
+            .sum();
+        tx.exec_drop(
+            "INSERT INTO bookings (booking_time, customer_id, customer_name, customer_email, event_id, event_name, event_location, seats) VALUES (NOW(3), ?, ?, ?, ?, ?, ?, ?)",
+            (
+                customer,
+                format!("Customer {customer}"),
+                format!("c{customer}@example.com"),
+                event as i64 + 1,
+                name,
+                location,
+                serde_json::Value::Array(seats).to_string(),
+            ),
+        )
+        .await?;
+        let order = tx.last_insert_id().unwrap_or(0);
+        let mut changes = 1;
+        if self.rng.below(10) < 8 {
+            // 0-180 s after the booking: those past 2 minutes do not match in the fact table.
+            let delay = self.rng.below(181) as i64;
+            let method = PAY_METHODS[self.rng.below(PAY_METHODS.len())];
+            let status = if self.rng.below(20) == 0 {
+                "failed"
+            } else {
+                "completed"
+            };
+            tx.exec_drop(
+                "INSERT INTO payments (order_id, payment_time, amount, payment_method, payment_status) SELECT order_id, booking_time + INTERVAL ? SECOND, ?, ?, ? FROM bookings WHERE order_id = ?",
+                (delay, format!("{total:.2}"), method, status, order),
+            )
+            .await?;
+            changes += 1;
+        }
+        tx.commit().await?;
+        Ok(changes)
+    }
+}
+
+const SEGMENTS: [&str; 3] = ["consumer", "corporate", "small_business"];
+const CATEGORIES: [&str; 5] = ["Electronics", "Books", "Garden", "Toys", "Groceries"];
+
+/// Purchase events over the last week; about 5% fail validation.
+struct Purchases {
+    rng: Rng,
+}
+
+impl Purchases {
+    async fn step(&mut self, conn: &mut Conn) -> Result<u64, WorkloadError> {
+        let quantity = 1 + self.rng.below(5) as i64;
+        let cents = 199 + self.rng.below(20_000) as i64;
+        let discount = if self.rng.below(4) == 0 {
+            cents / 10
+        } else {
+            0
+        };
+        let mut total = quantity * cents - discount;
+        let mut quantity_out = quantity;
+        match self.rng.below(40) {
+            0 => quantity_out = -quantity,
+            1 => total += 100,
+            _ => {}
+        }
+        conn.exec_drop(
+            "INSERT INTO purchase_events (ts, customer, segment, category, quantity, unit_price, discount, total) VALUES (NOW(3) - INTERVAL ? HOUR, ?, ?, ?, ?, ? / 100, ? / 100, ? / 100)",
+            (
+                self.rng.below(24 * 7) as i64,
+                format!("cust{}", self.rng.below(300)),
+                SEGMENTS[self.rng.below(SEGMENTS.len())],
+                CATEGORIES[self.rng.below(CATEGORIES.len())],
+                quantity_out,
+                cents,
+                discount,
+                total,
+            ),
+        )
+        .await?;
+        Ok(1)
+    }
+}
+
+/// Orders created with skewed amounts, then paid, cancelled or refunded.
+struct OrdersStream {
+    rng: Rng,
+    open: Vec<u64>,
+}
+
+impl OrdersStream {
+    async fn step(&mut self, conn: &mut Conn) -> Result<u64, WorkloadError> {
+        if self.open.is_empty() || self.rng.below(2) == 0 {
+            // Mostly small orders, a tail above 2,000 / 3,000 / 5,000.
+            let amount = match self.rng.below(20) {
+                0 => 5000 + self.rng.below(5000),
+                1 => 3000 + self.rng.below(2000),
+                2 => 2000 + self.rng.below(1000),
+                _ => 5 + self.rng.below(500),
+            };
+            conn.exec_drop(
+                "INSERT INTO orders (customer_id, amount, status, created_at, updated_at) VALUES (?, ?, 'created', NOW(3), NOW(3))",
+                (1 + self.rng.below(200) as i64, amount as i64),
+            )
+            .await?;
+            self.open.push(conn.last_insert_id().unwrap_or(0));
+        } else {
+            let i = self.rng.below(self.open.len());
+            let order = self.open.swap_remove(i);
+            let status = match self.rng.below(10) {
+                0 => "cancelled",
+                1 => "refunded",
+                _ => "paid",
+            };
+            conn.exec_drop(
+                "UPDATE orders SET status = ?, updated_at = NOW(3) WHERE order_id = ?",
+                (status, order),
+            )
+            .await?;
+        }
+        Ok(1)
+    }
+}
+
+/// Users join the queue (arrivals spread over the last hours), are served after a wait, and
+/// buy 1-4 tickets or leave.
+struct TicketSales {
+    rng: Rng,
+    waiting: Vec<u64>,
+}
+
+impl TicketSales {
+    async fn step(&mut self, conn: &mut Conn) -> Result<u64, WorkloadError> {
+        if self.waiting.len() < 5 || self.rng.below(2) == 0 {
+            conn.exec_drop(
+                "INSERT INTO queue (arrived_at, status) VALUES (NOW(3) - INTERVAL ? SECOND, 'waiting')",
+                (self.rng.below(6 * 3600) as i64,),
+            )
+            .await?;
+            self.waiting.push(conn.last_insert_id().unwrap_or(0));
+        } else {
+            let i = self.rng.below(self.waiting.len());
+            let user = self.waiting.swap_remove(i);
+            let wait = 10 + self.rng.below(900) as i64;
+            if self.rng.below(5) == 0 {
+                conn.exec_drop(
+                    "UPDATE queue SET served_at = arrived_at + INTERVAL ? SECOND, status = 'left' WHERE user_id = ?",
+                    (wait, user),
+                )
+                .await?;
+            } else {
+                conn.exec_drop(
+                    "UPDATE queue SET served_at = arrived_at + INTERVAL ? SECOND, tickets = ?, status = 'bought' WHERE user_id = ?",
+                    (wait, 1 + self.rng.below(4) as i64, user),
+                )
+                .await?;
+            }
+        }
+        Ok(1)
+    }
+}
+
+enum Scenario {
+    Ecommerce(Box<Ecommerce>),
+    Bookings(Bookings),
+    Purchases(Purchases),
+    OrdersStream(OrdersStream),
+    TicketSales(TicketSales),
+}
+
+impl Scenario {
+    async fn load(conn: &mut Conn, name: &str) -> Result<Scenario, WorkloadError> {
+        let rng = Rng(0x5EED_1234_ABCD);
+        Ok(match name {
+            "ecommerce" => Scenario::Ecommerce(Box::new(Ecommerce::load(conn, rng.0).await?)),
+            "bookings" => {
+                use_db(conn, "bookings", "sql/bookings.sql").await?;
+                Scenario::Bookings(Bookings { rng })
+            }
+            "purchases" => {
+                use_db(conn, "purchases", "sql/purchases.sql").await?;
+                Scenario::Purchases(Purchases { rng })
+            }
+            "orders_stream" => {
+                use_db(conn, "orders_stream", "sql/orders_stream.sql").await?;
+                Scenario::OrdersStream(OrdersStream {
+                    rng,
+                    open: Vec::new(),
+                })
+            }
+            "ticket_sales" => {
+                use_db(conn, "ticket_sales", "sql/ticket_sales.sql").await?;
+                Scenario::TicketSales(TicketSales {
+                    rng,
+                    waiting: Vec::new(),
+                })
+            }
+            other => {
+                return Err(WorkloadError::UnknownScenario(
+                    other.to_string(),
+                    SCENARIOS.join(", "),
+                ))
+            }
+        })
+    }
+
+    async fn step(&mut self, conn: &mut Conn) -> Result<u64, WorkloadError> {
+        match self {
+            Scenario::Ecommerce(w) => w.step(conn).await,
+            Scenario::Bookings(w) => w.step(conn).await,
+            Scenario::Purchases(w) => w.step(conn).await,
+            Scenario::OrdersStream(w) => w.step(conn).await,
+            Scenario::TicketSales(w) => w.step(conn).await,
+        }
+    }
+}
+
 /// Runs `scenario` at `rate` row changes per second for `duration` (or until `stop`).
 pub async fn generate(
     conn: &mut Conn,
@@ -294,13 +557,7 @@ pub async fn generate(
     duration: Duration,
     stop: &std::sync::atomic::AtomicBool,
 ) -> Result<WorkloadStats, WorkloadError> {
-    if !SCENARIOS.contains(&scenario) {
-        return Err(WorkloadError::UnknownScenario(
-            scenario.to_string(),
-            SCENARIOS.join(", "),
-        ));
-    }
-    let mut workload = Ecommerce::load(conn, 0x5EED_1234_ABCD).await?;
+    let mut workload = Scenario::load(conn, scenario).await?;
     let started = Instant::now();
     let mut stats = WorkloadStats::default();
     let rate = rate.max(1) as f64;

@@ -243,6 +243,105 @@ async fn silver_tables(storage: &LakeStorage) -> Result<Vec<(String, String)>, L
     Ok(out)
 }
 
+/// JSON helpers for models, since silver keeps JSON columns as text:
+/// `json_array_elements(json)` → the elements as a list of JSON texts (for `unnest`),
+/// `json_str(json, key)` → the member as text, `json_num(json, key)` → the member as a double.
+fn register_json_functions(ctx: &SessionContext) {
+    use deltalake::arrow::array::{
+        Array, ArrayRef, Float64Builder, ListBuilder, StringArray, StringBuilder,
+    };
+    use deltalake::arrow::datatypes::{DataType, Field};
+    use deltalake::datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
+
+    fn texts(a: &ArrayRef) -> deltalake::datafusion::error::Result<StringArray> {
+        let cast = deltalake::arrow::compute::cast(a, &DataType::Utf8)?;
+        Ok(cast
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("utf8")
+            .clone())
+    }
+    fn member(json: &str, key: &str) -> Option<serde_json::Value> {
+        serde_json::from_str::<serde_json::Value>(json)
+            .ok()?
+            .get(key)
+            .cloned()
+    }
+    let elements = create_udf(
+        "json_array_elements",
+        vec![DataType::Utf8],
+        DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let input = texts(&arrays[0])?;
+            let mut out = ListBuilder::new(StringBuilder::new());
+            for i in 0..input.len() {
+                match input
+                    .is_valid(i)
+                    .then(|| serde_json::from_str::<serde_json::Value>(input.value(i)).ok())
+                    .flatten()
+                {
+                    Some(serde_json::Value::Array(items)) => {
+                        for item in items {
+                            out.values().append_value(item.to_string());
+                        }
+                        out.append(true);
+                    }
+                    _ => out.append(false),
+                }
+            }
+            Ok(ColumnarValue::Array(Arc::new(out.finish())))
+        }),
+    );
+    let string = create_udf(
+        "json_str",
+        vec![DataType::Utf8, DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let (json, key) = (texts(&arrays[0])?, texts(&arrays[1])?);
+            let mut out = StringBuilder::new();
+            for i in 0..json.len() {
+                let v = (json.is_valid(i) && key.is_valid(i))
+                    .then(|| member(json.value(i), key.value(i)))
+                    .flatten();
+                match v {
+                    Some(serde_json::Value::String(s)) => out.append_value(s),
+                    Some(serde_json::Value::Null) | None => out.append_null(),
+                    Some(other) => out.append_value(other.to_string()),
+                }
+            }
+            Ok(ColumnarValue::Array(Arc::new(out.finish())))
+        }),
+    );
+    let number = create_udf(
+        "json_num",
+        vec![DataType::Utf8, DataType::Utf8],
+        DataType::Float64,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let (json, key) = (texts(&arrays[0])?, texts(&arrays[1])?);
+            let mut out = Float64Builder::new();
+            for i in 0..json.len() {
+                let v = (json.is_valid(i) && key.is_valid(i))
+                    .then(|| member(json.value(i), key.value(i)))
+                    .flatten();
+                match v.and_then(|v| v.as_f64().or_else(|| v.as_str()?.parse().ok())) {
+                    Some(f) => out.append_value(f),
+                    None => out.append_null(),
+                }
+            }
+            Ok(ColumnarValue::Array(Arc::new(out.finish())))
+        }),
+    );
+    ctx.register_udf(elements);
+    ctx.register_udf(string);
+    ctx.register_udf(number);
+}
+
 /// Evaluates `models` over the lake and writes each to `gold/<name>`.
 pub async fn refresh(
     storage: &LakeStorage,
@@ -252,6 +351,7 @@ pub async fn refresh(
     let config =
         SessionConfig::new().set_bool("datafusion.sql_parser.enable_ident_normalization", false);
     let ctx = SessionContext::new_with_config(config);
+    register_json_functions(&ctx);
     let catalog = ctx.catalog("datafusion").expect("the default catalog");
     let mut schemas: BTreeMap<String, ()> = BTreeMap::new();
     for (db, table) in silver_tables(storage).await? {

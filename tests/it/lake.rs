@@ -586,7 +586,7 @@ fn storage_options(storage: &binlake::lake::storage::LakeStorage) -> Vec<(&str, 
 }
 
 /// Python's `deltalake` (scripts/test.sh installs it in a venv and exports BINLAKE_PYTHON).
-fn python() -> String {
+pub fn python() -> String {
     std::env::var("BINLAKE_PYTHON").expect(
         "BINLAKE_PYTHON is not set: run the suite with scripts/test.sh, which installs Python's deltalake",
     )

@@ -11,6 +11,7 @@ mod mariadb;
 pub mod mariadb_replay;
 mod mutations;
 mod oracle;
+mod pipelines;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,280 @@
+//! The reference pipelines on binlake: each schema from sql/, its `binlake generate` scenario
+//! against a private MariaDB, `binlake run` (embedded) into a local lake with its gold models,
+//! and the gold tables compared with the same question asked of MariaDB in SQL.
+
+use std::path::Path;
+
+use crate::lake::{binlake, lake_query, source_rows, table_url};
+use crate::mariadb::MariaDb;
+
+/// Loads `schema`, runs `scenario` for a few seconds, then `binlake run --exit-when-caught-up`
+/// with the scenario's gold models, then `binlake gold refresh`. Returns the lake directory.
+fn pipeline(
+    db: &MariaDb,
+    dir: &Path,
+    schema: &str,
+    scenario: &str,
+    db_name: &str,
+) -> std::path::PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    db.sql_file(&repo.join(schema));
+    let config = format!(
+        r#"
+[source]
+url = "mysql://root@127.0.0.1:{port}"
+server_id = 4801
+snapshot = "initial"
+checkpoint = "state"
+include = ["{db_name}.*"]
+heartbeat_secs = 1
+read_timeout_secs = 3
+
+[transport]
+kind = "embedded"
+
+[lake]
+url = "lake"
+max_latency_ms = 300
+
+[gold]
+models = "{models}"
+refresh = "on_commit"
+"#,
+        port = db.port,
+        models = repo.join("sql/gold").join(scenario).display()
+    );
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
+        .args([
+            "generate",
+            "--scenario",
+            scenario,
+            "--rate",
+            "300",
+            "--duration",
+            "4",
+            "--config",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &path);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, stderr) = binlake(&["gold", "refresh"], &path);
+    assert_eq!(code, Some(0), "{stderr}");
+    dir.join("lake")
+}
+
+fn gold(lake: &Path, model: &str, sql: &str) -> Vec<String> {
+    lake_query(&table_url(lake, &format!("gold/{model}")), &[], sql)
+}
+
+#[test]
+fn bookings_fact_has_a_row_per_seat_joined_to_timely_payments() {
+    let db = MariaDb::start();
+    let dir = tempfile::tempdir().unwrap();
+    let lake = pipeline(&db, dir.path(), "sql/bookings.sql", "bookings", "bookings");
+    let seats = source_rows(
+        &db,
+        "SELECT COUNT(*), SUM(j.price) FROM bookings.bookings b, \
+         JSON_TABLE(b.seats, '$[*]' COLUMNS (price DECIMAL(10,2) PATH '$.price')) j",
+    );
+    assert_eq!(
+        gold(
+            &lake,
+            "bookings_fact",
+            "SELECT count(*), sum(seat_price) FROM t"
+        ),
+        seats
+    );
+    let paid = source_rows(
+        &db,
+        "SELECT SUM(JSON_LENGTH(b.seats)) FROM bookings.bookings b JOIN bookings.payments p \
+         ON p.order_id = b.order_id AND p.payment_time BETWEEN b.booking_time AND b.booking_time + INTERVAL 2 MINUTE",
+    );
+    assert_eq!(
+        gold(&lake, "bookings_fact", "SELECT count(payment_id) FROM t"),
+        paid
+    );
+    // Late payments exist, and they are not joined.
+    let late: usize = source_rows(
+        &db,
+        "SELECT COUNT(*) FROM bookings.bookings b JOIN bookings.payments p ON p.order_id = b.order_id \
+         AND p.payment_time > b.booking_time + INTERVAL 2 MINUTE",
+    )[0]
+    .parse()
+    .unwrap();
+    assert!(late > 0, "the workload makes late payments");
+    // Derived columns, row by row for one order.
+    let order = source_rows(&db, "SELECT MIN(order_id) FROM bookings.bookings")[0].clone();
+    assert_eq!(
+        gold(
+            &lake,
+            "bookings_fact",
+            &format!("SELECT DISTINCT event_category, booking_day_of_week, booking_hour FROM t WHERE order_id = {order}")
+        ),
+        source_rows(
+            &db,
+            &format!(
+                "SELECT CASE WHEN event_name LIKE '%Concert%' THEN 'Music' WHEN event_name LIKE '%Match%' THEN 'Sports' \
+                 WHEN event_name LIKE '%Play%' THEN 'Theatre' ELSE 'Other' END, DAYNAME(booking_time), HOUR(booking_time) \
+                 FROM bookings.bookings WHERE order_id = {order}"
+            )
+        )
+    );
+    // Exactly the fact table's columns, as another engine reads them.
+    let out = std::process::Command::new(crate::lake::python())
+        .args([
+            "-c",
+            "import sys; from deltalake import DeltaTable; print(','.join(f.name for f in DeltaTable(sys.argv[1]).schema().fields))",
+        ])
+        .arg(lake.join("gold/bookings_fact"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "order_id,booking_time,customer_id,customer_name,customer_email,event_id,event_name,event_location,seat_number,seat_price,event_category,booking_day_of_week,booking_hour,payment_id,payment_time,amount,payment_method,payment_type"
+    );
+}
+
+#[test]
+fn purchases_daily_totals_categories_and_invalid_rows() {
+    let db = MariaDb::start();
+    let dir = tempfile::tempdir().unwrap();
+    let lake = pipeline(
+        &db,
+        dir.path(),
+        "sql/purchases.sql",
+        "purchases",
+        "purchases",
+    );
+    let valid = "quantity >= 0 AND total = quantity * unit_price - discount";
+    let days = source_rows(
+        &db,
+        &format!("SELECT DATE(ts), SUM(total), COUNT(*) FROM purchases.purchase_events WHERE {valid} GROUP BY DATE(ts) ORDER BY 1"),
+    );
+    let mut running = 0i64;
+    let expected: Vec<String> = days
+        .iter()
+        .map(|d| {
+            let f: Vec<&str> = d.split('|').collect();
+            running += f[1].replace('.', "").parse::<i64>().unwrap();
+            format!(
+                "{}|{}|{}.{:02}|{}",
+                f[0],
+                f[1],
+                running / 100,
+                running % 100,
+                f[2]
+            )
+        })
+        .collect();
+    assert_eq!(
+        gold(
+            &lake,
+            "daily_totals",
+            "SELECT day, total, running_total, transactions FROM t ORDER BY day"
+        ),
+        expected
+    );
+    assert_eq!(
+        gold(&lake, "category_breakdown", "SELECT category, segment, transactions, units, revenue FROM t ORDER BY category, segment"),
+        source_rows(
+            &db,
+            &format!("SELECT category, segment, COUNT(*), SUM(quantity), SUM(total) FROM purchases.purchase_events WHERE {valid} GROUP BY category, segment ORDER BY 1, 2")
+        )
+    );
+    let invalid = gold(
+        &lake,
+        "invalid_purchases",
+        "SELECT event_id, reason FROM t ORDER BY event_id",
+    );
+    assert_eq!(
+        invalid,
+        source_rows(
+            &db,
+            "SELECT event_id, CASE WHEN quantity < 0 THEN 'negative quantity' ELSE 'total is not quantity * unit_price - discount' END \
+             FROM purchases.purchase_events WHERE quantity < 0 OR total <> quantity * unit_price - discount ORDER BY event_id"
+        )
+    );
+    assert!(
+        invalid.iter().any(|r| r.ends_with("negative quantity")),
+        "{invalid:?}"
+    );
+    assert!(
+        invalid.iter().any(|r| r.ends_with("discount")),
+        "{invalid:?}"
+    );
+}
+
+#[test]
+fn orders_stream_revenue_per_minute_and_fraud_alerts() {
+    let db = MariaDb::start();
+    let dir = tempfile::tempdir().unwrap();
+    let lake = pipeline(
+        &db,
+        dir.path(),
+        "sql/orders_stream.sql",
+        "orders_stream",
+        "orders_stream",
+    );
+    assert_eq!(
+        gold(&lake, "revenue_per_minute", "SELECT to_char(minute, '%Y-%m-%d %H:%M'), revenue, orders FROM t ORDER BY minute"),
+        source_rows(
+            &db,
+            "SELECT DATE_FORMAT(created_at, '%Y-%m-%d %H:%i'), SUM(amount), COUNT(*) FROM orders_stream.orders \
+             WHERE status NOT IN ('cancelled', 'refunded') GROUP BY 1 ORDER BY 1"
+        )
+    );
+    let alerts = gold(
+        &lake,
+        "fraud_alerts",
+        "SELECT order_id, score FROM t ORDER BY order_id",
+    );
+    assert_eq!(
+        alerts,
+        source_rows(
+            &db,
+            "SELECT order_id, score FROM (SELECT order_id, \
+             CASE WHEN amount > 5000 THEN 4 WHEN amount > 3000 THEN 3 WHEN amount > 2000 THEN 2 ELSE 0 END \
+             + CASE WHEN status IN ('cancelled', 'refunded') THEN 1 ELSE 0 END AS score FROM orders_stream.orders) s \
+             WHERE score >= 3 ORDER BY order_id"
+        )
+    );
+    assert!(!alerts.is_empty());
+}
+
+#[test]
+fn ticket_sales_hourly_users_tickets_and_waits() {
+    let db = MariaDb::start();
+    let dir = tempfile::tempdir().unwrap();
+    let lake = pipeline(
+        &db,
+        dir.path(),
+        "sql/ticket_sales.sql",
+        "ticket_sales",
+        "ticket_sales",
+    );
+    let ours = gold(
+        &lake,
+        "hourly_sales",
+        "SELECT to_char(hour, '%Y-%m-%d %H'), total_users, tickets_sold, COALESCE(CAST(round(avg_wait_seconds * 1000) AS BIGINT), -1) FROM t ORDER BY hour",
+    );
+    let theirs = source_rows(
+        &db,
+        "SELECT DATE_FORMAT(arrived_at, '%Y-%m-%d %H'), COUNT(*), SUM(tickets), \
+         IFNULL(ROUND(AVG(TIMESTAMPDIFF(MICROSECOND, arrived_at, served_at)) / 1000), -1) \
+         FROM ticket_sales.queue GROUP BY 1 ORDER BY 1",
+    );
+    assert_eq!(ours, theirs);
+    assert!(
+        ours.len() > 1,
+        "arrivals spread over several hours: {ours:?}"
+    );
+}

@@ -278,3 +278,91 @@ fn ticket_sales_hourly_users_tickets_and_waits() {
         "arrivals spread over several hours: {ours:?}"
     );
 }
+
+#[test]
+fn a_failing_model_is_reported_with_file_and_line_and_replication_goes_on() {
+    let db = MariaDb::start();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    db.sql_file(&repo.join("sql/orders_stream.sql"));
+    db.sql("INSERT INTO orders_stream.orders (customer_id, amount, status, created_at, updated_at) VALUES (1, 6000, 'paid', NOW(3), NOW(3))");
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    std::fs::create_dir(&models).unwrap();
+    std::fs::copy(
+        repo.join("sql/gold/orders_stream/fraud_alerts.sql"),
+        models.join("fraud_alerts.sql"),
+    )
+    .unwrap();
+    std::fs::write(
+        models.join("broken.sql"),
+        "SELECT order_id\nFROM orders_stream.orders\nWHERE amount >>> 3\n",
+    )
+    .unwrap();
+    std::fs::write(
+        models.join("missing.sql"),
+        "SELECT * FROM orders_stream.nowhere\n",
+    )
+    .unwrap();
+    std::fs::write(
+        models.join("on_top.sql"),
+        "SELECT count(*) AS alerts FROM gold.fraud_alerts\n",
+    )
+    .unwrap();
+    let config = dir.path().join("p.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[source]
+url = "mysql://root@127.0.0.1:{port}"
+server_id = 4802
+snapshot = "initial"
+checkpoint = "state"
+include = ["orders_stream.*"]
+[transport]
+kind = "embedded"
+[lake]
+url = "lake"
+max_latency_ms = 200
+[gold]
+models = "models"
+"#,
+            port = db.port
+        ),
+    )
+    .unwrap();
+    // Replication is not stopped by the failing models.
+    let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
+        .args(["gold", "refresh", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("gold/fraud_alerts: 1 rows"), "{stdout}");
+    assert!(stdout.contains("gold/on_top: 1 rows"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "gold/broken: FAILED: {}:3:",
+            models.join("broken.sql").display()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "gold/missing: FAILED: {}:1:",
+            models.join("missing.sql").display()
+        )) && stdout.contains("nowhere"),
+        "{stdout}"
+    );
+    let lake = dir.path().join("lake");
+    assert_eq!(gold(&lake, "on_top", "SELECT alerts FROM t"), ["1"]);
+    // A cycle between models is an error before anything runs.
+    std::fs::write(models.join("a.sql"), "SELECT * FROM gold.b\n").unwrap();
+    std::fs::write(models.join("b.sql"), "SELECT * FROM gold.a\n").unwrap();
+    let (code, stderr) = binlake(&["gold", "refresh"], &config);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("cycle: a -> b -> a"), "{stderr}");
+}

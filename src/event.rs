@@ -202,6 +202,10 @@ pub struct Column {
     pub charset: Option<Charset>,
     /// ENUM / SET member names, 1-based in MySQL (index 0 of this vector is member 1).
     pub members: Vec<String>,
+    /// A literal `DEFAULT` from the DDL, as text: the lake gives it to rows that existed
+    /// before an ADD COLUMN (the server fills them without any row event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
 }
 
 impl Column {
@@ -213,6 +217,7 @@ impl Column {
             nullable: true,
             charset: None,
             members: Vec::new(),
+            default: None,
         }
     }
 

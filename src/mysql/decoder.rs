@@ -593,6 +593,7 @@ impl BinlogDecoder {
                 nullable: mc.nullable,
                 charset,
                 members,
+                default: decl.and_then(|d| d.default.clone()),
             });
         }
         let primary_key = match &tm.optional.primary_key {

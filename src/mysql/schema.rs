@@ -25,6 +25,10 @@ pub struct DeclaredColumn {
     pub nullable: bool,
     pub charset: Option<Charset>,
     pub members: Vec<String>,
+    /// The `DEFAULT` when it is a literal (a number or a string), as its text; None for no
+    /// default, NULL, or an expression such as CURRENT_TIMESTAMP.
+    #[serde(default)]
+    pub default: Option<String>,
 }
 
 /// A table as DDL declares it.
@@ -287,6 +291,7 @@ fn declared_column(def: &ColumnDef, table_charset: Option<Charset>) -> DeclaredC
     };
     let mut nullable = true;
     let mut explicit = None;
+    let mut default = None;
     for opt in &def.options {
         match &opt.option {
             ColumnOption::CharacterSet(name) | ColumnOption::Collation(name) => {
@@ -296,6 +301,7 @@ fn declared_column(def: &ColumnDef, table_charset: Option<Charset>) -> DeclaredC
             ColumnOption::Unique {
                 is_primary: true, ..
             } => nullable = false,
+            ColumnOption::Default(expr) => default = literal_text(expr),
             _ => {}
         }
     }
@@ -329,6 +335,25 @@ fn declared_column(def: &ColumnDef, table_charset: Option<Charset>) -> DeclaredC
         nullable,
         charset,
         members,
+        default,
+    }
+}
+
+/// The text of a literal `DEFAULT` (`5`, `-1.5`, `'new'`); None for anything else.
+fn literal_text(expr: &sqlparser::ast::Expr) -> Option<String> {
+    use sqlparser::ast::{Expr, UnaryOperator, Value};
+    match expr {
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) => Some(n.to_string()),
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => Some(s.clone()),
+            _ => None,
+        },
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => literal_text(expr).map(|t| format!("-{t}")),
+        Expr::Nested(e) => literal_text(e),
+        _ => None,
     }
 }
 

@@ -129,6 +129,7 @@ pub fn snapshot_schema(id: &TableId, declared: &DeclaredTable) -> TableSchema {
             nullable: c.nullable,
             charset: c.charset,
             members: c.members.clone(),
+            default: c.default.clone(),
         })
         .collect();
     let primary_key = declared

@@ -717,3 +717,51 @@ fn schema_changes_evolve_or_stop_with_the_recovery() {
         "{stderr}"
     );
 }
+
+#[test]
+fn add_column_with_default_gives_earlier_rows_the_default_as_the_server_does() {
+    let db = MariaDb::start();
+    db.sql(
+        "CREATE DATABASE shop; CREATE TABLE shop.d (id INT PRIMARY KEY, v INT);
+         INSERT INTO shop.d VALUES (1, 1), (2, 2);
+         UPDATE shop.d SET v = 20 WHERE id = 2;",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_run_config(dir.path(), &db, "kind = \"embedded\"", "url = \"lake\"");
+    let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    // The server fills rows 1 and 2 without writing any row event.
+    db.sql(
+        "ALTER TABLE shop.d ADD COLUMN n INT NOT NULL DEFAULT 7, ADD COLUMN s VARCHAR(5) DEFAULT 'zz', \
+           ADD COLUMN p DECIMAL(6,2) DEFAULT -1.50, ADD COLUMN t DATETIME DEFAULT CURRENT_TIMESTAMP;
+         INSERT INTO shop.d (id, v, n, s, p) VALUES (3, 3, 30, NULL, 9.99);
+         UPDATE shop.d SET v = 21 WHERE id = 2;",
+    );
+    let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    let lake = dir.path().join("lake");
+    let select = "SELECT id, v, n, s, p FROM t ORDER BY id";
+    assert_eq!(
+        lake_query(&table_url(&lake, "silver/shop/d"), &[], select),
+        source_rows(
+            &db,
+            "SELECT id, v, n, IFNULL(s, 'NULL'), p FROM shop.d ORDER BY id"
+        )
+    );
+    // The versions open at the ALTER got the default (row 2's then-current version too, closed
+    // by the later update); the one closed before the ALTER predates the column.
+    assert_eq!(
+        lake_query(
+            &table_url(&lake, "silver/shop/d__history"),
+            &[],
+            "SELECT id, v, n, s, __end_at IS NULL FROM t ORDER BY id, __start_position"
+        ),
+        [
+            "1|1|7|zz|true",
+            "2|2|NULL|NULL|false",
+            "2|20|7|zz|false",
+            "2|21|7|zz|true",
+            "3|3|30|NULL|true"
+        ]
+    );
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite on a fresh machine: installs what the tests need (MariaDB from Debian's
-# packages), then runs cargo fmt --check, clippy and every test. The tests start and stop their
+# The whole test suite on a fresh machine: installs what the tests need (MariaDB and Chromium
+# from Debian's packages, Azurite from npm, Python's deltalake from PyPI), then runs cargo fmt
+# --check, clippy and every test. The tests start and stop their
 # own private servers on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +36,13 @@ if ! "$CACHE/venv/bin/python" -c 'import deltalake, pyarrow' >/dev/null 2>&1; th
   "$CACHE/venv/bin/pip" install -q --disable-pip-version-check 'deltalake==1.6.6' pyarrow
 fi
 export BINLAKE_PYTHON="$CACHE/venv/bin/python"
+
+# Headless Chromium renders the status page (tests/it/status_page.rs).
+if [ ! -x /usr/bin/chromium ]; then
+  echo "== installing Chromium (Debian's chromium)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
 
 # Azurite (npm) stands in for Azure Blob Storage; one for the suite, a container per test.
 if [ ! -x "$CACHE/azurite/node_modules/.bin/azurite-blob" ]; then

@@ -1,9 +1,14 @@
-//! The Prometheus endpoint (`[metrics] listen = "127.0.0.1:9187"`): counters and gauges the
-//! pipeline updates as it goes, served as Prometheus text on `GET /metrics` from a background
-//! thread.
+//! The Prometheus endpoint and status page (`[metrics] listen = "127.0.0.1:9187"`): counters
+//! and gauges the pipeline updates as it goes, served as Prometheus text on `GET /metrics`, and
+//! a server-rendered HTML page on `GET /` (per-table lag and a throughput chart for the last ten
+//! minutes, dead letters, the latest rows of each gold model), from a background thread.
 
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Write as _;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
+
+use crate::lake::gold::GoldPreview;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -26,6 +31,33 @@ pub struct Metrics {
     pub lag_seconds: Gauge<f64, AtomicU64>,
     pub batch_seconds: Histogram,
     registry: Arc<Mutex<Registry>>,
+    board: Arc<Mutex<Board>>,
+}
+
+/// Seconds per bucket of the throughput chart, and buckets kept (ten minutes).
+const BUCKET_SECS: u64 = 10;
+const BUCKETS: usize = 60;
+
+/// What the status page shows beyond the counters.
+#[derive(Default)]
+struct Board {
+    tables: BTreeMap<String, TableBoard>,
+    gold: Vec<GoldPreview>,
+}
+
+#[derive(Default)]
+struct TableBoard {
+    lag_seconds: f64,
+    changes: u64,
+    /// (bucket number since the epoch, changes applied in it), oldest first.
+    buckets: VecDeque<(u64, u64)>,
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 impl std::fmt::Debug for Metrics {
@@ -54,6 +86,7 @@ impl Metrics {
             lag_seconds: Gauge::default(),
             batch_seconds: Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0]),
             registry: Arc::new(Mutex::new(Registry::with_prefix("binlake"))),
+            board: Arc::new(Mutex::new(Board::default())),
         };
         {
             let mut r = m.registry.lock().expect("lock");
@@ -99,6 +132,122 @@ impl Metrics {
         m
     }
 
+    /// `changes` applied to `table` (`db.table`) just now; `newest_ts_ms` is the source commit
+    /// time of the newest of them.
+    pub fn record_table(&self, table: &str, changes: u64, newest_ts_ms: i64) {
+        let now_ms = crate::event::now_ms();
+        let bucket = now_ms / 1000 / BUCKET_SECS;
+        let mut board = self.board.lock().expect("lock");
+        let t = board.tables.entry(table.to_string()).or_default();
+        t.changes += changes;
+        if newest_ts_ms > 0 {
+            t.lag_seconds = (now_ms as i64 - newest_ts_ms).max(0) as f64 / 1000.0;
+        }
+        match t.buckets.back_mut() {
+            Some((b, n)) if *b == bucket => *n += changes,
+            _ => t.buckets.push_back((bucket, changes)),
+        }
+        while t
+            .buckets
+            .front()
+            .is_some_and(|(b, _)| *b + BUCKETS as u64 <= bucket)
+        {
+            t.buckets.pop_front();
+        }
+    }
+
+    /// The gold models' latest rows.
+    pub fn set_gold(&self, previews: &[GoldPreview]) {
+        self.board.lock().expect("lock").gold = previews.to_vec();
+    }
+
+    /// The status page.
+    pub fn render_html(&self) -> String {
+        let board = self.board.lock().expect("lock");
+        let mut h = String::new();
+        let _ = write!(
+            h,
+            "<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"5\">\
+             <title>binlake status</title><style>\
+             body{{font-family:sans-serif;margin:24px;color:#222}} h1{{margin:0 0 4px}} .sum{{color:#555}}\
+             table{{border-collapse:collapse;margin:8px 0 20px}} td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;font-size:14px}}\
+             th{{background:#f0f3f7}} .num{{text-align:right}} .err{{color:#b00020}}\
+             </style></head><body><h1>binlake</h1><p class=\"sum\">{} records consumed · {} changes applied · {} commits · \
+             {} dead letters · {} errors · lag {:.1} s</p>",
+            self.records.get(),
+            self.changes_applied.get(),
+            self.commits.get(),
+            self.dead_letters.get(),
+            self.errors.get(),
+            self.lag_seconds.get()
+        );
+        h.push_str("<h2>Tables</h2><table><tr><th>table</th><th>lag (s)</th><th>changes applied</th><th>throughput, last 10 minutes (changes per 10 s)</th></tr>");
+        let now_bucket = crate::event::now_ms() / 1000 / BUCKET_SECS;
+        for (name, t) in &board.tables {
+            let counts: Vec<u64> = (0..BUCKETS as u64)
+                .map(|i| {
+                    let b = now_bucket + 1 + i - BUCKETS as u64;
+                    t.buckets
+                        .iter()
+                        .find(|(x, _)| *x == b)
+                        .map_or(0, |(_, n)| *n)
+                })
+                .collect();
+            let max = counts.iter().copied().max().unwrap_or(0).max(1) as f64;
+            let points: Vec<String> = counts
+                .iter()
+                .enumerate()
+                .map(|(i, n)| format!("{},{:.1}", i * 5, 38.0 - (*n as f64 / max) * 36.0))
+                .collect();
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td class=\"num\">{:.1}</td><td class=\"num\">{}</td><td>\
+                 <svg width=\"300\" height=\"40\" role=\"img\" aria-label=\"throughput of {}\">\
+                 <rect width=\"300\" height=\"40\" fill=\"#f7f9fc\"/>\
+                 <polyline fill=\"none\" stroke=\"#2a6fdb\" stroke-width=\"2\" points=\"{}\"/></svg>\
+                 <span class=\"sum\"> peak {}</span></td></tr>",
+                escape(name),
+                t.lag_seconds,
+                t.changes,
+                escape(name),
+                points.join(" "),
+                max as u64
+            );
+        }
+        h.push_str("</table>");
+        let _ = write!(
+            h,
+            "<h2>Dead letters</h2><p>{} poison records in <code>dead_letters</code> (reason, topic, partition, offset).</p>",
+            self.dead_letters.get()
+        );
+        h.push_str("<h2>Gold</h2>");
+        if board.gold.is_empty() {
+            h.push_str("<p class=\"sum\">no gold refresh yet</p>");
+        }
+        for g in &board.gold {
+            let _ = write!(h, "<h3>gold/{}</h3>", escape(&g.name));
+            if let Some(e) = &g.error {
+                let _ = write!(h, "<p class=\"err\">{}</p>", escape(e));
+                continue;
+            }
+            h.push_str("<table><tr>");
+            for c in &g.columns {
+                let _ = write!(h, "<th>{}</th>", escape(c));
+            }
+            h.push_str("</tr>");
+            for r in &g.rows {
+                h.push_str("<tr>");
+                for v in r {
+                    let _ = write!(h, "<td>{}</td>", escape(v));
+                }
+                h.push_str("</tr>");
+            }
+            h.push_str("</table>");
+        }
+        h.push_str("</body></html>");
+        h
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -115,14 +264,14 @@ impl Metrics {
             .name("metrics".into())
             .spawn(move || {
                 for request in server.incoming_requests() {
-                    let response = if request.url() == "/metrics" {
-                        tiny_http::Response::from_string(metrics.render()).with_header(
-                            "Content-Type: text/plain; version=0.0.4"
-                                .parse::<tiny_http::Header>()
-                                .expect("a valid header"),
-                        )
-                    } else {
-                        tiny_http::Response::from_string("see /metrics\n").with_status_code(404)
+                    let header = |h: &str| h.parse::<tiny_http::Header>().expect("a valid header");
+                    let response = match request.url() {
+                        "/metrics" => tiny_http::Response::from_string(metrics.render())
+                            .with_header(header("Content-Type: text/plain; version=0.0.4")),
+                        "/" => tiny_http::Response::from_string(metrics.render_html())
+                            .with_header(header("Content-Type: text/html; charset=utf-8")),
+                        _ => tiny_http::Response::from_string("see / and /metrics\n")
+                            .with_status_code(404),
                     };
                     let _ = request.respond(response);
                 }
@@ -159,5 +308,26 @@ mod tests {
         assert!(body.contains("binlake_dead_letters_total 1"), "{body}");
         assert!(body.contains("binlake_lag_seconds 1.5"), "{body}");
         assert!(body.contains("binlake_batch_seconds_count 1"), "{body}");
+
+        m.record_table("shop.orders", 120, crate::event::now_ms() as i64 - 2500);
+        m.set_gold(&[GoldPreview {
+            name: "revenue".into(),
+            columns: vec!["day".into(), "total".into()],
+            rows: vec![vec!["2026-11-22".into(), "<42>".into()]],
+            error: None,
+        }]);
+        let html = m.render_html();
+        assert!(
+            html.contains(
+                "<td>shop.orders</td><td class=\"num\">2.5</td><td class=\"num\">120</td>"
+            ),
+            "{html}"
+        );
+        assert!(html.contains("<polyline"), "{html}");
+        assert!(html.contains("1 dead letters"), "{html}");
+        assert!(
+            html.contains("<h3>gold/revenue</h3>") && html.contains("<td>&lt;42&gt;</td>"),
+            "{html}"
+        );
     }
 }

@@ -55,6 +55,12 @@ fn observe(metrics: Option<&Metrics>, writer: &LakeWriter, before: &LakeMetrics,
         let lag = (crate::event::now_ms() as i64 - now.newest_source_ts_ms).max(0);
         m.lag_seconds.set(lag as f64 / 1000.0);
     }
+    for (table, (changes, newest)) in &now.tables {
+        let earlier = before.tables.get(table).map_or(0, |(c, _)| *c);
+        if *changes > earlier {
+            m.record_table(table, changes - earlier, *newest);
+        }
+    }
 }
 
 /// The `db.table`s of a batch's records, from their topics (`<prefix>.<db>.<table>`).
@@ -190,6 +196,7 @@ pub async fn sink_kafka(
                     m.gold_refreshes
                         .inc_by(g.refreshes - m.gold_refreshes.get());
                     m.gold_failures.inc_by(g.failures - m.gold_failures.get());
+                    m.set_gold(&g.previews);
                 }
             }
             batch.clear();
@@ -293,6 +300,7 @@ pub async fn sink_embedded(
                     m.gold_refreshes
                         .inc_by(g.refreshes - m.gold_refreshes.get());
                     m.gold_failures.inc_by(g.failures - m.gold_failures.get());
+                    m.set_gold(&g.previews);
                 }
             }
             batch.clear();

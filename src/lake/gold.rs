@@ -31,6 +31,88 @@ pub struct ModelOutcome {
     pub result: Result<usize, String>,
 }
 
+/// The first rows of a gold table, for the status page.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GoldPreview {
+    pub name: String,
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+    /// Why the last refresh of the model failed.
+    pub error: Option<String>,
+}
+
+/// Up to `limit` rows of `gold/<name>`, every value as text.
+pub async fn preview(
+    storage: &LakeStorage,
+    name: &str,
+    limit: usize,
+) -> Result<GoldPreview, LakeError> {
+    use deltalake::arrow::array::{Array, StringArray};
+    let path = format!("gold/{name}");
+    let ctx = SessionContext::new();
+    let provider = open_provider(storage, &path, &ctx).await?;
+    let err = |e: deltalake::datafusion::error::DataFusionError| LakeError::Storage {
+        table: path.clone(),
+        reason: e.to_string(),
+    };
+    let batches = ctx
+        .read_table(provider)
+        .map_err(err)?
+        .limit(0, Some(limit))
+        .map_err(err)?
+        .collect()
+        .await
+        .map_err(err)?;
+    let mut out = GoldPreview {
+        name: name.to_string(),
+        ..GoldPreview::default()
+    };
+    for b in batches {
+        if out.columns.is_empty() {
+            out.columns = b
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+        }
+        let columns: Vec<StringArray> = b
+            .columns()
+            .iter()
+            .map(|c| {
+                let cast = deltalake::arrow::compute::cast(
+                    c,
+                    &deltalake::arrow::datatypes::DataType::Utf8,
+                )
+                .map_err(|e| LakeError::Storage {
+                    table: path.clone(),
+                    reason: e.to_string(),
+                })?;
+                Ok(cast
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .expect("utf8")
+                    .clone())
+            })
+            .collect::<Result<_, LakeError>>()?;
+        for i in 0..b.num_rows() {
+            out.rows.push(
+                columns
+                    .iter()
+                    .map(|c| {
+                        if c.is_null(i) {
+                            "NULL".into()
+                        } else {
+                            c.value(i).to_string()
+                        }
+                    })
+                    .collect(),
+            );
+        }
+    }
+    Ok(out)
+}
+
 /// Refreshes models as `[gold] refresh` says, from the sink's loop; a failure is logged, never
 /// stops replication.
 pub struct GoldSchedule {
@@ -40,6 +122,8 @@ pub struct GoldSchedule {
     last: Option<std::time::Instant>,
     pub refreshes: u64,
     pub failures: u64,
+    /// The latest rows of each model refreshed so far (the status page shows them).
+    pub previews: Vec<GoldPreview>,
 }
 
 impl GoldSchedule {
@@ -55,6 +139,7 @@ impl GoldSchedule {
             last: None,
             refreshes: 0,
             failures: 0,
+            previews: Vec::new(),
         }
     }
 
@@ -76,7 +161,28 @@ impl GoldSchedule {
         self.refreshes += 1;
         match refresh(&self.storage, &due).await {
             Ok(outcomes) => {
-                self.failures += outcomes.iter().filter(|o| o.result.is_err()).count() as u64
+                self.failures += outcomes.iter().filter(|o| o.result.is_err()).count() as u64;
+                for o in outcomes {
+                    let shown = match &o.result {
+                        Ok(_) => preview(&self.storage, &o.name, 5)
+                            .await
+                            .unwrap_or_else(|e| GoldPreview {
+                                name: o.name.clone(),
+                                error: Some(e.to_string()),
+                                ..GoldPreview::default()
+                            }),
+                        Err(e) => GoldPreview {
+                            name: o.name.clone(),
+                            error: Some(e.clone()),
+                            ..GoldPreview::default()
+                        },
+                    };
+                    match self.previews.iter_mut().find(|p| p.name == o.name) {
+                        Some(p) => *p = shown,
+                        None => self.previews.push(shown),
+                    }
+                }
+                self.previews.sort_by(|a, b| a.name.cmp(&b.name));
             }
             Err(e) => {
                 self.failures += 1;

@@ -109,6 +109,8 @@ pub struct LakeMetrics {
     pub maintenance_time: Duration,
     /// Source commit time (ms) of the newest change applied.
     pub newest_source_ts_ms: i64,
+    /// Per `db.table`: changes applied, and the source commit time (ms) of the newest.
+    pub tables: BTreeMap<String, (u64, i64)>,
 }
 
 fn delta_err(table: &str) -> impl Fn(DeltaTableError) -> LakeError + '_ {
@@ -609,6 +611,11 @@ impl LakeWriter {
         self.metrics.changes_applied += changes.len() as u64;
         if let Some(newest) = changes.iter().map(|c| c.ts_ms).max() {
             self.metrics.newest_source_ts_ms = self.metrics.newest_source_ts_ms.max(newest);
+        }
+        let entry = self.metrics.tables.entry(id.to_string()).or_default();
+        entry.0 += changes.len() as u64;
+        if let Some(newest) = changes.iter().map(|c| c.ts_ms).max() {
+            entry.1 = entry.1.max(newest);
         }
         let layers = self.tables.get_mut(id).expect("opened");
         let maintenance_started = Instant::now();

@@ -12,6 +12,7 @@ pub mod mariadb_replay;
 mod mutations;
 mod oracle;
 mod pipelines;
+mod status_page;
 
 use std::path::PathBuf;
 

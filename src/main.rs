@@ -250,7 +250,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             });
             let started = std::time::Instant::now();
             let stats = runtime.block_on(async {
-                let mut conn = source.connect().await?;
+                let mut conn = source.connect_for_workload().await?;
                 let stats = binlake::workload::generate(
                     &mut conn,
                     &scenario,

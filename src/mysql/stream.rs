@@ -270,8 +270,24 @@ impl LiveSource {
 
     /// Opens a plain connection (for queries).
     pub async fn connect(&self) -> Result<Conn, SourceError> {
+        self.connect_with(self.opts()).await
+    }
+
+    /// Opens a connection that keeps its prepared statements (for `binlake generate`, which
+    /// runs the same few statements many times; without a cache each one is prepared anew and
+    /// the server's max_prepared_stmt_count runs out).
+    pub async fn connect_for_workload(&self) -> Result<Conn, SourceError> {
+        self.connect_with(
+            OptsBuilder::from_opts(self.opts())
+                .stmt_cache_size(64)
+                .into(),
+        )
+        .await
+    }
+
+    async fn connect_with(&self, opts: Opts) -> Result<Conn, SourceError> {
         let timeout = Duration::from_secs(self.config.connect_timeout_secs);
-        match tokio::time::timeout(timeout, Conn::new(self.opts())).await {
+        match tokio::time::timeout(timeout, Conn::new(opts)).await {
             Ok(Ok(c)) => Ok(c),
             Ok(Err(e)) => Err(SourceError::Connect {
                 url: self.display_url.clone(),

@@ -120,7 +120,7 @@ fn bookings_fact_has_a_row_per_seat_joined_to_timely_payments() {
     let out = std::process::Command::new(crate::lake::python())
         .args([
             "-c",
-            "import sys; from deltalake import DeltaTable; print(','.join(f.name for f in DeltaTable(sys.argv[1]).schema().fields))",
+            "import os, sys; from deltalake import DeltaTable; print(','.join(f.name for f in DeltaTable(sys.argv[1]).schema().fields)); sys.stdout.flush(); os._exit(0)",
         ])
         .arg(lake.join("gold/bookings_fact"))
         .output()

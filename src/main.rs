@@ -182,7 +182,7 @@ enum BenchCommand {
     Freshness {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
-        /// `db.table`.
+        /// `db.table` (silver), or `gold.<model>`.
         #[arg(long)]
         table: String,
         #[arg(long)]
@@ -310,7 +310,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut failed = 0;
             for o in &outcomes {
                 match &o.result {
-                    Ok(rows) => println!("gold/{}: {rows} rows", o.name),
+                    Ok(rows) => println!(
+                        "gold/{}: {rows} rows in {:.3} s",
+                        o.name,
+                        o.elapsed.as_secs_f64()
+                    ),
                     Err(e) => {
                         failed += 1;
                         println!("gold/{}: FAILED: {e}", o.name)
@@ -371,17 +375,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 binlake::lake::storage::LakeStorage::new(&lake.url, &lake.storage, &config.base)?;
             let (db, table) = table
                 .split_once('.')
-                .ok_or_else(|| anyhow::anyhow!("--table must be db.table"))?;
+                .ok_or_else(|| anyhow::anyhow!("--table must be db.table or gold.model"))?;
+            let path = if db == "gold" {
+                format!("gold/{table}")
+            } else {
+                format!("silver/{db}/{table}")
+            };
             let runtime = sink_runtime()?;
             let r = runtime.block_on(binlake::bench::freshness::measure(
                 &storage,
-                db,
-                table,
+                &path,
                 &column,
                 std::time::Duration::from_secs(duration),
             ))?;
             println!(
-                "silver freshness over {} samples ({} rows at the end): p50 {} ms, p99 {} ms, max {} ms",
+                "{path} freshness over {} samples ({} rows at the end): p50 {} ms, p99 {} ms, max {} ms",
                 r.samples, r.rows, r.p50_ms, r.p99_ms, r.max_ms
             );
             Ok(())

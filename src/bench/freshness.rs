@@ -1,4 +1,4 @@
-//! `binlake bench freshness`: how fresh silver is, as a reader sees it. While a writer commits
+//! `binlake bench freshness`: how fresh silver (or a gold model) is, as a reader sees it. While a writer commits
 //! rows stamped with their commit time in epoch ms, this polls the silver table every 100 ms
 //! and records the age of the newest visible row; p50/p99 over the run.
 
@@ -28,15 +28,15 @@ fn err(e: impl std::fmt::Display) -> LakeError {
     }
 }
 
-/// Polls `silver/<db>/<table>` for `duration`, sampling `now - max(column)`.
+/// Polls the table at `path` (`silver/<db>/<table>`, `gold/<model>`) for `duration`, sampling
+/// `now - max(column)`.
 pub async fn measure(
     storage: &LakeStorage,
-    db: &str,
-    table: &str,
+    path: &str,
     column: &str,
     duration: Duration,
 ) -> Result<FreshnessReport, LakeError> {
-    let url = storage.table_url(&format!("silver/{db}/{table}"))?;
+    let url = storage.table_url(path)?;
     let started = Instant::now();
     let mut samples = Vec::new();
     let mut rows = 0;

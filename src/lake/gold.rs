@@ -29,6 +29,8 @@ pub struct GoldModel {
 pub struct ModelOutcome {
     pub name: String,
     pub result: Result<usize, String>,
+    /// How long evaluating and writing the model took.
+    pub elapsed: std::time::Duration,
 }
 
 /// The first rows of a gold table, for the status page.
@@ -501,6 +503,7 @@ pub async fn refresh(
     }
     let mut outcomes = Vec::new();
     for model in &ordered {
+        let started = std::time::Instant::now();
         let result = run_model(storage, &ctx, model).await;
         if let Err(e) = &result {
             tracing::error!(model = %model.name, "{e}");
@@ -508,6 +511,7 @@ pub async fn refresh(
         outcomes.push(ModelOutcome {
             name: model.name.clone(),
             result,
+            elapsed: started.elapsed(),
         });
     }
     Ok(outcomes)

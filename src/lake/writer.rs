@@ -275,6 +275,62 @@ impl Layer {
     }
 }
 
+impl Layer {
+    /// MERGEs `batch` (aliased `s`) into the table (`t`) on the key columns (and `extra`),
+    /// with the clauses `clauses` adds over the batch's columns except `marker` (the column
+    /// that says what a source row is for); commits `state` with the data.
+    #[allow(clippy::too_many_arguments)]
+    async fn merge(
+        &mut self,
+        schema: &TableSchema,
+        batch: RecordBatch,
+        marker: &str,
+        extra: Option<Expr>,
+        state: LayerState,
+        settings: &LakeSettings,
+        clauses: impl FnOnce(
+            deltalake::operations::merge::MergeBuilder,
+            &[String],
+        )
+            -> Result<deltalake::operations::merge::MergeBuilder, DeltaTableError>,
+    ) -> Result<(), LakeError> {
+        let columns: Vec<String> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .filter(|n| n != marker)
+            .collect();
+        let ctx = SessionContext::new();
+        let source = ctx.read_batch(batch).map_err(|e| df_err(&schema.id, e))?;
+        let on = key_names(schema)
+            .iter()
+            .map(|k| qualified("t", k).eq(qualified("s", k)))
+            .reduce(Expr::and)
+            .expect("a key");
+        let predicate = match extra {
+            Some(e) => on.and(e),
+            None => on,
+        };
+        let properties = self.properties(&state, settings);
+        let table = self.table.take().expect("a layer keeps its table");
+        let builder = table
+            .merge(source, predicate)
+            .with_source_alias("s")
+            .with_target_alias("t")
+            .with_merge_schema(true)
+            .with_commit_properties(properties);
+        let (table, _) = clauses(builder, &columns)
+            .map_err(delta_err(&self.path))?
+            .await
+            .map_err(delta_err(&self.path))?;
+        self.table = Some(table);
+        self.state = state;
+        self.commits += 1;
+        Ok(())
+    }
+}
+
 async fn load_state(table: &DeltaTable) -> Result<LayerState, DeltaTableError> {
     let mut history = table.history(Some(1000));
     while let Some(commit) = history.next().await {
@@ -1286,59 +1342,32 @@ async fn write_silver(
     }
     fields.push(Field::new("__delete", DataType::Boolean, false));
     arrays.push(Arc::new(BooleanArray::from(deleted)));
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields.clone())), arrays)
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
         .map_err(|e| df_err(&schema.id, e))?;
-    let ctx = SessionContext::new();
-    let source = ctx.read_batch(batch).map_err(|e| df_err(&schema.id, e))?;
-    let key = key_names(schema);
-    let predicate = key
-        .iter()
-        .map(|k| qualified("t", k).eq(qualified("s", k)))
-        .reduce(Expr::and)
-        .expect("a key");
-    let columns: Vec<String> = fields
-        .iter()
-        .map(|f| f.name().clone())
-        .filter(|n| n != "__delete")
-        .collect();
-    let properties = layer.properties(&state, settings);
-    let table = layer.table.take().expect("checked");
-    let merged = table
-        .merge(source, predicate)
-        .with_source_alias("s")
-        .with_target_alias("t")
-        .with_merge_schema(true)
-        .with_commit_properties(properties)
-        .when_matched_delete(|d| d.predicate(qualified("s", "__delete")))
-        .and_then(|m| {
-            m.when_matched_update(|u| {
-                columns
-                    .iter()
-                    .fold(u.predicate(qualified("s", "__delete").not()), |u, c| {
-                        u.update(quote(c), qualified("s", c))
+    let delete = || qualified("s", "__delete");
+    layer
+        .merge(
+            schema,
+            batch,
+            "__delete",
+            None,
+            state,
+            settings,
+            |m, columns| {
+                m.when_matched_delete(|d| d.predicate(delete()))?
+                    .when_matched_update(|u| {
+                        columns.iter().fold(u.predicate(delete().not()), |u, c| {
+                            u.update(quote(c), qualified("s", c))
+                        })
+                    })?
+                    .when_not_matched_insert(|i| {
+                        columns.iter().fold(i.predicate(delete().not()), |i, c| {
+                            i.set(quote(c), qualified("s", c))
+                        })
                     })
-            })
-        })
-        .and_then(|m| {
-            m.when_not_matched_insert(|i| {
-                columns
-                    .iter()
-                    .fold(i.predicate(qualified("s", "__delete").not()), |i, c| {
-                        i.set(quote(c), qualified("s", c))
-                    })
-            })
-        })
-        .map_err(delta_err(&layer.path))?
-        .await;
-    match merged {
-        Ok((table, _)) => {
-            layer.table = Some(table);
-            layer.state = state;
-            layer.commits += 1;
-            Ok(())
-        }
-        Err(e) => Err(delta_err(&layer.path)(e)),
-    }
+            },
+        )
+        .await
 }
 
 /// History: every change a version; the open version of a changed key is closed.
@@ -1434,55 +1463,32 @@ async fn write_history(
     arrays.push(Arc::new(BooleanArray::from(
         rows.iter().map(|r| r.close).collect::<Vec<_>>(),
     )));
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields.clone())), arrays)
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
         .map_err(|e| df_err(&schema.id, e))?;
-    let ctx = SessionContext::new();
-    let source = ctx.read_batch(batch).map_err(|e| df_err(&schema.id, e))?;
-    let key = key_names(schema);
-    let predicate = key
-        .iter()
-        .map(|k| qualified("t", k).eq(qualified("s", k)))
-        .reduce(Expr::and)
-        .expect("a key")
-        .and(qualified("t", "__end_position").is_null())
-        .and(qualified("s", "__close"));
-    let columns: Vec<String> = fields
-        .iter()
-        .map(|f| f.name().clone())
-        .filter(|n| n != "__close")
-        .collect();
-    let properties = layer.properties(&state, settings);
-    let table = layer.table.take().expect("checked");
-    let merged = table
-        .merge(source, predicate)
-        .with_source_alias("s")
-        .with_target_alias("t")
-        .with_merge_schema(true)
-        .with_commit_properties(properties)
-        .when_matched_update(|u| {
-            u.update("__end_at", qualified("s", "__end_at"))
-                .update("__end_position", qualified("s", "__end_position"))
-        })
-        .and_then(|m| {
-            m.when_not_matched_insert(|i| {
-                columns
-                    .iter()
-                    .fold(i.predicate(qualified("s", "__close").not()), |i, c| {
+    let close = || qualified("s", "__close");
+    // Only the open version of a key is closed, and only by a close row.
+    let open = qualified("t", "__end_position").is_null().and(close());
+    layer
+        .merge(
+            schema,
+            batch,
+            "__close",
+            Some(open),
+            state,
+            settings,
+            |m, columns| {
+                m.when_matched_update(|u| {
+                    u.update("__end_at", qualified("s", "__end_at"))
+                        .update("__end_position", qualified("s", "__end_position"))
+                })?
+                .when_not_matched_insert(|i| {
+                    columns.iter().fold(i.predicate(close().not()), |i, c| {
                         i.set(quote(c), qualified("s", c))
                     })
-            })
-        })
-        .map_err(delta_err(&layer.path))?
-        .await;
-    match merged {
-        Ok((table, _)) => {
-            layer.table = Some(table);
-            layer.state = state;
-            layer.commits += 1;
-            Ok(())
-        }
-        Err(e) => Err(delta_err(&layer.path)(e)),
-    }
+                })
+            },
+        )
+        .await
 }
 
 async fn truncate_silver(

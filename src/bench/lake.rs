@@ -84,10 +84,6 @@ fn order(file_seq: u32, pos: u64) -> String {
     format!("{}:1", p.sort_key())
 }
 
-fn micros(v: i64) -> TimestampMicrosecondArray {
-    TimestampMicrosecondArray::from(vec![v])
-}
-
 /// Rows `lo..hi` of the base table, typed as silver (and, with `history`, as history) holds them.
 fn base_batch(lo: u64, hi: u64, history: bool) -> RecordBatch {
     let ids: Vec<i64> = (lo as i64..hi as i64).collect();
@@ -149,7 +145,6 @@ fn base_batch(lo: u64, hi: u64, history: bool) -> RecordBatch {
         fields.push(Field::new("_cdc_ts", utc, false));
         arrays.push(Arc::new(times));
     }
-    let _ = micros;
     RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).expect("consistent")
 }
 

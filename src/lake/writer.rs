@@ -231,13 +231,12 @@ impl Layer {
         state
     }
 
-    fn properties(&self, state: &LayerState, config: &LakeSettings) -> CommitProperties {
+    fn properties(&self, state: &LayerState) -> CommitProperties {
         let txns = state
             .offsets
             .iter()
             .map(|(sp, next)| Transaction::new(format!("binlake:{sp}"), *next))
             .collect();
-        let _ = config;
         CommitProperties::default()
             .with_application_transactions(txns)
             .with_metadata([(
@@ -253,7 +252,7 @@ impl Layer {
         state: LayerState,
         settings: &LakeSettings,
     ) -> Result<(), LakeError> {
-        let properties = self.properties(&state, settings);
+        let properties = self.properties(&state);
         let table = self.table.take().expect("a layer keeps its table");
         let mut write = table
             .write(vec![batch])
@@ -287,7 +286,6 @@ impl Layer {
         marker: &str,
         extra: Option<Expr>,
         state: LayerState,
-        settings: &LakeSettings,
         clauses: impl FnOnce(
             deltalake::operations::merge::MergeBuilder,
             &[String],
@@ -312,7 +310,7 @@ impl Layer {
             Some(e) => on.and(e),
             None => on,
         };
-        let properties = self.properties(&state, settings);
+        let properties = self.properties(&state);
         let table = self.table.take().expect("a layer keeps its table");
         let builder = table
             .merge(source, predicate)
@@ -608,7 +606,6 @@ impl LakeWriter {
         consumed: &BTreeMap<String, i64>,
     ) -> Result<(), LakeError> {
         let settings = self.settings.clone();
-        let storage = self.storage.clone();
         let layers = self.layers(id).await?;
         // Bronze: every change not already there.
         let fresh = layers.bronze.fresh(changes);
@@ -652,15 +649,8 @@ impl LakeWriter {
                 }
                 m
             };
-            let n = apply_current(
-                layers,
-                segment,
-                &seg_consumed,
-                &settings,
-                &storage,
-                &mut self.metrics,
-            )
-            .await?;
+            let n =
+                apply_current(layers, segment, &seg_consumed, &settings, &mut self.metrics).await?;
             self.metrics.commits += n;
             start = end;
         }
@@ -687,11 +677,7 @@ impl LakeWriter {
 /// without a row event, so the lake does the same, in two commits (add the column, marking it
 /// pending; fill the rows that existed, clearing the mark) before any later change. In
 /// history only the open versions get it: the closed ones predate the column.
-async fn apply_column_defaults(
-    layer: &mut Layer,
-    schema: &TableSchema,
-    settings: &LakeSettings,
-) -> Result<(), LakeError> {
+async fn apply_column_defaults(layer: &mut Layer, schema: &TableSchema) -> Result<(), LakeError> {
     use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
     let Some(existing) = layer.arrow_schema() else {
         return Ok(());
@@ -712,7 +698,7 @@ async fn apply_column_defaults(
         )
     });
     if new_ntz && !has_ntz {
-        let properties = layer.properties(&layer.state.clone(), settings);
+        let properties = layer.properties(&layer.state.clone());
         let table = layer.table.take().expect("a layer keeps its table");
         let table = table
             .add_feature()
@@ -741,7 +727,7 @@ async fn apply_column_defaults(
         state
             .pending_defaults
             .extend(added.iter().map(|f| f.name().to_string()));
-        let properties = layer.properties(&state, settings);
+        let properties = layer.properties(&state);
         let table = layer.table.take().expect("a layer keeps its table");
         let table = table
             .add_columns()
@@ -772,7 +758,7 @@ async fn apply_column_defaults(
                 v
             });
         if let Some(value) = value {
-            let properties = layer.properties(&state, settings);
+            let properties = layer.properties(&state);
             let table = layer.table.take().expect("a layer keeps its table");
             let target = col(quote(name));
             let predicate = if history {
@@ -828,7 +814,7 @@ async fn maintain(
     if layer.commits == 0 {
         return Ok(());
     }
-    let properties = layer.properties(&layer.state.clone(), settings);
+    let properties = layer.properties(&layer.state.clone());
     if !layer.exists() {
         return Ok(());
     }
@@ -1006,7 +992,6 @@ async fn apply_current(
     segment: &[LakeChange],
     consumed: &BTreeMap<String, i64>,
     settings: &LakeSettings,
-    _storage: &LakeStorage,
     metrics: &mut LakeMetrics,
 ) -> Result<u64, LakeError> {
     let schema = Arc::clone(&segment[0].schema);
@@ -1021,13 +1006,13 @@ async fn apply_current(
         if !fresh_history.is_empty() {
             let mut state = layers.history.next_state(&fresh_history, consumed);
             state.truncated_at = Some(t.order.clone()).max(state.truncated_at);
-            truncate_history(&mut layers.history, &t, state, settings).await?;
+            truncate_history(&mut layers.history, &t, state).await?;
             commits += 1;
         }
         if !fresh_silver.is_empty() {
             let mut state = layers.silver.next_state(&fresh_silver, consumed);
             state.truncated_at = Some(t.order.clone()).max(state.truncated_at);
-            truncate_silver(&mut layers.silver, &t, state, settings).await?;
+            truncate_silver(&mut layers.silver, &t, state).await?;
             commits += 1;
         }
         return Ok(commits);
@@ -1051,7 +1036,7 @@ async fn apply_current(
         }
     }
     for layer in [&mut layers.history, &mut layers.silver] {
-        apply_column_defaults(layer, &schema, settings).await?;
+        apply_column_defaults(layer, &schema).await?;
     }
     // The position already applied per key: silver's row, or for a key silver does not hold,
     // the end of its last closed version in history (a delete).
@@ -1346,27 +1331,19 @@ async fn write_silver(
         .map_err(|e| df_err(&schema.id, e))?;
     let delete = || qualified("s", "__delete");
     layer
-        .merge(
-            schema,
-            batch,
-            "__delete",
-            None,
-            state,
-            settings,
-            |m, columns| {
-                m.when_matched_delete(|d| d.predicate(delete()))?
-                    .when_matched_update(|u| {
-                        columns.iter().fold(u.predicate(delete().not()), |u, c| {
-                            u.update(quote(c), qualified("s", c))
-                        })
-                    })?
-                    .when_not_matched_insert(|i| {
-                        columns.iter().fold(i.predicate(delete().not()), |i, c| {
-                            i.set(quote(c), qualified("s", c))
-                        })
+        .merge(schema, batch, "__delete", None, state, |m, columns| {
+            m.when_matched_delete(|d| d.predicate(delete()))?
+                .when_matched_update(|u| {
+                    columns.iter().fold(u.predicate(delete().not()), |u, c| {
+                        u.update(quote(c), qualified("s", c))
                     })
-            },
-        )
+                })?
+                .when_not_matched_insert(|i| {
+                    columns.iter().fold(i.predicate(delete().not()), |i, c| {
+                        i.set(quote(c), qualified("s", c))
+                    })
+                })
+        })
         .await
 }
 
@@ -1469,25 +1446,17 @@ async fn write_history(
     // Only the open version of a key is closed, and only by a close row.
     let open = qualified("t", "__end_position").is_null().and(close());
     layer
-        .merge(
-            schema,
-            batch,
-            "__close",
-            Some(open),
-            state,
-            settings,
-            |m, columns| {
-                m.when_matched_update(|u| {
-                    u.update("__end_at", qualified("s", "__end_at"))
-                        .update("__end_position", qualified("s", "__end_position"))
-                })?
-                .when_not_matched_insert(|i| {
-                    columns.iter().fold(i.predicate(close().not()), |i, c| {
-                        i.set(quote(c), qualified("s", c))
-                    })
+        .merge(schema, batch, "__close", Some(open), state, |m, columns| {
+            m.when_matched_update(|u| {
+                u.update("__end_at", qualified("s", "__end_at"))
+                    .update("__end_position", qualified("s", "__end_position"))
+            })?
+            .when_not_matched_insert(|i| {
+                columns.iter().fold(i.predicate(close().not()), |i, c| {
+                    i.set(quote(c), qualified("s", c))
                 })
-            },
-        )
+            })
+        })
         .await
 }
 
@@ -1495,7 +1464,6 @@ async fn truncate_silver(
     layer: &mut Layer,
     t: &LakeChange,
     state: LayerState,
-    settings: &LakeSettings,
 ) -> Result<(), LakeError> {
     if !layer.exists() {
         // Nothing to empty; the truncate's position is remembered with the next commit.
@@ -1503,7 +1471,7 @@ async fn truncate_silver(
         return Ok(());
     }
     let table = layer.table.take().expect("exists");
-    let properties = layer.properties(&state, settings);
+    let properties = layer.properties(&state);
     let (table, _) = table
         .delete()
         .with_predicate(col("_cdc_position").lt(lit(t.order.clone())))
@@ -1520,7 +1488,6 @@ async fn truncate_history(
     layer: &mut Layer,
     t: &LakeChange,
     state: LayerState,
-    settings: &LakeSettings,
 ) -> Result<(), LakeError> {
     if !layer.exists() {
         // Nothing to empty; the truncate's position is remembered with the next commit.
@@ -1528,7 +1495,7 @@ async fn truncate_history(
         return Ok(());
     }
     let table = layer.table.take().expect("exists");
-    let properties = layer.properties(&state, settings);
+    let properties = layer.properties(&state);
     let (table, _) = table
         .update()
         .with_predicate(col("__end_position").is_null())

@@ -193,7 +193,7 @@ fn binlog_changes(db: &MariaDb) -> BTreeMap<String, (usize, usize)> {
 }
 
 /// Silver equals MariaDB over every column; history has every version; bronze every change once.
-fn assert_lake_equals_source(db: &MariaDb, dir: &Path, container: &str) {
+fn assert_lake_equals_source(db: &MariaDb, container: &str) {
     let changes = binlog_changes(db);
     let options = [("use_emulator", "true")];
     for table in TABLES {
@@ -225,15 +225,6 @@ fn assert_lake_equals_source(db: &MariaDb, dir: &Path, container: &str) {
             "{table}: history holds every version, the open ones are silver's rows"
         );
     }
-    let _ = dir;
-}
-
-fn unique(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{name}{}x{nanos}", std::process::id())
 }
 
 #[test]
@@ -243,8 +234,8 @@ fn ecommerce_through_kafka_to_azurite_with_ddl_equals_the_source() {
     let db = MariaDb::start();
     db.sql_file(&repo("sql/online_store.sql"));
     let b = crate::kafka::broker();
-    let prefix = unique("e2e");
-    let container = unique("e2e-");
+    let prefix = crate::kafka::unique_prefix("e2e");
+    let container = crate::kafka::unique_prefix("e2e");
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &db, &b.bootstrap, &prefix, &container);
     let mut run = KillOnDrop(
@@ -267,7 +258,7 @@ fn ecommerce_through_kafka_to_azurite_with_ddl_equals_the_source() {
     assert!(status.success(), "binlake run after SIGTERM: {status}");
     let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
     assert_eq!(code, Some(0), "{stderr}");
-    assert_lake_equals_source(&db, dir.path(), &container);
+    assert_lake_equals_source(&db, &container);
 
     // The gold models over the same lake, each compared value by value with the same
     // question asked of MariaDB over the source tables.
@@ -347,8 +338,8 @@ fn ecommerce_with_source_and_sink_killed_ten_times_equals_the_source() {
     let db = MariaDb::start();
     db.sql_file(&repo("sql/online_store.sql"));
     let b = crate::kafka::broker();
-    let prefix = unique("kill");
-    let container = unique("kill-");
+    let prefix = crate::kafka::unique_prefix("kill");
+    let container = crate::kafka::unique_prefix("kill");
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &db, &b.bootstrap, &prefix, &container);
     let spawn = |command: &str| {
@@ -392,5 +383,5 @@ fn ecommerce_with_source_and_sink_killed_ten_times_equals_the_source() {
     assert_eq!(code, Some(0), "{stderr}");
     let (code, stderr) = binlake(&["sink", "--exit-when-caught-up"], &config);
     assert_eq!(code, Some(0), "{stderr}");
-    assert_lake_equals_source(&db, dir.path(), &container);
+    assert_lake_equals_source(&db, &container);
 }

@@ -522,14 +522,6 @@ fn azurite() -> String {
     )
 }
 
-fn unique_container(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{name}-{}-{nanos}", std::process::id())
-}
-
 #[test]
 fn every_documented_lake_url_form_works_on_azurite_and_local_disk() {
     let _ = azurite();
@@ -546,7 +538,7 @@ fn every_documented_lake_url_form_works_on_azurite_and_local_disk() {
     };
     for (i, name) in ["az", "abfs", "abfss", "https", "file"].iter().enumerate() {
         let dir = tempfile::tempdir().unwrap();
-        let container = unique_container(name);
+        let container = crate::kafka::unique_prefix(name);
         let url = forms(&container, dir.path())[i].clone();
         let storage = if *name == "file" {
             ""

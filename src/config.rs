@@ -203,6 +203,21 @@ pub struct LakeConfig {
     /// A Delta checkpoint every this many table versions.
     #[serde(default = "default_checkpoint_interval")]
     pub checkpoint_interval: u64,
+    /// How silver drops the rows a batch replaces or deletes.
+    #[serde(default)]
+    pub silver_deletes: SilverDeletes,
+}
+
+/// `[lake] silver_deletes`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SilverDeletes {
+    /// Mark them in a deletion vector; only the new rows are written.
+    #[default]
+    DeletionVectors,
+    /// Rewrite every file that holds one (a Delta MERGE); readers need no deletion-vector
+    /// support (e.g. Python `deltalake`'s `to_pandas()`).
+    CopyOnWrite,
 }
 
 fn default_max_rows() -> usize {
@@ -233,6 +248,7 @@ impl LakeConfig {
             vacuum_every_commits: self.vacuum_every_commits,
             vacuum_retention: std::time::Duration::from_secs(self.vacuum_retention_hours * 3600),
             checkpoint_interval: self.checkpoint_interval,
+            deletion_vectors: self.silver_deletes == SilverDeletes::DeletionVectors,
         }
     }
 }

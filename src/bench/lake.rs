@@ -169,7 +169,8 @@ fn delta(path: &Path) -> impl Fn(deltalake::DeltaTableError) -> LakeError + '_ {
     }
 }
 
-/// Writes silver and history of `rows` rows, in key order, 1M rows per commit.
+/// Writes silver and history of `rows` rows, in key order, 1M rows per commit, with the
+/// parquet settings binlake gives them.
 async fn build_base(lake: &Path, rows: u64) -> Result<(), LakeError> {
     for (rel, history) in [
         ("silver/shop/bench", false),
@@ -190,6 +191,7 @@ async fn build_base(lake: &Path, rows: u64) -> Result<(), LakeError> {
             table = table
                 .write(batches)
                 .with_save_mode(SaveMode::Append)
+                .with_writer_properties(crate::lake::deletion::keyed_writer_properties())
                 .await
                 .map_err(delta(&path))?;
             lo = hi;

@@ -4,6 +4,7 @@
 //! forms, the MySQL → Arrow mapping and exactly-once application of transport records.
 
 pub mod change;
+pub mod deletion;
 pub mod gold;
 pub mod storage;
 pub mod types;

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use super::change::{parse, source_partition, ChangeOp, LakeChange};
+use super::deletion::{self, Located};
 use super::storage::LakeStorage;
 use super::types::{arrow_type, build_array, utc_micros};
 use super::LakeError;
@@ -48,6 +49,9 @@ pub struct LakeSettings {
     pub vacuum_retention: Duration,
     /// A Delta checkpoint every this many versions (`delta.checkpointInterval`).
     pub checkpoint_interval: u64,
+    /// Silver deletes replaced rows with deletion vectors (`[lake] silver_deletes =
+    /// "deletion_vectors"`) instead of rewriting their files (`"copy_on_write"`).
+    pub deletion_vectors: bool,
 }
 
 impl Default for LakeSettings {
@@ -59,6 +63,7 @@ impl Default for LakeSettings {
             vacuum_every_commits: 500,
             vacuum_retention: Duration::from_secs(7 * 24 * 3600),
             checkpoint_interval: 100,
+            deletion_vectors: true,
         }
     }
 }
@@ -203,6 +208,13 @@ impl Layer {
                 .is_some_and(|last| c.order.as_str() <= last.as_str())
     }
 
+    /// Silver and history are read by key: their files get small, indexed pages.
+    fn writer_properties(&self) -> Option<deltalake::parquet::file::properties::WriterProperties> {
+        self.path
+            .starts_with("silver/")
+            .then(deletion::keyed_writer_properties)
+    }
+
     fn arrow_schema(&self) -> Option<SchemaRef> {
         self.existing()
             .and_then(|t| t.snapshot().ok())
@@ -266,6 +278,9 @@ impl Layer {
         if let Some(p) = partitions {
             write = write.with_partition_columns(p);
         }
+        if let Some(properties) = self.writer_properties() {
+            write = write.with_writer_properties(properties);
+        }
         let table = write.await.map_err(delta_err(&self.path))?;
         self.table = Some(table);
         self.state = state;
@@ -312,12 +327,15 @@ impl Layer {
         };
         let properties = self.properties(&state);
         let table = self.table.take().expect("a layer keeps its table");
-        let builder = table
+        let mut builder = table
             .merge(source, predicate)
             .with_source_alias("s")
             .with_target_alias("t")
             .with_merge_schema(true)
             .with_commit_properties(properties);
+        if let Some(properties) = self.writer_properties() {
+            builder = builder.with_writer_properties(properties);
+        }
         let (table, _) = clauses(builder, &columns)
             .map_err(delta_err(&self.path))?
             .await
@@ -327,6 +345,157 @@ impl Layer {
         self.commits += 1;
         Ok(())
     }
+}
+
+impl Layer {
+    /// Silver with deletion vectors: deletes the live rows of the `replaced` keys (as
+    /// `located`) by deletion vector and adds `batch` as a new file sorted by key, in one
+    /// commit carrying `state`.
+    async fn upsert_by_deletion(
+        &mut self,
+        schema: &TableSchema,
+        batch: RecordBatch,
+        located: &Located,
+        replaced: Vec<usize>,
+        state: LayerState,
+    ) -> Result<(), LakeError> {
+        use deltalake::writer::DeltaWriter;
+        self.enable_deletion_vectors().await?;
+        self.add_missing_columns(schema, &batch.schema()).await?;
+        let table = self.table.as_ref().expect("a layer keeps its table");
+        let target = self.arrow_schema().expect("the table exists");
+        let batch = sorted_by_key(&conform(&batch, &target, &schema.id)?, schema)?;
+        let mut actions =
+            deletion::delete_rows(table, &self.path, located, replaced.into_iter()).await?;
+        if batch.num_rows() > 0 {
+            let mut writer = deltalake::writer::RecordBatchWriter::for_table(table)
+                .map_err(delta_err(&self.path))?
+                .with_writer_properties(deletion::keyed_writer_properties());
+            writer.write(batch).await.map_err(delta_err(&self.path))?;
+            let adds = writer.flush().await.map_err(delta_err(&self.path))?;
+            actions.extend(adds.into_iter().map(deltalake::kernel::Action::Add));
+        }
+        let properties = self.properties(&state);
+        let snapshot = table.snapshot().map_err(delta_err(&self.path))?;
+        let operation = deltalake::protocol::DeltaOperation::Merge {
+            predicate: None,
+            merge_predicate: Some("binlake: key match, deletion vectors".into()),
+            matched_predicates: Vec::new(),
+            not_matched_predicates: Vec::new(),
+            not_matched_by_source_predicates: Vec::new(),
+        };
+        deltalake::kernel::transaction::CommitBuilder::from(properties)
+            .with_actions(actions)
+            .build(Some(snapshot), table.log_store(), operation)
+            .await
+            .map_err(delta_err(&self.path))?;
+        let mut table = self.table.take().expect("a layer keeps its table");
+        let reloaded = table.update_incremental(None).await;
+        self.table = Some(table);
+        reloaded.map_err(delta_err(&self.path))?;
+        self.state = state;
+        self.commits += 1;
+        Ok(())
+    }
+
+    /// Turns on the `deletionVectors` table feature (once per table).
+    async fn enable_deletion_vectors(&mut self) -> Result<(), LakeError> {
+        use buoyant_kernel::table_features::TableFeature;
+        let table = self.table.as_ref().expect("a layer keeps its table");
+        let snapshot = table.snapshot().map_err(delta_err(&self.path))?;
+        let enabled = snapshot
+            .protocol()
+            .writer_features()
+            .is_some_and(|f| f.contains(&TableFeature::DeletionVectors));
+        if enabled {
+            return Ok(());
+        }
+        let properties = self.properties(&self.state.clone());
+        let table = self.table.take().expect("a layer keeps its table");
+        let table = table
+            .add_feature()
+            .with_feature(deltalake::kernel::TableFeatures::DeletionVectors)
+            .with_allow_protocol_versions_increase(true)
+            .with_commit_properties(properties)
+            .await
+            .map_err(delta_err(&self.path))?;
+        self.table = Some(table);
+        Ok(())
+    }
+
+    /// Adds the columns of `batch` the table lacks (nullable; earlier rows read null).
+    async fn add_missing_columns(
+        &mut self,
+        schema: &TableSchema,
+        batch: &SchemaRef,
+    ) -> Result<(), LakeError> {
+        use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+        let existing = self.arrow_schema().expect("the table exists");
+        let mut added = Vec::new();
+        for field in batch.fields() {
+            if existing.field_with_name(field.name()).is_ok() {
+                continue;
+            }
+            let field = field.as_ref().clone().with_nullable(true);
+            let delta_field: deltalake::kernel::StructField =
+                (&field).try_into_kernel().map_err(|e| LakeError::Schema {
+                    table: schema.id.to_string(),
+                    reason: format!("column {}: {e}", field.name()),
+                })?;
+            added.push(delta_field);
+        }
+        if added.is_empty() {
+            return Ok(());
+        }
+        let properties = self.properties(&self.state.clone());
+        let table = self.table.take().expect("a layer keeps its table");
+        let table = table
+            .add_columns()
+            .with_fields(added)
+            .with_commit_properties(properties)
+            .await
+            .map_err(delta_err(&self.path))?;
+        self.table = Some(table);
+        Ok(())
+    }
+}
+
+/// `batch` with the columns of `target`, in its order (a column `batch` lacks, e.g. one
+/// dropped at the source, is null).
+fn conform(
+    batch: &RecordBatch,
+    target: &SchemaRef,
+    id: &TableId,
+) -> Result<RecordBatch, LakeError> {
+    let mut columns = Vec::with_capacity(target.fields().len());
+    for field in target.fields() {
+        let column = match batch.column_by_name(field.name()) {
+            Some(c) if c.data_type() == field.data_type() => Arc::clone(c),
+            Some(c) => deltalake::arrow::compute::cast(c, field.data_type())
+                .map_err(|e| df_err(id, format!("column {}: {e}", field.name())))?,
+            None => deltalake::arrow::array::new_null_array(field.data_type(), batch.num_rows()),
+        };
+        columns.push(column);
+    }
+    RecordBatch::try_new(Arc::clone(target), columns).map_err(|e| df_err(id, e))
+}
+
+/// `batch` ordered by the key columns, so each file covers a narrow key range.
+fn sorted_by_key(batch: &RecordBatch, schema: &TableSchema) -> Result<RecordBatch, LakeError> {
+    use deltalake::arrow::compute::{lexsort_to_indices, take_record_batch, SortColumn};
+    let columns: Vec<SortColumn> = key_names(schema)
+        .iter()
+        .filter_map(|k| batch.column_by_name(k))
+        .map(|c| SortColumn {
+            values: Arc::clone(c),
+            options: None,
+        })
+        .collect();
+    if columns.is_empty() || batch.num_rows() < 2 {
+        return Ok(batch.clone());
+    }
+    let indices = lexsort_to_indices(&columns, None).map_err(|e| df_err(&schema.id, e))?;
+    take_record_batch(batch, &indices).map_err(|e| df_err(&schema.id, e))
 }
 
 async fn load_state(table: &DeltaTable) -> Result<LayerState, DeltaTableError> {
@@ -819,12 +988,13 @@ async fn maintain(
         return Ok(());
     }
     if settings.optimize_every_commits > 0 && layer.commits % settings.optimize_every_commits == 0 {
+        let writer_properties = layer.writer_properties();
         if let Some(table) = layer.table.take() {
-            let (table, _) = table
-                .optimize()
-                .with_commit_properties(properties.clone())
-                .await
-                .map_err(delta_err(&layer.path))?;
+            let mut optimize = table.optimize().with_commit_properties(properties.clone());
+            if let Some(p) = writer_properties {
+                optimize = optimize.with_writer_properties(p);
+            }
+            let (table, _) = optimize.await.map_err(delta_err(&layer.path))?;
             layer.table = Some(table);
             metrics.optimizes += 1;
         }
@@ -1048,7 +1218,19 @@ async fn apply_current(
         }
     }
     let started = Instant::now();
-    let applied = applied_positions(layers, &schema, &key, &keys).await?;
+    let mut floors: HashMap<String, &str> = HashMap::new();
+    for c in fresh_history.iter().chain(fresh_silver.iter()) {
+        let e = floors.entry(c.key_text()).or_insert(c.order.as_str());
+        if c.order.as_str() < *e {
+            *e = c.order.as_str();
+        }
+    }
+    let (applied, locations) = applied_positions(layers, &schema, &keys, &floors).await?;
+    let index: HashMap<String, usize> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.key_text(), i))
+        .collect();
     metrics.lookup_time += started.elapsed();
     let truncated_at = layers
         .silver
@@ -1071,11 +1253,16 @@ async fn apply_current(
             .next_state(&fresh_history, consumed)
             .with_key(&key);
         let started = Instant::now();
+        let history_keys = SilverKeys {
+            applied: &applied,
+            located: &locations.history,
+            index: &index,
+        };
         write_history(
             &mut layers.history,
             &schema,
             &changes,
-            &applied,
+            history_keys,
             state,
             settings,
         )
@@ -1090,11 +1277,16 @@ async fn apply_current(
             .next_state(&fresh_silver, consumed)
             .with_key(&key);
         let started = Instant::now();
+        let silver_keys = SilverKeys {
+            applied: &applied,
+            located: &locations.silver,
+            index: &index,
+        };
         write_silver(
             &mut layers.silver,
             &schema,
             &changes,
-            &applied,
+            silver_keys,
             state,
             settings,
         )
@@ -1126,17 +1318,27 @@ struct KeyState {
     open_in_history: bool,
 }
 
+/// Where silver and history keep a batch's keys (indexed as the batch's distinct keys).
+#[derive(Default)]
+struct KeyLocations {
+    silver: Located,
+    history: Located,
+}
+
+/// What silver and history hold of the keys of `changes`: the position applied per key, and
+/// where each table keeps them.
 async fn applied_positions(
     layers: &TableLayers,
     schema: &TableSchema,
-    key: &[String],
     changes: &[&LakeChange],
-) -> Result<Applied, LakeError> {
+    floors: &HashMap<String, &str>,
+) -> Result<(Applied, KeyLocations), LakeError> {
     let mut applied = Applied::new();
+    let mut locations = KeyLocations::default();
     if changes.is_empty() || (!layers.silver.exists() && !layers.history.exists()) {
-        return Ok(applied);
+        return Ok((applied, locations));
     }
-    // The batch's keys as a typed table, joined with silver and history.
+    // The batch's keys as typed columns, looked up in silver and history.
     let key_schema = TableSchema {
         columns: schema
             .primary_key
@@ -1150,75 +1352,60 @@ async fn applied_positions(
         .iter()
         .map(|c| c.after.as_ref().or(c.before.as_ref()))
         .collect();
-    let (mut fields, mut arrays) = typed_columns(&key_schema, &rows, None)?;
-    fields.push(Field::new("__key", DataType::Utf8, false));
-    arrays.push(Arc::new(StringArray::from_iter_values(
-        changes.iter().map(|c| c.key_text()),
-    )));
-    let keys = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| {
-        LakeError::Storage {
-            table: schema.id.to_string(),
-            reason: e.to_string(),
-        }
-    })?;
-    let ctx = SessionContext::new();
-    ctx.register_batch("k", keys)
+    let (fields, arrays) = typed_columns(&key_schema, &rows, None)?;
+    let keys = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
         .map_err(|e| df_err(&schema.id, e))?;
-    let on = key
-        .iter()
-        .map(|k| format!("t.{q} = k.{q}", q = quote(k)))
-        .collect::<Vec<_>>()
-        .join(" AND ");
+    // The earliest change per key: a row whose position is below it needs no exact value.
+    let floor = |i: usize| floors.get(&changes[i].key_text()).map(|f| f.to_string());
+    let mut silver_positions = HashMap::new();
     if let Some(silver) = layers.silver.existing() {
-        silver
-            .update_datafusion_session(&ctx.state())
-            .map_err(delta_err(&layers.silver.path))?;
-        let provider = silver
-            .table_provider()
-            .await
-            .map_err(|e| df_err(&schema.id, e))?;
-        ctx.register_table("t", provider)
-            .map_err(|e| df_err(&schema.id, e))?;
-        let sql = format!("SELECT k.__key, t._cdc_position FROM k JOIN t ON {on}");
-        for row in query_rows(&ctx, &sql, &schema.id).await? {
-            if let [Some(k), Some(p)] = &row[..] {
-                applied.insert(
-                    k.clone(),
-                    KeyState {
-                        position: Some(p.clone()),
-                        live: true,
-                        open_in_history: false,
-                    },
-                );
-            }
-        }
-        ctx.deregister_table("t")
-            .map_err(|e| df_err(&schema.id, e))?;
+        let started = Instant::now();
+        locations.silver = deletion::locate(silver, &layers.silver.path, &keys, None).await?;
+        silver_positions = locations
+            .silver
+            .max_values(silver, &layers.silver.path, "_cdc_position", floor)
+            .await?;
+        let l = &locations.silver;
+        tracing::debug!(table = %schema.id, keys = changes.len(), files = l.files_scanned, rows = l.rows_scanned, elapsed_ms = started.elapsed().as_millis() as u64, "silver keys located");
     }
+    let mut deleted_positions = HashMap::new();
     if let Some(history) = layers.history.existing() {
-        history
-            .update_datafusion_session(&ctx.state())
-            .map_err(delta_err(&layers.history.path))?;
-        let provider = history
-            .table_provider()
-            .await
-            .map_err(|e| df_err(&schema.id, e))?;
-        ctx.register_table("t", provider)
-            .map_err(|e| df_err(&schema.id, e))?;
-        let sql = format!(
-            "SELECT k.__key, max(t.__end_position), max(CASE WHEN t.__end_position IS NULL THEN 1 ELSE 0 END) FROM k JOIN t ON {on} GROUP BY k.__key"
-        );
-        for row in query_rows(&ctx, &sql, &schema.id).await? {
-            if let [Some(k), end, open] = &row[..] {
-                let state = applied.entry(k.clone()).or_default();
-                if !state.live {
-                    state.position = end.clone();
-                }
-                state.open_in_history = open.as_deref() == Some("1");
-            }
+        let started = Instant::now();
+        // An open version has no end.
+        locations.history =
+            deletion::locate(history, &layers.history.path, &keys, Some("__end_at")).await?;
+        // A key silver does not hold was last deleted: the end of its last closed version.
+        let silver = &locations.silver;
+        deleted_positions = locations
+            .history
+            .max_values(history, &layers.history.path, "__end_position", |i| {
+                (!silver.is_live(i)).then(|| floor(i)).flatten()
+            })
+            .await?;
+        let l = &locations.history;
+        tracing::debug!(table = %schema.id, keys = changes.len(), files = l.files_scanned, rows = l.rows_scanned, elapsed_ms = started.elapsed().as_millis() as u64, "history keys located");
+    }
+    for (i, c) in changes.iter().enumerate() {
+        let live = locations.silver.is_live(i);
+        let open_in_history = locations.history.has_null(i);
+        let position = if live {
+            silver_positions.remove(&i)
+        } else {
+            deleted_positions.remove(&i)
+        };
+        if live || open_in_history || position.is_some() {
+            applied.insert(
+                c.key_text(),
+                KeyState {
+                    position,
+                    live,
+                    open_in_history,
+                },
+            );
         }
     }
-    Ok(applied)
+    locations.history.retain_null();
+    Ok((applied, locations))
 }
 
 fn df_err(id: &TableId, e: impl std::fmt::Display) -> LakeError {
@@ -1228,42 +1415,12 @@ fn df_err(id: &TableId, e: impl std::fmt::Display) -> LakeError {
     }
 }
 
-/// Every row of `sql`, each value as text (None for NULL).
-async fn query_rows(
-    ctx: &SessionContext,
-    sql: &str,
-    id: &TableId,
-) -> Result<Vec<Vec<Option<String>>>, LakeError> {
-    let batches = ctx
-        .sql(sql)
-        .await
-        .map_err(|e| df_err(id, e))?
-        .collect()
-        .await
-        .map_err(|e| df_err(id, e))?;
-    let mut out = Vec::new();
-    for b in batches {
-        let cast = |a: &ArrayRef| {
-            deltalake::arrow::compute::cast(a, &DataType::Utf8).map_err(|e| df_err(id, e))
-        };
-        let columns = b
-            .columns()
-            .iter()
-            .map(cast)
-            .collect::<Result<Vec<_>, _>>()?;
-        for i in 0..b.num_rows() {
-            out.push(
-                columns
-                    .iter()
-                    .map(|c| {
-                        let c = c.as_any().downcast_ref::<StringArray>().expect("utf8");
-                        c.is_valid(i).then(|| c.value(i).to_string())
-                    })
-                    .collect(),
-            );
-        }
-    }
-    Ok(out)
+/// What silver (or history: its open versions) holds of a batch's keys.
+struct SilverKeys<'a> {
+    applied: &'a Applied,
+    located: &'a Located,
+    /// Key text → the key's index in `located`.
+    index: &'a HashMap<String, usize>,
 }
 
 /// Silver: the last change per key, merged.
@@ -1271,10 +1428,11 @@ async fn write_silver(
     layer: &mut Layer,
     schema: &TableSchema,
     changes: &[&LakeChange],
-    applied: &Applied,
+    keys: SilverKeys<'_>,
     state: LayerState,
     settings: &LakeSettings,
 ) -> Result<(), LakeError> {
+    let applied = keys.applied;
     let mut last: HashMap<String, usize> = HashMap::new();
     let mut order: Vec<String> = Vec::new();
     for (i, c) in changes.iter().enumerate() {
@@ -1325,6 +1483,25 @@ async fn write_silver(
             .map_err(|e| df_err(&schema.id, e))?;
         return layer.append(batch, None, state, settings).await;
     }
+    // A column dropped at the source keeps its values in silver; a MERGE leaves it alone
+    // where a new row would not have it.
+    let dropped_columns = existing.as_ref().is_some_and(|t| {
+        t.fields()
+            .iter()
+            .any(|f| !f.name().starts_with("_cdc_") && !fields.iter().any(|b| b.name() == f.name()))
+    });
+    if settings.deletion_vectors && !dropped_columns {
+        let keep = BooleanArray::from(deleted.iter().map(|d| !d).collect::<Vec<_>>());
+        let batch = deltalake::arrow::compute::filter_record_batch(&make(arrays)?, &keep)
+            .map_err(|e| df_err(&schema.id, e))?;
+        let replaced: Vec<usize> = finals
+            .iter()
+            .filter_map(|c| keys.index.get(&c.key_text()).copied())
+            .collect();
+        return layer
+            .upsert_by_deletion(schema, batch, keys.located, replaced, state)
+            .await;
+    }
     fields.push(Field::new("__delete", DataType::Boolean, false));
     arrays.push(Arc::new(BooleanArray::from(deleted)));
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
@@ -1352,10 +1529,11 @@ async fn write_history(
     layer: &mut Layer,
     schema: &TableSchema,
     changes: &[&LakeChange],
-    applied: &Applied,
+    keys: SilverKeys<'_>,
     state: LayerState,
     settings: &LakeSettings,
 ) -> Result<(), LakeError> {
+    let applied = keys.applied;
     // Per key, its changes in order.
     let mut by_key: Vec<(String, Vec<&LakeChange>)> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
@@ -1435,6 +1613,59 @@ async fn write_history(
         let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
             .map_err(|e| df_err(&schema.id, e))?;
         return layer.append(batch, None, state, settings).await;
+    }
+    if settings.deletion_vectors {
+        // The open versions are read, closed and written again; the old copies are deleted
+        // by deletion vector.
+        let new_versions = BooleanArray::from(rows.iter().map(|r| !r.close).collect::<Vec<_>>());
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
+            .map_err(|e| df_err(&schema.id, e))?;
+        let batch = deltalake::arrow::compute::filter_record_batch(&batch, &new_versions)
+            .map_err(|e| df_err(&schema.id, e))?;
+        // Key index → the change that ends its open version.
+        let ends: HashMap<usize, &LakeChange> = rows
+            .iter()
+            .filter(|r| r.close)
+            .filter_map(|r| {
+                let end = r.end?;
+                Some((*keys.index.get(&end.key_text())?, end))
+            })
+            .collect();
+        layer.add_missing_columns(schema, &batch.schema()).await?;
+        let table = layer.existing().expect("exists");
+        let target = layer.arrow_schema().expect("exists");
+        let mut parts = vec![conform(&batch, &target, &schema.id)?];
+        for (open, key_of_row) in
+            deletion::read_located(table, &layer.path, keys.located, ends.keys().copied()).await?
+        {
+            let mut closed = conform(&open, &target, &schema.id)?;
+            let end_of = |i: usize| ends[&key_of_row[i]];
+            let n = closed.num_rows();
+            let end_at: ArrayRef = Arc::new(
+                TimestampMicrosecondArray::from_iter_values((0..n).map(|i| end_of(i).ts_ms * 1000))
+                    .with_timezone("UTC"),
+            );
+            let end_position: ArrayRef = Arc::new(StringArray::from_iter_values(
+                (0..n).map(|i| end_of(i).order.as_str()),
+            ));
+            let mut columns = closed.columns().to_vec();
+            for (name, values) in [("__end_at", end_at), ("__end_position", end_position)] {
+                if let Ok(i) = target.index_of(name) {
+                    columns[i] =
+                        deltalake::arrow::compute::cast(&values, target.field(i).data_type())
+                            .map_err(|e| df_err(&schema.id, e))?;
+                }
+            }
+            closed = RecordBatch::try_new(Arc::clone(&target), columns)
+                .map_err(|e| df_err(&schema.id, e))?;
+            parts.push(closed);
+        }
+        let batch = deltalake::arrow::compute::concat_batches(&target, &parts)
+            .map_err(|e| df_err(&schema.id, e))?;
+        let closing: Vec<usize> = ends.keys().copied().collect();
+        return layer
+            .upsert_by_deletion(schema, batch, keys.located, closing, state)
+            .await;
     }
     fields.push(Field::new("__close", DataType::Boolean, false));
     arrays.push(Arc::new(BooleanArray::from(

@@ -584,21 +584,36 @@ pub fn python() -> String {
     )
 }
 
+/// Python's deltalake reads every layer value by value: deletion-vector silver through
+/// `scan()` (its pyarrow-dataset readers refuse the feature), copy-on-write silver through
+/// `to_pyarrow_table()` as well.
 #[test]
 fn python_deltalake_reads_what_binlake_wrote() {
     let python = python();
     let db = MariaDb::start();
     db.sql(SHOP_WORKLOAD);
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_run_config(dir.path(), &db, "kind = \"embedded\"", "url = \"lake\"");
-    let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
-    assert_eq!(code, Some(0), "{stderr}");
-    let lake = dir.path().join("lake");
-    // Python prints, per table, its rows in a canonical text form; the same query here.
-    let script = r#"
+    for (mode, reader) in [
+        ("deletion_vectors", "scan"),
+        ("copy_on_write", "to_pyarrow_table"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        // Small batches, so that later ones replace and delete rows earlier ones wrote.
+        let config = write_run_config(
+            dir.path(),
+            &db,
+            "kind = \"embedded\"",
+            &format!("url = \"lake\"\nmax_rows = 3\nsilver_deletes = \"{mode}\""),
+        );
+        let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
+        assert_eq!(code, Some(0), "{stderr}");
+        let lake = dir.path().join("lake");
+        // Python prints, per table, its reader features and its rows in a canonical text
+        // form; the same query here.
+        let script = r#"
 import sys
+import pyarrow as pa
 from deltalake import DeltaTable
-lake = sys.argv[1]
+lake, reader = sys.argv[1], sys.argv[2]
 def show(v):
     if v is None: return "NULL"
     if hasattr(v, "isoformat"): return v.isoformat()
@@ -608,7 +623,12 @@ for rel, cols, order in [
     ("silver/shop/orders__history", ["id", "customer", "_cdc_op", "__start_position", "__end_position"], "__start_position"),
     ("bronze/shop/orders", ["op", "position", "after"], "position"),
 ]:
-    t = DeltaTable(f"{lake}/{rel}").to_pyarrow_table().to_pylist()
+    dt = DeltaTable(f"{lake}/{rel}")
+    print("features|" + rel + "|" + ",".join(sorted(dt.protocol().reader_features or [])))
+    if reader == "scan":
+        t = pa.table(dt.scan()).to_pylist()
+    else:
+        t = dt.to_pyarrow_table().to_pylist()
     t.sort(key=lambda r: (r[order], str(r.get("id"))))
     for r in t:
         print(rel + "|" + "|".join(show(r[c]) for c in cols))
@@ -618,39 +638,57 @@ sys.stdout.flush()
 import os
 os._exit(0)
 "#;
-    let out = std::process::Command::new(&python)
-        .args(["-c", script])
-        .arg(&lake)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let python_rows: Vec<String> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
-    let mut ours = Vec::new();
-    for (rel, sql) in [
-        ("silver/shop/orders", "SELECT id, customer, amount, status, note, coupon, _cdc_op FROM t ORDER BY id"),
-        ("silver/shop/orders__history", "SELECT id, customer, _cdc_op, __start_position, __end_position FROM t ORDER BY __start_position, CAST(id AS VARCHAR)"),
-        ("bronze/shop/orders", "SELECT op, position, after FROM t ORDER BY position"),
-    ] {
-        for row in lake_query(&table_url(&lake, rel), &[], sql) {
-            ours.push(format!("{rel}|{row}"));
-        }
-    }
-    assert_eq!(python_rows, ours);
-    assert_eq!(
-        python_rows
+        let out = std::process::Command::new(&python)
+            .args(["-c", script])
+            .arg(&lake)
+            .arg(reader)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{mode}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (features, python_rows): (Vec<String>, Vec<String>) = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .partition(|l| l.starts_with("features|"));
+        let silver_features = features
             .iter()
-            .filter(|r| r.starts_with("bronze/"))
-            .count(),
-        SHOP_ORDERS_CHANGES
-    );
+            .find(|f| f.starts_with("features|silver/shop/orders|"))
+            .unwrap();
+        assert_eq!(
+            silver_features.contains("deletionVectors"),
+            mode == "deletion_vectors",
+            "{features:?}"
+        );
+        let mut ours = Vec::new();
+        for (rel, sql) in [
+            ("silver/shop/orders", "SELECT id, customer, amount, status, note, coupon, _cdc_op FROM t ORDER BY id"),
+            ("silver/shop/orders__history", "SELECT id, customer, _cdc_op, __start_position, __end_position FROM t ORDER BY __start_position, CAST(id AS VARCHAR)"),
+            ("bronze/shop/orders", "SELECT op, position, after FROM t ORDER BY position"),
+        ] {
+            for row in lake_query(&table_url(&lake, rel), &[], sql) {
+                ours.push(format!("{rel}|{row}"));
+            }
+        }
+        assert_eq!(python_rows, ours, "{mode}");
+        // Silver is the source's current rows.
+        let silver_ids: Vec<&str> = python_rows
+            .iter()
+            .filter_map(|r| r.strip_prefix("silver/shop/orders|"))
+            .map(|r| r.split('|').next().unwrap())
+            .collect();
+        assert_eq!(silver_ids, ["1", "2", "3", "5", "6", "7", "50"], "{mode}");
+        assert_eq!(
+            python_rows
+                .iter()
+                .filter(|r| r.starts_with("bronze/"))
+                .count(),
+            SHOP_ORDERS_CHANGES
+        );
+    }
 }
 
 #[test]
@@ -761,4 +799,127 @@ fn add_column_with_default_gives_earlier_rows_the_default_as_the_server_does() {
             "3|3|30|NULL|true"
         ]
     );
+}
+
+/// One change of `shop.k (id BIGINT PRIMARY KEY, v VARCHAR)` as the sink receives it: from
+/// Kafka partition 0 at `offset`, or in-process (no offset).
+fn k_record(
+    op: &str,
+    id: i64,
+    v: &str,
+    pos: u64,
+    offset: Option<i64>,
+) -> binlake::transport::record::Record {
+    use binlake::event::{Column, ColumnType, TableId, TableSchema};
+    let mut id_column = Column::new("id", ColumnType::BigInt);
+    id_column.nullable = false;
+    let schema = std::sync::Arc::new(TableSchema {
+        id: TableId {
+            db: "shop".into(),
+            table: "k".into(),
+        },
+        columns: vec![
+            id_column,
+            Column::new("v", ColumnType::VarChar { max_bytes: 40 }),
+        ],
+        primary_key: vec![0],
+        positional_names: false,
+    });
+    let row = serde_json::json!({"id": id, "v": v});
+    let (before, after) = match op {
+        "c" => (serde_json::Value::Null, row),
+        "d" => (row, serde_json::Value::Null),
+        _ => (serde_json::json!({"id": id, "v": "?"}), row),
+    };
+    let value = serde_json::json!({
+        "before": before, "after": after, "op": op, "ts_ms": 1_700_000_000_000i64,
+        "source": {"db": "shop", "table": "k", "file": "mysql-bin.000001", "pos": pos, "row": 0,
+                   "ts_ms": 1_700_000_000_000i64, "snapshot": "false"},
+    });
+    binlake::transport::record::Record {
+        topic: "t.shop.k".into(),
+        partition: 0,
+        offset,
+        key: None,
+        value: Some(serde_json::to_vec(&value).unwrap()),
+        schema_id: None,
+        schema: Some(schema),
+    }
+}
+
+/// A change at or before the position already applied to its key is ignored, whatever path
+/// it comes by: replayed through another source partition, an older insert does not bring a
+/// deleted row back and an older update does not overwrite a newer one; history keeps one
+/// version per applied change. Both silver delete modes.
+#[test]
+fn replayed_older_changes_neither_resurrect_nor_overwrite() {
+    for deletion_vectors in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = dir.path().join("lake");
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let storage = binlake::lake::storage::LakeStorage::new(
+                lake.to_str().unwrap(),
+                &Default::default(),
+                Path::new("/"),
+            )
+            .unwrap();
+            let settings = binlake::lake::writer::LakeSettings {
+                deletion_vectors,
+                ..Default::default()
+            };
+            let mut writer = binlake::lake::writer::LakeWriter::new(storage, settings);
+            writer
+                .apply(&[
+                    k_record("c", 1, "one", 100, None),
+                    k_record("c", 2, "two", 110, None),
+                ])
+                .await
+                .unwrap();
+            writer
+                .apply(&[
+                    k_record("u", 1, "one-new", 200, None),
+                    k_record("d", 2, "two", 210, None),
+                ])
+                .await
+                .unwrap();
+            // The same source, replayed through Kafka: older changes, and one new.
+            writer
+                .apply(&[
+                    k_record("c", 2, "two", 110, Some(0)),
+                    k_record("u", 1, "one-stale", 150, Some(1)),
+                    k_record("c", 3, "three", 300, Some(2)),
+                ])
+                .await
+                .unwrap();
+        });
+        let mode = if deletion_vectors {
+            "deletion vectors"
+        } else {
+            "copy-on-write"
+        };
+        assert_eq!(
+            lake_query(
+                &table_url(&lake, "silver/shop/k"),
+                &[],
+                "SELECT id, v FROM t ORDER BY id"
+            ),
+            ["1|one-new", "3|three"],
+            "{mode}"
+        );
+        assert_eq!(
+            lake_query(
+                &table_url(&lake, "silver/shop/k__history"),
+                &[],
+                "SELECT id, v, __end_position IS NULL FROM t ORDER BY id, __start_position"
+            ),
+            [
+                "1|one|false",
+                "1|one-new|true",
+                "2|two|false",
+                "3|three|true"
+            ],
+            "{mode}"
+        );
+    }
 }

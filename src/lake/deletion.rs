@@ -1,0 +1,737 @@
+//! Silver without copy-on-write: the live row of a key is found by reading only the key columns
+//! of the files whose key statistics can hold it, and deleted with a deletion vector (Delta's
+//! `deletionVectors` table feature) on its file. An update then costs the batch's new rows plus
+//! one small bitmap per touched file, where a MERGE rewrites every file it touches.
+//!
+//! Deletion vectors are written in the Delta protocol's format (the kernel's writer: a
+//! `RoaringTreemap` per file, all of one commit in one `deletion_vector_<uuid>.bin` at the
+//! table root) and read back here, so a row deleted earlier is never matched again.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use buoyant_kernel::actions::deletion_vector_writer::{
+    KernelDeletionVector, StreamingDeletionVectorWriter,
+};
+use deltalake::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use deltalake::arrow::datatypes::{DataType, Int64Type, UInt64Type};
+use deltalake::arrow::row::{RowConverter, SortField};
+use deltalake::kernel::{Action, Add, DeletionVectorDescriptor, StorageType};
+use deltalake::logstore::object_store::{path::Path, ObjectStore, ObjectStoreExt, PutPayload};
+use deltalake::logstore::parquet_reader::ParquetObjectReader;
+use deltalake::parquet::arrow::arrow_reader::{ArrowReaderOptions, RowSelection};
+use deltalake::parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
+use deltalake::parquet::arrow::ProjectionMask;
+use deltalake::parquet::basic::Compression;
+use deltalake::parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
+use deltalake::parquet::file::page_index::column_index::ColumnIndexMetaData;
+use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::DeltaTable;
+use futures_util::TryStreamExt;
+use roaring::RoaringTreemap;
+
+use super::LakeError;
+
+/// Rows per parquet data page in silver and history files. Small pages, with the page
+/// index every file carries, let a key lookup decode only the pages whose key range can hold
+/// a wanted key: a thousand scattered keys then read about a thousand pages, not the table.
+pub const KEYED_PAGE_ROWS: usize = 1024;
+
+/// Parquet settings for files of keyed tables (silver and history).
+pub fn keyed_writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_data_page_row_count_limit(KEYED_PAGE_ROWS)
+        .build()
+}
+
+/// Rows read per Arrow batch while scanning key columns.
+const SCAN_BATCH_ROWS: usize = 64 * 1024;
+
+/// One data file that holds some of the wanted keys.
+struct DataFile {
+    add: Add,
+    /// Its Delta statistics (`minValues`, `maxValues`, ...).
+    stats: serde_json::Value,
+    /// Rows its current deletion vector already removes.
+    deleted: RoaringTreemap,
+    num_records: u64,
+}
+
+/// One live row holding a wanted key.
+struct Match {
+    file: usize,
+    row: u64,
+    /// Its value of the probed column, when one was asked for.
+    value: Option<String>,
+}
+
+/// Where a batch's keys live in a table.
+#[derive(Default)]
+pub struct Located {
+    files: Vec<DataFile>,
+    /// Per wanted key (its index in the keys batch): its live rows.
+    rows: HashMap<usize, Vec<Match>>,
+    /// Files whose key statistics could not rule them out, and rows of key columns read.
+    pub files_scanned: usize,
+    pub rows_scanned: u64,
+}
+
+impl Located {
+    pub fn is_live(&self, key: usize) -> bool {
+        self.rows.contains_key(&key)
+    }
+
+    /// Whether one of the key's live rows has the probed column null (history, probing
+    /// `__end_at`: an open version).
+    pub fn has_null(&self, key: usize) -> bool {
+        self.rows
+            .get(&key)
+            .is_some_and(|rows| rows.iter().any(|m| m.value.is_none()))
+    }
+
+    /// Keeps only the rows whose probed column is null (history: the open versions).
+    pub fn retain_null(&mut self) {
+        self.rows.retain(|_, rows| {
+            rows.retain(|m| m.value.is_none());
+            !rows.is_empty()
+        });
+    }
+
+    /// Per key, the largest value of `column` (text that sorts like the column, e.g. a
+    /// position) among its live rows, for the keys `floor` gives a floor. A file whose
+    /// statistics put the column's maximum below the key's floor is not read: its rows
+    /// cannot reach the floor, which is all a caller comparing against it needs.
+    pub async fn max_values(
+        &self,
+        table: &DeltaTable,
+        name: &str,
+        column: &str,
+        floor: impl Fn(usize) -> Option<String>,
+    ) -> Result<HashMap<usize, String>, LakeError> {
+        let mut per_file: HashMap<usize, Vec<(u64, usize)>> = HashMap::new();
+        for (&k, rows) in &self.rows {
+            let Some(floor) = floor(k) else { continue };
+            for m in rows {
+                let max = self.files[m.file].stats["maxValues"][column].as_str();
+                if max.is_some_and(|max| max < floor.as_str()) {
+                    continue;
+                }
+                per_file.entry(m.file).or_default().push((m.row, k));
+            }
+        }
+        let store = table.object_store();
+        let mut out: HashMap<usize, String> = HashMap::new();
+        for (file, mut rows) in per_file {
+            rows.sort_unstable();
+            let data = &self.files[file];
+            let path = Path::from(data.add.path.as_str());
+            let row_numbers: Vec<u64> = rows.iter().map(|r| r.0).collect();
+            let batch = read_rows(
+                store.clone(),
+                &path,
+                data.add.size as u64,
+                Some(column),
+                &row_numbers,
+                data.num_records,
+            )
+            .await
+            .map_err(|e| storage_err(name, format!("{path}: {e}")))?;
+            for ((_, k), value) in rows.iter().zip(text_values(&batch, column)) {
+                if let Some(v) = value {
+                    let e = out.entry(*k).or_default();
+                    if v > *e {
+                        *e = v;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn storage_err(table: &str, reason: impl std::fmt::Display) -> LakeError {
+    LakeError::Storage {
+        table: table.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// The integer value of a stats entry or a key, for pruning by min/max.
+fn stat_int(v: &serde_json::Value) -> Option<i128> {
+    v.as_i64()
+        .map(i128::from)
+        .or_else(|| v.as_u64().map(i128::from))
+}
+
+fn int_values(array: &ArrayRef) -> Option<Vec<i128>> {
+    let wide = deltalake::arrow::compute::cast(array, &DataType::Int64).ok();
+    let values: Vec<i128> = match array.data_type() {
+        DataType::UInt64 => array
+            .as_primitive::<UInt64Type>()
+            .iter()
+            .flatten()
+            .map(i128::from)
+            .collect(),
+        t if t.is_integer() => wide?
+            .as_primitive::<Int64Type>()
+            .iter()
+            .flatten()
+            .map(i128::from)
+            .collect(),
+        _ => return None,
+    };
+    Some(values)
+}
+
+/// The values of `column` in `batch` as text (all None when it lacks the column).
+fn text_values(batch: &RecordBatch, column: &str) -> Vec<Option<String>> {
+    match batch.column_by_name(column) {
+        Some(c) => text_of(c),
+        None => vec![None; batch.num_rows()],
+    }
+}
+
+/// An array's values as text (None for null).
+fn text_of(array: &ArrayRef) -> Vec<Option<String>> {
+    let Ok(text) = deltalake::arrow::compute::cast(array, &DataType::Utf8) else {
+        return vec![None; array.len()];
+    };
+    let text = text.as_string::<i32>();
+    (0..text.len())
+        .map(|i| text.is_valid(i).then(|| text.value(i).to_string()))
+        .collect()
+}
+
+/// Finds the live rows of `keys` (a batch of the key columns, named as in the table), and
+/// with `probe_column` the value of that column in each.
+pub async fn locate(
+    table: &DeltaTable,
+    name: &str,
+    keys: &RecordBatch,
+    probe_column: Option<&str>,
+) -> Result<Located, LakeError> {
+    let mut located = Located::default();
+    let snapshot = table.snapshot().map_err(|e| storage_err(name, e))?;
+    let key_names: Vec<String> = keys
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let converter = RowConverter::new(
+        keys.schema()
+            .fields()
+            .iter()
+            .map(|f| SortField::new(f.data_type().clone()))
+            .collect(),
+    )
+    .map_err(|e| storage_err(name, e))?;
+    let wanted_rows = converter
+        .convert_columns(keys.columns())
+        .map_err(|e| storage_err(name, e))?;
+    let probe = Probe::new(keys, &wanted_rows);
+    // Files are pruned by the first key column's min/max when it is an integer, and with a
+    // signed integer so are the pages inside them (the parquet page index).
+    let mut sorted_first = keys
+        .num_columns()
+        .gt(&0)
+        .then(|| int_values(keys.column(0)))
+        .flatten();
+    if let Some(v) = sorted_first.as_mut() {
+        v.sort_unstable();
+    }
+    let page_pruning = keys.num_columns() > 0
+        && matches!(
+            keys.column(0).data_type(),
+            DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64
+        );
+    let store = table.object_store();
+    let mut candidates = Vec::new();
+    for view in snapshot.log_data().iter() {
+        if let (Some(sorted), Some(stats)) = (&sorted_first, view.stats()) {
+            let stats: serde_json::Value = serde_json::from_str(&stats).unwrap_or_default();
+            let min = stats["minValues"].get(&key_names[0]).and_then(stat_int);
+            let max = stats["maxValues"].get(&key_names[0]).and_then(stat_int);
+            if let (Some(min), Some(max)) = (min, max) {
+                if !holds_any(sorted, min, max) {
+                    continue;
+                }
+            }
+        }
+        candidates.push(view);
+    }
+    located.files_scanned = candidates.len();
+    for view in candidates {
+        let deleted = match view.deletion_vector_descriptor() {
+            Some(d) => read_deletion_vector(store.as_ref(), &d)
+                .await
+                .map_err(|e| storage_err(name, format!("{}: {e}", view.path())))?,
+            None => RoaringTreemap::new(),
+        };
+        let path = view.object_store_path();
+        let file_err = |e: &dyn std::fmt::Display| storage_err(name, format!("{path}: {e}"));
+        let reader = ParquetObjectReader::new(store.clone(), path.clone())
+            .with_file_size(view.size() as u64);
+        let options =
+            ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::from(page_pruning));
+        let builder = ParquetRecordBatchStreamBuilder::new_with_options(reader, options)
+            .await
+            .map_err(|e| file_err(&e))?;
+        let metadata = Arc::clone(builder.metadata());
+        let num_records = metadata.file_metadata().num_rows() as u64;
+        let leaf = builder
+            .parquet_schema()
+            .columns()
+            .iter()
+            .position(|c| c.path().parts() == [key_names[0].as_str()]);
+        let ranges = match (&sorted_first, leaf) {
+            (Some(sorted), Some(leaf)) if page_pruning => pages_holding(&metadata, leaf, sorted),
+            _ => whole(num_records),
+        };
+        if ranges.is_empty() {
+            continue;
+        }
+        // Skipping within a file costs about three times reading: pages are picked only when
+        // they spare most of it.
+        let selected: u64 = ranges.iter().map(|r| r.end - r.start).sum();
+        let ranges = if selected * 4 > num_records {
+            whole(num_records)
+        } else {
+            ranges
+        };
+        let mask = ProjectionMask::columns(
+            builder.parquet_schema(),
+            key_names.iter().map(String::as_str).chain(probe_column),
+        );
+        let selection = RowSelection::from_consecutive_ranges(
+            ranges.iter().map(|r| r.start as usize..r.end as usize),
+            num_records as usize,
+        );
+        let mut stream = builder
+            .with_projection(mask)
+            .with_row_selection(selection)
+            .with_batch_size(SCAN_BATCH_ROWS)
+            .build()
+            .map_err(|e| file_err(&e))?;
+        // The file row number of each row the selection yields, in order.
+        let mut row_numbers = ranges.iter().flat_map(|r| r.clone());
+        let mut matches: Vec<(u64, usize, Option<String>)> = Vec::new();
+        let mut found: Vec<(u64, usize)> = Vec::new();
+        let mut at: Vec<usize> = Vec::new();
+        let mut offset = 0u64;
+        while let Some(batch) = stream.try_next().await.map_err(|e| file_err(&e))? {
+            let mut columns = Vec::with_capacity(key_names.len());
+            for field in keys.schema().fields() {
+                let Some(column) = batch.column_by_name(field.name()) else {
+                    break;
+                };
+                let column = deltalake::arrow::compute::cast(column, field.data_type())
+                    .map_err(|e| file_err(&e))?;
+                columns.push(column);
+            }
+            let rows: Vec<u64> = row_numbers.by_ref().take(batch.num_rows()).collect();
+            if columns.len() == key_names.len() {
+                found.clear();
+                at.clear();
+                probe
+                    .matches(&converter, &columns, &rows, &deleted, &mut found, &mut at)
+                    .map_err(|e| file_err(&e))?;
+                if !found.is_empty() {
+                    // The probed values of the matching rows only (text of a whole batch
+                    // would cost more than the scan).
+                    let values = match probe_column.and_then(|c| batch.column_by_name(c)) {
+                        Some(column) => {
+                            let indices = deltalake::arrow::array::UInt32Array::from_iter_values(
+                                at.iter().map(|&i| i as u32),
+                            );
+                            let picked = deltalake::arrow::compute::take(column, &indices, None)
+                                .map_err(|e| file_err(&e))?;
+                            text_of(&picked)
+                        }
+                        None => vec![None; found.len()],
+                    };
+                    for (&(row, k), value) in found.iter().zip(values) {
+                        matches.push((row, k, value));
+                    }
+                }
+            }
+            offset += batch.num_rows() as u64;
+        }
+        located.rows_scanned += offset;
+        if matches.is_empty() {
+            continue;
+        }
+        matches.sort_unstable();
+        let stats = view
+            .stats()
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default();
+        let file = located.files.len();
+        #[allow(deprecated)]
+        let add = view.add_action();
+        located.files.push(DataFile {
+            add,
+            stats,
+            deleted,
+            num_records,
+        });
+        for (row, k, value) in matches {
+            located
+                .rows
+                .entry(k)
+                .or_default()
+                .push(Match { file, row, value });
+        }
+    }
+    Ok(located)
+}
+
+/// Every row of a file of `rows` rows, as a list of row ranges.
+fn whole(rows: u64) -> Vec<Range<u64>> {
+    std::iter::once(0..rows).collect()
+}
+
+/// Whether any of `sorted` lies in `min..=max`.
+fn holds_any(sorted: &[i128], min: i128, max: i128) -> bool {
+    let from = sorted.partition_point(|k| *k < min);
+    from < sorted.len() && sorted[from] <= max
+}
+
+/// The row ranges of the pages whose min/max on column `leaf` can hold one of `sorted`
+/// (every row when the file has no page index).
+fn pages_holding(metadata: &ParquetMetaData, leaf: usize, sorted: &[i128]) -> Vec<Range<u64>> {
+    let total = metadata.file_metadata().num_rows() as u64;
+    let (Some(column_index), Some(offset_index)) =
+        (metadata.column_index(), metadata.offset_index())
+    else {
+        return whole(total);
+    };
+    let mut out: Vec<Range<u64>> = Vec::new();
+    let mut group_start = 0u64;
+    for (group, group_meta) in metadata.row_groups().iter().enumerate() {
+        let group_rows = group_meta.num_rows() as u64;
+        let (Some(index), Some(offsets)) = (
+            column_index.get(group).and_then(|c| c.get(leaf)),
+            offset_index.get(group).and_then(|c| c.get(leaf)),
+        ) else {
+            out.push(group_start..group_start + group_rows);
+            group_start += group_rows;
+            continue;
+        };
+        let pages = offsets.page_locations();
+        for (page, location) in pages.iter().enumerate() {
+            let first = location.first_row_index as u64;
+            let end = pages
+                .get(page + 1)
+                .map_or(group_rows, |next| next.first_row_index as u64);
+            let bounds = match index {
+                ColumnIndexMetaData::INT64(i) => i
+                    .min_value(page)
+                    .zip(i.max_value(page))
+                    .map(|(a, b)| (i128::from(*a), i128::from(*b))),
+                ColumnIndexMetaData::INT32(i) => i
+                    .min_value(page)
+                    .zip(i.max_value(page))
+                    .map(|(a, b)| (i128::from(*a), i128::from(*b))),
+                _ => None,
+            };
+            let hit = match bounds {
+                Some((min, max)) => holds_any(sorted, min, max),
+                None => !index.is_null_page(page),
+            };
+            if hit {
+                let range = group_start + first..group_start + end;
+                match out.last_mut() {
+                    Some(last) if last.end == range.start => last.end = range.end,
+                    _ => out.push(range),
+                }
+            }
+        }
+        group_start += group_rows;
+    }
+    out
+}
+
+/// The wanted keys, for probing the key columns of a file.
+enum Probe<'a> {
+    /// One integer key column (the common case, probed without row encoding).
+    Int(foldhash::HashMap<i64, usize>),
+    /// Any other key: the row encoding of its columns.
+    Rows(foldhash::HashMap<&'a [u8], usize>),
+}
+
+impl<'a> Probe<'a> {
+    fn new(keys: &RecordBatch, rows: &'a deltalake::arrow::row::Rows) -> Probe<'a> {
+        use foldhash::HashMapExt;
+        if keys.num_columns() == 1 && keys.column(0).data_type().is_integer() {
+            if let Ok(ints) = deltalake::arrow::compute::cast(keys.column(0), &DataType::Int64) {
+                if ints.null_count() == keys.column(0).null_count() {
+                    let ints = ints.as_primitive::<Int64Type>();
+                    let mut map = foldhash::HashMap::with_capacity(ints.len());
+                    for (i, v) in ints.iter().enumerate() {
+                        if let Some(v) = v {
+                            map.insert(v, i);
+                        }
+                    }
+                    return Probe::Int(map);
+                }
+            }
+        }
+        let mut map = foldhash::HashMap::with_capacity(rows.num_rows());
+        for i in 0..rows.num_rows() {
+            map.insert(rows.row(i).data(), i);
+        }
+        Probe::Rows(map)
+    }
+
+    /// Appends (file row, wanted key) for every live row of `columns` holding a wanted key,
+    /// and its index in `columns` to `at`; `rows` are the file row numbers of the columns' rows.
+    fn matches(
+        &self,
+        converter: &RowConverter,
+        columns: &[ArrayRef],
+        rows: &[u64],
+        deleted: &RoaringTreemap,
+        out: &mut Vec<(u64, usize)>,
+        at: &mut Vec<usize>,
+    ) -> Result<(), deltalake::arrow::error::ArrowError> {
+        match self {
+            Probe::Int(map) => {
+                let ints = deltalake::arrow::compute::cast(&columns[0], &DataType::Int64)?;
+                let ints = ints.as_primitive::<Int64Type>();
+                for (i, &row) in rows.iter().enumerate() {
+                    if ints.is_valid(i) {
+                        if let Some(&k) = map.get(&ints.value(i)) {
+                            if !deleted.contains(row) {
+                                out.push((row, k));
+                                at.push(i);
+                            }
+                        }
+                    }
+                }
+            }
+            Probe::Rows(map) => {
+                let encoded = converter.convert_columns(columns)?;
+                for (i, &row) in rows.iter().enumerate() {
+                    if let Some(&k) = map.get(encoded.row(i).data()) {
+                        if !deleted.contains(row) {
+                            out.push((row, k));
+                            at.push(i);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Rows `rows` (ascending, distinct) of one parquet file: `column`, or every column.
+async fn read_rows(
+    store: Arc<dyn ObjectStore>,
+    path: &Path,
+    size: u64,
+    column: Option<&str>,
+    rows: &[u64],
+    num_records: u64,
+) -> Result<RecordBatch, String> {
+    let reader = ParquetObjectReader::new(store, path.clone()).with_file_size(size);
+    let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+    let builder = ParquetRecordBatchStreamBuilder::new_with_options(reader, options)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mask = match column {
+        Some(c) => ProjectionMask::columns(builder.parquet_schema(), [c]),
+        None => ProjectionMask::all(),
+    };
+    let mut ranges: Vec<Range<usize>> = Vec::new();
+    for &r in rows {
+        let r = r as usize;
+        match ranges.last_mut() {
+            Some(last) if last.end == r => last.end += 1,
+            _ => ranges.push(r..r + 1),
+        }
+    }
+    let selection = RowSelection::from_consecutive_ranges(ranges.into_iter(), num_records as usize);
+    let schema = Arc::clone(builder.schema());
+    let stream = builder
+        .with_projection(mask)
+        .with_row_selection(selection)
+        .with_batch_size(SCAN_BATCH_ROWS)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(|e| e.to_string())?;
+    match batches.first() {
+        Some(first) => deltalake::arrow::compute::concat_batches(&first.schema(), &batches)
+            .map_err(|e| e.to_string()),
+        None => Ok(RecordBatch::new_empty(schema)),
+    }
+}
+
+/// Every column of the live rows of `keys`, one batch per file (files written before a column
+/// was added lack it), with the key index of each row.
+pub async fn read_located(
+    table: &DeltaTable,
+    name: &str,
+    located: &Located,
+    keys: impl Iterator<Item = usize>,
+) -> Result<Vec<(RecordBatch, Vec<usize>)>, LakeError> {
+    let mut per_file: HashMap<usize, Vec<(u64, usize)>> = HashMap::new();
+    for k in keys {
+        for m in located.rows.get(&k).into_iter().flatten() {
+            per_file.entry(m.file).or_default().push((m.row, k));
+        }
+    }
+    let store = table.object_store();
+    let mut out = Vec::new();
+    for (file, mut rows) in per_file {
+        rows.sort_unstable();
+        let data = &located.files[file];
+        let path = Path::from(data.add.path.as_str());
+        let row_numbers: Vec<u64> = rows.iter().map(|r| r.0).collect();
+        let batch = read_rows(
+            store.clone(),
+            &path,
+            data.add.size as u64,
+            None,
+            &row_numbers,
+            data.num_records,
+        )
+        .await
+        .map_err(|e| storage_err(name, format!("{path}: {e}")))?;
+        out.push((batch, rows.into_iter().map(|r| r.1).collect()));
+    }
+    Ok(out)
+}
+
+/// The rows a deletion vector removes (storage types `u`, `i` and `p` under the table root).
+async fn read_deletion_vector(
+    store: &dyn ObjectStore,
+    d: &DeletionVectorDescriptor,
+) -> Result<RoaringTreemap, String> {
+    let bitmap = |bytes: &[u8]| -> Result<RoaringTreemap, String> {
+        const MAGIC: u32 = 1681511377;
+        let magic = bytes
+            .get(..4)
+            .map(|m| u32::from_le_bytes([m[0], m[1], m[2], m[3]]))
+            .ok_or("deletion vector shorter than its magic number")?;
+        if magic != MAGIC {
+            return Err(format!("deletion vector magic {magic} is not {MAGIC}"));
+        }
+        RoaringTreemap::deserialize_from(&bytes[4..]).map_err(|e| e.to_string())
+    };
+    let file = match d.storage_type {
+        StorageType::Inline => {
+            let bytes = z85::decode(&d.path_or_inline_dv).map_err(|e| e.to_string())?;
+            return bitmap(&bytes);
+        }
+        StorageType::UuidRelativePath => {
+            let s = &d.path_or_inline_dv;
+            let split = s
+                .len()
+                .checked_sub(20)
+                .ok_or_else(|| format!("deletion vector path {s} is shorter than a uuid"))?;
+            let uuid = z85::decode(&s[split..]).map_err(|e| e.to_string())?;
+            let uuid = uuid::Uuid::from_slice(&uuid).map_err(|e| e.to_string())?;
+            let prefix = &s[..split];
+            if prefix.is_empty() {
+                format!("deletion_vector_{uuid}.bin")
+            } else {
+                format!("{prefix}/deletion_vector_{uuid}.bin")
+            }
+        }
+        StorageType::AbsolutePath => {
+            return Err(format!(
+                "deletion vector at an absolute path ({}) is not supported",
+                d.path_or_inline_dv
+            ))
+        }
+    };
+    let start = d.offset.unwrap_or(1) as u64;
+    // Stored: size (4 bytes) | magic + bitmap (size bytes) | checksum (4 bytes).
+    let end = start + 4 + d.size_in_bytes as u64;
+    let bytes = store
+        .get_range(&Path::from(file.as_str()), start..end)
+        .await
+        .map_err(|e| format!("{file}: {e}"))?;
+    bitmap(&bytes[4..])
+}
+
+/// Deletes the live rows of `keys`: one deletion-vector file for all touched data files, and
+/// for each a `remove` of the file as it was and an `add` of it with its new deletion vector
+/// (a file left with no live row is only removed). Returns the actions to commit.
+pub async fn delete_rows(
+    table: &DeltaTable,
+    name: &str,
+    located: &Located,
+    keys: impl Iterator<Item = usize>,
+) -> Result<Vec<Action>, LakeError> {
+    let mut per_file: HashMap<usize, RoaringTreemap> = HashMap::new();
+    for k in keys {
+        for m in located.rows.get(&k).into_iter().flatten() {
+            per_file.entry(m.file).or_default().insert(m.row);
+        }
+    }
+    if per_file.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut files: Vec<(usize, RoaringTreemap)> = per_file.into_iter().collect();
+    files.sort_by_key(|(f, _)| *f);
+    let uuid = uuid::Uuid::new_v4();
+    let mut buffer = Vec::new();
+    let mut writer = StreamingDeletionVectorWriter::new(&mut buffer);
+    let mut actions = Vec::new();
+    let mut pending = Vec::new();
+    for (file, rows) in files {
+        let data = &located.files[file];
+        let all = &data.deleted | &rows;
+        actions.push(Action::Remove(remove_of(&data.add)));
+        if all.len() >= data.num_records {
+            continue;
+        }
+        let mut dv = KernelDeletionVector::new();
+        dv.add_deleted_row_indexes(all.iter());
+        let written = writer
+            .write_deletion_vector(dv)
+            .map_err(|e| storage_err(name, e))?;
+        let mut add = data.add.clone();
+        add.data_change = true;
+        add.deletion_vector = Some(DeletionVectorDescriptor {
+            storage_type: StorageType::UuidRelativePath,
+            path_or_inline_dv: z85::encode(uuid.as_bytes()),
+            offset: Some(written.offset),
+            size_in_bytes: written.size_in_bytes,
+            cardinality: written.cardinality,
+        });
+        pending.push(Action::Add(add));
+    }
+    writer.finalize().map_err(|e| storage_err(name, e))?;
+    if !pending.is_empty() {
+        let path = Path::from(format!("deletion_vector_{uuid}.bin"));
+        table
+            .object_store()
+            .put(&path, PutPayload::from(buffer))
+            .await
+            .map_err(|e| storage_err(name, format!("{path}: {e}")))?;
+    }
+    actions.extend(pending);
+    Ok(actions)
+}
+
+/// The `remove` of a file exactly as `add` holds it (deletion vector included).
+fn remove_of(add: &Add) -> deltalake::kernel::Remove {
+    deltalake::kernel::Remove {
+        path: add.path.clone(),
+        data_change: true,
+        deletion_timestamp: Some(chrono::Utc::now().timestamp_millis()),
+        extended_file_metadata: Some(true),
+        partition_values: Some(add.partition_values.clone()),
+        size: Some(add.size),
+        tags: add.tags.clone(),
+        deletion_vector: add.deletion_vector.clone(),
+        base_row_id: add.base_row_id,
+        default_row_commit_version: add.default_row_commit_version,
+    }
+}

@@ -99,6 +99,14 @@ impl Located {
         });
     }
 
+    /// Renumbers the keys: key `i` becomes `map[i]` (a lookup of a subset of a batch's keys).
+    pub fn remap(&mut self, map: &[usize]) {
+        self.rows = std::mem::take(&mut self.rows)
+            .into_iter()
+            .map(|(k, rows)| (map[k], rows))
+            .collect();
+    }
+
     /// Per key, the largest value of `column` (text that sorts like the column, e.g. a
     /// position) among its live rows, for the keys `floor` gives a floor. A file whose
     /// statistics put the column's maximum below the key's floor is not read: its rows
@@ -204,8 +212,55 @@ fn text_of(array: &ArrayRef) -> Vec<Option<String>> {
         .collect()
 }
 
+/// What every file scan of one lookup shares.
+struct ScanContext {
+    table: String,
+    store: Arc<dyn ObjectStore>,
+    key_fields: Vec<deltalake::arrow::datatypes::FieldRef>,
+    probe: Probe,
+    /// The first key column's values, sorted, when it is an integer.
+    sorted_first: Option<Vec<i128>>,
+    /// Prune pages too (the first key column is a signed integer).
+    page_pruning: bool,
+    probe_column: Option<String>,
+}
+
+/// One candidate file, as the log describes it.
+struct Candidate {
+    add: Add,
+    stats: serde_json::Value,
+}
+
+/// What one file scan found: its live rows holding wanted keys (row, key, probed value).
+struct FileMatches {
+    file: DataFile,
+    matches: Vec<(u64, usize, Option<String>)>,
+    rows_scanned: u64,
+}
+
+/// [`locate`] for the keys at `subset` of `keys`, numbered as in `keys`.
+pub async fn locate_subset(
+    table: &DeltaTable,
+    name: &str,
+    keys: &RecordBatch,
+    subset: &[usize],
+    probe_column: Option<&str>,
+) -> Result<Located, LakeError> {
+    if subset.is_empty() {
+        return Ok(Located::default());
+    }
+    let indices =
+        deltalake::arrow::array::UInt32Array::from_iter_values(subset.iter().map(|&i| i as u32));
+    let picked = deltalake::arrow::compute::take_record_batch(keys, &indices)
+        .map_err(|e| storage_err(name, e))?;
+    let mut located = locate(table, name, &picked, probe_column).await?;
+    located.remap(subset);
+    Ok(located)
+}
+
 /// Finds the live rows of `keys` (a batch of the key columns, named as in the table), and
-/// with `probe_column` the value of that column in each.
+/// with `probe_column` the value of that column in each. Files are scanned in parallel, one
+/// per core.
 pub async fn locate(
     table: &DeltaTable,
     name: &str,
@@ -220,18 +275,6 @@ pub async fn locate(
         .iter()
         .map(|f| f.name().clone())
         .collect();
-    let converter = RowConverter::new(
-        keys.schema()
-            .fields()
-            .iter()
-            .map(|f| SortField::new(f.data_type().clone()))
-            .collect(),
-    )
-    .map_err(|e| storage_err(name, e))?;
-    let wanted_rows = converter
-        .convert_columns(keys.columns())
-        .map_err(|e| storage_err(name, e))?;
-    let probe = Probe::new(keys, &wanted_rows);
     // Files are pruned by the first key column's min/max when it is an integer, and with a
     // signed integer so are the pages inside them (the parquet page index).
     let mut sorted_first = keys
@@ -247,11 +290,13 @@ pub async fn locate(
             keys.column(0).data_type(),
             DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64
         );
-    let store = table.object_store();
     let mut candidates = Vec::new();
     for view in snapshot.log_data().iter() {
-        if let (Some(sorted), Some(stats)) = (&sorted_first, view.stats()) {
-            let stats: serde_json::Value = serde_json::from_str(&stats).unwrap_or_default();
+        let stats: serde_json::Value = view
+            .stats()
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default();
+        if let Some(sorted) = &sorted_first {
             let min = stats["minValues"].get(&key_names[0]).and_then(stat_int);
             let max = stats["maxValues"].get(&key_names[0]).and_then(stat_int);
             if let (Some(min), Some(max)) = (min, max) {
@@ -260,124 +305,49 @@ pub async fn locate(
                 }
             }
         }
-        candidates.push(view);
-    }
-    located.files_scanned = candidates.len();
-    for view in candidates {
-        let deleted = match view.deletion_vector_descriptor() {
-            Some(d) => read_deletion_vector(store.as_ref(), &d)
-                .await
-                .map_err(|e| storage_err(name, format!("{}: {e}", view.path())))?,
-            None => RoaringTreemap::new(),
-        };
-        let path = view.object_store_path();
-        let file_err = |e: &dyn std::fmt::Display| storage_err(name, format!("{path}: {e}"));
-        let reader = ParquetObjectReader::new(store.clone(), path.clone())
-            .with_file_size(view.size() as u64);
-        let options =
-            ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::from(page_pruning));
-        let builder = ParquetRecordBatchStreamBuilder::new_with_options(reader, options)
-            .await
-            .map_err(|e| file_err(&e))?;
-        let metadata = Arc::clone(builder.metadata());
-        let num_records = metadata.file_metadata().num_rows() as u64;
-        let leaf = builder
-            .parquet_schema()
-            .columns()
-            .iter()
-            .position(|c| c.path().parts() == [key_names[0].as_str()]);
-        let ranges = match (&sorted_first, leaf) {
-            (Some(sorted), Some(leaf)) if page_pruning => pages_holding(&metadata, leaf, sorted),
-            _ => whole(num_records),
-        };
-        if ranges.is_empty() {
-            continue;
-        }
-        // Skipping within a file costs about three times reading: pages are picked only when
-        // they spare most of it.
-        let selected: u64 = ranges.iter().map(|r| r.end - r.start).sum();
-        let ranges = if selected * 4 > num_records {
-            whole(num_records)
-        } else {
-            ranges
-        };
-        let mask = ProjectionMask::columns(
-            builder.parquet_schema(),
-            key_names.iter().map(String::as_str).chain(probe_column),
-        );
-        let selection = RowSelection::from_consecutive_ranges(
-            ranges.iter().map(|r| r.start as usize..r.end as usize),
-            num_records as usize,
-        );
-        let mut stream = builder
-            .with_projection(mask)
-            .with_row_selection(selection)
-            .with_batch_size(SCAN_BATCH_ROWS)
-            .build()
-            .map_err(|e| file_err(&e))?;
-        // The file row number of each row the selection yields, in order.
-        let mut row_numbers = ranges.iter().flat_map(|r| r.clone());
-        let mut matches: Vec<(u64, usize, Option<String>)> = Vec::new();
-        let mut found: Vec<(u64, usize)> = Vec::new();
-        let mut at: Vec<usize> = Vec::new();
-        let mut offset = 0u64;
-        while let Some(batch) = stream.try_next().await.map_err(|e| file_err(&e))? {
-            let mut columns = Vec::with_capacity(key_names.len());
-            for field in keys.schema().fields() {
-                let Some(column) = batch.column_by_name(field.name()) else {
-                    break;
-                };
-                let column = deltalake::arrow::compute::cast(column, field.data_type())
-                    .map_err(|e| file_err(&e))?;
-                columns.push(column);
-            }
-            let rows: Vec<u64> = row_numbers.by_ref().take(batch.num_rows()).collect();
-            if columns.len() == key_names.len() {
-                found.clear();
-                at.clear();
-                probe
-                    .matches(&converter, &columns, &rows, &deleted, &mut found, &mut at)
-                    .map_err(|e| file_err(&e))?;
-                if !found.is_empty() {
-                    // The probed values of the matching rows only (text of a whole batch
-                    // would cost more than the scan).
-                    let values = match probe_column.and_then(|c| batch.column_by_name(c)) {
-                        Some(column) => {
-                            let indices = deltalake::arrow::array::UInt32Array::from_iter_values(
-                                at.iter().map(|&i| i as u32),
-                            );
-                            let picked = deltalake::arrow::compute::take(column, &indices, None)
-                                .map_err(|e| file_err(&e))?;
-                            text_of(&picked)
-                        }
-                        None => vec![None; found.len()],
-                    };
-                    for (&(row, k), value) in found.iter().zip(values) {
-                        matches.push((row, k, value));
-                    }
-                }
-            }
-            offset += batch.num_rows() as u64;
-        }
-        located.rows_scanned += offset;
-        if matches.is_empty() {
-            continue;
-        }
-        matches.sort_unstable();
-        let stats = view
-            .stats()
-            .and_then(|s| serde_json::from_str(&s).ok())
-            .unwrap_or_default();
-        let file = located.files.len();
         #[allow(deprecated)]
         let add = view.add_action();
-        located.files.push(DataFile {
-            add,
-            stats,
-            deleted,
-            num_records,
-        });
-        for (row, k, value) in matches {
+        candidates.push(Candidate { add, stats });
+    }
+    located.files_scanned = candidates.len();
+    let context = Arc::new(ScanContext {
+        table: name.to_string(),
+        store: table.object_store(),
+        key_fields: keys.schema().fields().iter().cloned().collect(),
+        probe: Probe::new(keys).map_err(|e| storage_err(name, e))?,
+        sorted_first,
+        page_pruning,
+        probe_column: probe_column.map(str::to_string),
+    });
+    let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut pending = candidates.into_iter();
+    let mut results: Vec<FileMatches> = Vec::new();
+    loop {
+        while tasks.len() < parallel {
+            let Some(candidate) = pending.next() else {
+                break;
+            };
+            tasks.spawn(scan_file(Arc::clone(&context), candidate));
+        }
+        let Some(done) = tasks.join_next().await else {
+            break;
+        };
+        let found = done.map_err(|e| storage_err(name, e))??;
+        if let Some(found) = found {
+            results.push(found);
+        }
+    }
+    // Files in path order, so that a lookup does not depend on which scan finished first.
+    results.sort_by(|a, b| a.file.add.path.cmp(&b.file.add.path));
+    for found in results {
+        located.rows_scanned += found.rows_scanned;
+        if found.matches.is_empty() {
+            continue;
+        }
+        let file = located.files.len();
+        located.files.push(found.file);
+        for (row, k, value) in found.matches {
             located
                 .rows
                 .entry(k)
@@ -386,6 +356,146 @@ pub async fn locate(
         }
     }
     Ok(located)
+}
+
+/// Scans one file's key columns for the wanted keys.
+async fn scan_file(
+    context: Arc<ScanContext>,
+    candidate: Candidate,
+) -> Result<Option<FileMatches>, LakeError> {
+    let add = candidate.add;
+    let store = &context.store;
+    let path = Path::from(add.path.as_str());
+    let file_err = |e: &dyn std::fmt::Display| storage_err(&context.table, format!("{path}: {e}"));
+    let deleted = match &add.deletion_vector {
+        Some(d) => read_deletion_vector(store.as_ref(), d)
+            .await
+            .map_err(|e| file_err(&e))?,
+        None => RoaringTreemap::new(),
+    };
+    let reader =
+        ParquetObjectReader::new(Arc::clone(store), path.clone()).with_file_size(add.size as u64);
+    let options = ArrowReaderOptions::new()
+        .with_page_index_policy(PageIndexPolicy::from(context.page_pruning));
+    let builder = ParquetRecordBatchStreamBuilder::new_with_options(reader, options)
+        .await
+        .map_err(|e| file_err(&e))?;
+    let metadata = Arc::clone(builder.metadata());
+    let num_records = metadata.file_metadata().num_rows() as u64;
+    let first_key = context.key_fields[0].name().as_str();
+    let leaf = builder
+        .parquet_schema()
+        .columns()
+        .iter()
+        .position(|c| c.path().parts() == [first_key]);
+    let ranges = match (&context.sorted_first, leaf) {
+        (Some(sorted), Some(leaf)) if context.page_pruning => {
+            pages_holding(&metadata, leaf, sorted)
+        }
+        _ => whole(num_records),
+    };
+    if ranges.is_empty() {
+        return Ok(None);
+    }
+    // Skipping within a file costs about three times reading: pages are picked only when
+    // they spare most of it.
+    let selected: u64 = ranges.iter().map(|r| r.end - r.start).sum();
+    let ranges = if selected * 4 > num_records {
+        whole(num_records)
+    } else {
+        ranges
+    };
+    let mask = ProjectionMask::columns(
+        builder.parquet_schema(),
+        context
+            .key_fields
+            .iter()
+            .map(|f| f.name().as_str())
+            .chain(context.probe_column.as_deref()),
+    );
+    let selection = RowSelection::from_consecutive_ranges(
+        ranges.iter().map(|r| r.start as usize..r.end as usize),
+        num_records as usize,
+    );
+    let mut stream = builder
+        .with_projection(mask)
+        .with_row_selection(selection)
+        .with_batch_size(SCAN_BATCH_ROWS)
+        .build()
+        .map_err(|e| file_err(&e))?;
+    let converter = context
+        .probe
+        .converter(&context.key_fields)
+        .map_err(|e| file_err(&e))?;
+    // The file row number of each row the selection yields, in order.
+    let mut row_numbers = ranges.iter().flat_map(|r| r.clone());
+    let mut matches: Vec<(u64, usize, Option<String>)> = Vec::new();
+    let mut found: Vec<(u64, usize)> = Vec::new();
+    let mut at: Vec<usize> = Vec::new();
+    let mut rows_scanned = 0u64;
+    while let Some(batch) = stream.try_next().await.map_err(|e| file_err(&e))? {
+        let rows: Vec<u64> = row_numbers.by_ref().take(batch.num_rows()).collect();
+        rows_scanned += batch.num_rows() as u64;
+        let mut columns = Vec::with_capacity(context.key_fields.len());
+        for field in &context.key_fields {
+            let Some(column) = batch.column_by_name(field.name()) else {
+                break;
+            };
+            let column = deltalake::arrow::compute::cast(column, field.data_type())
+                .map_err(|e| file_err(&e))?;
+            columns.push(column);
+        }
+        if columns.len() < context.key_fields.len() {
+            continue;
+        }
+        found.clear();
+        at.clear();
+        context
+            .probe
+            .matches(
+                converter.as_ref(),
+                &columns,
+                &rows,
+                &deleted,
+                &mut found,
+                &mut at,
+            )
+            .map_err(|e| file_err(&e))?;
+        if found.is_empty() {
+            continue;
+        }
+        // The probed values of the matching rows only (text of a whole batch would cost
+        // more than the scan).
+        let values = match context
+            .probe_column
+            .as_deref()
+            .and_then(|c| batch.column_by_name(c))
+        {
+            Some(column) => {
+                let indices = deltalake::arrow::array::UInt32Array::from_iter_values(
+                    at.iter().map(|&i| i as u32),
+                );
+                let picked = deltalake::arrow::compute::take(column, &indices, None)
+                    .map_err(|e| file_err(&e))?;
+                text_of(&picked)
+            }
+            None => vec![None; found.len()],
+        };
+        for (&(row, k), value) in found.iter().zip(values) {
+            matches.push((row, k, value));
+        }
+    }
+    matches.sort_unstable();
+    Ok(Some(FileMatches {
+        file: DataFile {
+            add,
+            stats: candidate.stats,
+            deleted,
+            num_records,
+        },
+        matches,
+        rows_scanned,
+    }))
 }
 
 /// Every row of a file of `rows` rows, as a list of row ranges.
@@ -455,15 +565,15 @@ fn pages_holding(metadata: &ParquetMetaData, leaf: usize, sorted: &[i128]) -> Ve
 }
 
 /// The wanted keys, for probing the key columns of a file.
-enum Probe<'a> {
+enum Probe {
     /// One integer key column (the common case, probed without row encoding).
     Int(foldhash::HashMap<i64, usize>),
     /// Any other key: the row encoding of its columns.
-    Rows(foldhash::HashMap<&'a [u8], usize>),
+    Rows(foldhash::HashMap<Box<[u8]>, usize>),
 }
 
-impl<'a> Probe<'a> {
-    fn new(keys: &RecordBatch, rows: &'a deltalake::arrow::row::Rows) -> Probe<'a> {
+impl Probe {
+    fn new(keys: &RecordBatch) -> Result<Probe, deltalake::arrow::error::ArrowError> {
         use foldhash::HashMapExt;
         if keys.num_columns() == 1 && keys.column(0).data_type().is_integer() {
             if let Ok(ints) = deltalake::arrow::compute::cast(keys.column(0), &DataType::Int64) {
@@ -475,22 +585,44 @@ impl<'a> Probe<'a> {
                             map.insert(v, i);
                         }
                     }
-                    return Probe::Int(map);
+                    return Ok(Probe::Int(map));
                 }
             }
         }
+        let fields: Vec<_> = keys.schema().fields().iter().cloned().collect();
+        let converter = Probe::Rows(Default::default())
+            .converter(&fields)?
+            .expect("a row probe has a converter");
+        let rows = converter.convert_columns(keys.columns())?;
         let mut map = foldhash::HashMap::with_capacity(rows.num_rows());
         for i in 0..rows.num_rows() {
-            map.insert(rows.row(i).data(), i);
+            map.insert(Box::from(rows.row(i).data()), i);
         }
-        Probe::Rows(map)
+        Ok(Probe::Rows(map))
+    }
+
+    /// The row encoder a row probe needs for the key columns.
+    fn converter(
+        &self,
+        fields: &[deltalake::arrow::datatypes::FieldRef],
+    ) -> Result<Option<RowConverter>, deltalake::arrow::error::ArrowError> {
+        match self {
+            Probe::Int(_) => Ok(None),
+            Probe::Rows(_) => RowConverter::new(
+                fields
+                    .iter()
+                    .map(|f| SortField::new(f.data_type().clone()))
+                    .collect(),
+            )
+            .map(Some),
+        }
     }
 
     /// Appends (file row, wanted key) for every live row of `columns` holding a wanted key,
     /// and its index in `columns` to `at`; `rows` are the file row numbers of the columns' rows.
     fn matches(
         &self,
-        converter: &RowConverter,
+        converter: Option<&RowConverter>,
         columns: &[ArrayRef],
         rows: &[u64],
         deleted: &RoaringTreemap,
@@ -513,7 +645,9 @@ impl<'a> Probe<'a> {
                 }
             }
             Probe::Rows(map) => {
-                let encoded = converter.convert_columns(columns)?;
+                let encoded = converter
+                    .expect("a row probe has a converter")
+                    .convert_columns(columns)?;
                 for (i, &row) in rows.iter().enumerate() {
                     if let Some(&k) = map.get(encoded.row(i).data()) {
                         if !deleted.contains(row) {

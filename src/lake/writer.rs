@@ -1253,16 +1253,15 @@ async fn apply_current(
             .next_state(&fresh_history, consumed)
             .with_key(&key);
         let started = Instant::now();
-        let history_keys = SilverKeys {
-            applied: &applied,
-            located: &locations.history,
-            index: &index,
-        };
         write_history(
             &mut layers.history,
             &schema,
             &changes,
-            history_keys,
+            HistoryKeys {
+                applied: &applied,
+                keys: locations.keys.as_ref(),
+                index: &index,
+            },
             state,
             settings,
         )
@@ -1322,7 +1321,8 @@ struct KeyState {
 #[derive(Default)]
 struct KeyLocations {
     silver: Located,
-    history: Located,
+    /// The batch's distinct keys as typed key columns (what the locations are indexed by).
+    keys: Option<RecordBatch>,
 }
 
 /// What silver and history hold of the keys of `changes`: the position applied per key, and
@@ -1368,26 +1368,33 @@ async fn applied_positions(
         let l = &locations.silver;
         tracing::debug!(table = %schema.id, keys = changes.len(), files = l.files_scanned, rows = l.rows_scanned, elapsed_ms = started.elapsed().as_millis() as u64, "silver keys located");
     }
+    // A key silver does not hold was last deleted: the end of its last closed version. (The
+    // history step looks up the open versions of the other keys itself.)
     let mut deleted_positions = HashMap::new();
+    let mut history_of_others = Located::default();
     if let Some(history) = layers.history.existing() {
         let started = Instant::now();
+        let others: Vec<usize> = (0..changes.len())
+            .filter(|&i| !locations.silver.is_live(i))
+            .collect();
         // An open version has no end.
-        locations.history =
-            deletion::locate(history, &layers.history.path, &keys, Some("__end_at")).await?;
-        // A key silver does not hold was last deleted: the end of its last closed version.
-        let silver = &locations.silver;
-        deleted_positions = locations
-            .history
-            .max_values(history, &layers.history.path, "__end_position", |i| {
-                (!silver.is_live(i)).then(|| floor(i)).flatten()
-            })
+        history_of_others = deletion::locate_subset(
+            history,
+            &layers.history.path,
+            &keys,
+            &others,
+            Some("__end_at"),
+        )
+        .await?;
+        deleted_positions = history_of_others
+            .max_values(history, &layers.history.path, "__end_position", floor)
             .await?;
-        let l = &locations.history;
-        tracing::debug!(table = %schema.id, keys = changes.len(), files = l.files_scanned, rows = l.rows_scanned, elapsed_ms = started.elapsed().as_millis() as u64, "history keys located");
+        let l = &history_of_others;
+        tracing::debug!(table = %schema.id, keys = others.len(), files = l.files_scanned, rows = l.rows_scanned, elapsed_ms = started.elapsed().as_millis() as u64, "history keys of deleted rows located");
     }
     for (i, c) in changes.iter().enumerate() {
         let live = locations.silver.is_live(i);
-        let open_in_history = locations.history.has_null(i);
+        let open_in_history = history_of_others.has_null(i);
         let position = if live {
             silver_positions.remove(&i)
         } else {
@@ -1404,7 +1411,7 @@ async fn applied_positions(
             );
         }
     }
-    locations.history.retain_null();
+    locations.keys = Some(keys);
     Ok((applied, locations))
 }
 
@@ -1415,7 +1422,16 @@ fn df_err(id: &TableId, e: impl std::fmt::Display) -> LakeError {
     }
 }
 
-/// What silver (or history: its open versions) holds of a batch's keys.
+/// What the history step knows of a batch's keys.
+struct HistoryKeys<'a> {
+    applied: &'a Applied,
+    /// The batch's distinct keys as typed key columns (when a table existed to look them up).
+    keys: Option<&'a RecordBatch>,
+    /// Key text → the key's row in `keys`.
+    index: &'a HashMap<String, usize>,
+}
+
+/// What silver holds of a batch's keys.
 struct SilverKeys<'a> {
     applied: &'a Applied,
     located: &'a Located,
@@ -1529,7 +1545,7 @@ async fn write_history(
     layer: &mut Layer,
     schema: &TableSchema,
     changes: &[&LakeChange],
-    keys: SilverKeys<'_>,
+    keys: HistoryKeys<'_>,
     state: LayerState,
     settings: &LakeSettings,
 ) -> Result<(), LakeError> {
@@ -1634,9 +1650,18 @@ async fn write_history(
         layer.add_missing_columns(schema, &batch.schema()).await?;
         let table = layer.existing().expect("exists");
         let target = layer.arrow_schema().expect("exists");
+        let closing: Vec<usize> = ends.keys().copied().collect();
+        // The open versions (no end) of the keys to close.
+        let mut open = match keys.keys {
+            Some(all) => {
+                deletion::locate_subset(table, &layer.path, all, &closing, Some("__end_at")).await?
+            }
+            None => Located::default(),
+        };
+        open.retain_null();
         let mut parts = vec![conform(&batch, &target, &schema.id)?];
         for (open, key_of_row) in
-            deletion::read_located(table, &layer.path, keys.located, ends.keys().copied()).await?
+            deletion::read_located(table, &layer.path, &open, closing.iter().copied()).await?
         {
             let mut closed = conform(&open, &target, &schema.id)?;
             let end_of = |i: usize| ends[&key_of_row[i]];
@@ -1662,9 +1687,8 @@ async fn write_history(
         }
         let batch = deltalake::arrow::compute::concat_batches(&target, &parts)
             .map_err(|e| df_err(&schema.id, e))?;
-        let closing: Vec<usize> = ends.keys().copied().collect();
         return layer
-            .upsert_by_deletion(schema, batch, keys.located, closing, state)
+            .upsert_by_deletion(schema, batch, &open, closing, state)
             .await;
     }
     fields.push(Field::new("__close", DataType::Boolean, false));

@@ -869,3 +869,63 @@ fn remove_of(add: &Add) -> deltalake::kernel::Remove {
         default_row_commit_version: add.default_row_commit_version,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deltalake::logstore::object_store::memory::InMemory;
+
+    #[test]
+    fn holds_any_finds_a_key_inside_the_bounds_only() {
+        let sorted = [3, 10, 20];
+        assert!(holds_any(&sorted, 10, 10));
+        assert!(holds_any(&sorted, 4, 15));
+        assert!(!holds_any(&sorted, 4, 9));
+        assert!(!holds_any(&sorted, 21, 30));
+        assert!(!holds_any(&[], 0, 100));
+    }
+
+    #[tokio::test]
+    async fn deletion_vectors_written_by_the_kernel_read_back_exactly() {
+        let store = InMemory::new();
+        let uuid = uuid::Uuid::new_v4();
+        let mut buffer = Vec::new();
+        let mut writer = StreamingDeletionVectorWriter::new(&mut buffer);
+        let mut written = Vec::new();
+        for rows in [vec![0u64, 5, 1 << 33], vec![7u64]] {
+            let mut dv = KernelDeletionVector::new();
+            dv.add_deleted_row_indexes(rows.iter().copied());
+            written.push((rows, writer.write_deletion_vector(dv).unwrap()));
+        }
+        writer.finalize().unwrap();
+        let path = Path::from(format!("deletion_vector_{uuid}.bin"));
+        store.put(&path, PutPayload::from(buffer)).await.unwrap();
+        for (rows, result) in written {
+            let descriptor = DeletionVectorDescriptor {
+                storage_type: StorageType::UuidRelativePath,
+                path_or_inline_dv: z85::encode(uuid.as_bytes()),
+                offset: Some(result.offset),
+                size_in_bytes: result.size_in_bytes,
+                cardinality: result.cardinality,
+            };
+            let read = read_deletion_vector(&store, &descriptor).await.unwrap();
+            assert_eq!(read.iter().collect::<Vec<_>>(), rows);
+        }
+        // Inline: the magic number and the bitmap, z85 in the log.
+        let bitmap: RoaringTreemap = [2u64, 4].into_iter().collect();
+        let mut bytes = 1681511377u32.to_le_bytes().to_vec();
+        bitmap.serialize_into(&mut bytes).unwrap();
+        while bytes.len() % 4 != 0 {
+            bytes.push(0);
+        }
+        let inline = DeletionVectorDescriptor {
+            storage_type: StorageType::Inline,
+            path_or_inline_dv: z85::encode(&bytes),
+            offset: None,
+            size_in_bytes: bytes.len() as i32,
+            cardinality: 2,
+        };
+        let read = read_deletion_vector(&store, &inline).await.unwrap();
+        assert_eq!(read.iter().collect::<Vec<_>>(), [2, 4]);
+    }
+}

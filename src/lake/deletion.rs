@@ -129,26 +129,11 @@ impl Located {
                 per_file.entry(m.file).or_default().push((m.row, k));
             }
         }
-        let store = table.object_store();
         let mut out: HashMap<usize, String> = HashMap::new();
-        for (file, mut rows) in per_file {
-            rows.sort_unstable();
-            let data = &self.files[file];
-            let path = Path::from(data.add.path.as_str());
-            let row_numbers: Vec<u64> = rows.iter().map(|r| r.0).collect();
-            let batch = read_rows(
-                store.clone(),
-                &path,
-                data.add.size as u64,
-                Some(column),
-                &row_numbers,
-                data.num_records,
-            )
-            .await
-            .map_err(|e| storage_err(name, format!("{path}: {e}")))?;
-            for ((_, k), value) in rows.iter().zip(text_values(&batch, column)) {
+        for (batch, keys) in read_files(table, name, &self.files, per_file, Some(column)).await? {
+            for (k, value) in keys.into_iter().zip(text_values(&batch, column)) {
                 if let Some(v) = value {
-                    let e = out.entry(*k).or_default();
+                    let e = out.entry(k).or_default();
                     if v > *e {
                         *e = v;
                     }
@@ -662,46 +647,116 @@ impl Probe {
     }
 }
 
-/// Rows `rows` (ascending, distinct) of one parquet file: `column`, or every column.
+/// Rows `rows` (ascending, distinct) of one parquet file: `column`, or every column. Scattered
+/// rows touch most pages anyway; then the file is read whole, which costs a third per row of
+/// picking pages, and only the wanted rows are kept batch by batch.
 async fn read_rows(
     store: Arc<dyn ObjectStore>,
-    path: &Path,
+    path: Path,
     size: u64,
-    column: Option<&str>,
-    rows: &[u64],
+    column: Option<String>,
+    rows: Vec<u64>,
     num_records: u64,
 ) -> Result<RecordBatch, String> {
-    let reader = ParquetObjectReader::new(store, path.clone()).with_file_size(size);
+    let reader = ParquetObjectReader::new(store, path).with_file_size(size);
     let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
     let builder = ParquetRecordBatchStreamBuilder::new_with_options(reader, options)
         .await
         .map_err(|e| e.to_string())?;
-    let mask = match column {
-        Some(c) => ProjectionMask::columns(builder.parquet_schema(), [c]),
+    let mask = match &column {
+        Some(c) => ProjectionMask::columns(builder.parquet_schema(), [c.as_str()]),
         None => ProjectionMask::all(),
     };
-    let mut ranges: Vec<Range<usize>> = Vec::new();
-    for &r in rows {
-        let r = r as usize;
+    let mut ranges: Vec<Range<u64>> = Vec::new();
+    for &r in &rows {
         match ranges.last_mut() {
             Some(last) if last.end == r => last.end += 1,
             _ => ranges.push(r..r + 1),
         }
     }
-    let selection = RowSelection::from_consecutive_ranges(ranges.into_iter(), num_records as usize);
+    if rows.len() as u64 * KEYED_PAGE_ROWS as u64 * 4 > num_records {
+        ranges = whole(num_records);
+    }
+    let selection = RowSelection::from_consecutive_ranges(
+        ranges.iter().map(|r| r.start as usize..r.end as usize),
+        num_records as usize,
+    );
     let schema = Arc::clone(builder.schema());
-    let stream = builder
+    let mut stream = builder
         .with_projection(mask)
         .with_row_selection(selection)
         .with_batch_size(SCAN_BATCH_ROWS)
         .build()
         .map_err(|e| e.to_string())?;
-    let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(|e| e.to_string())?;
-    match batches.first() {
-        Some(first) => deltalake::arrow::compute::concat_batches(&first.schema(), &batches)
+    let mut row_numbers = ranges.iter().flat_map(|r| r.clone());
+    let mut wanted = rows.iter().peekable();
+    let mut picked = Vec::new();
+    while let Some(batch) = stream.try_next().await.map_err(|e| e.to_string())? {
+        let mut indices = Vec::new();
+        for (i, row) in row_numbers.by_ref().take(batch.num_rows()).enumerate() {
+            if wanted.next_if_eq(&&row).is_some() {
+                indices.push(i as u32);
+            }
+        }
+        if !indices.is_empty() {
+            let indices = deltalake::arrow::array::UInt32Array::from(indices);
+            picked.push(
+                deltalake::arrow::compute::take_record_batch(&batch, &indices)
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+    }
+    match picked.first() {
+        Some(first) => deltalake::arrow::compute::concat_batches(&first.schema(), &picked)
             .map_err(|e| e.to_string()),
         None => Ok(RecordBatch::new_empty(schema)),
     }
+}
+
+/// Reads the rows `per_file` names (file → (row, key) pairs), files in parallel; returns each
+/// file's rows in row order with their keys.
+async fn read_files(
+    table: &DeltaTable,
+    name: &str,
+    files: &[DataFile],
+    per_file: HashMap<usize, Vec<(u64, usize)>>,
+    column: Option<&str>,
+) -> Result<Vec<(RecordBatch, Vec<usize>)>, LakeError> {
+    let store = table.object_store();
+    let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut pending = per_file.into_iter();
+    let mut out = Vec::new();
+    loop {
+        while tasks.len() < parallel {
+            let Some((file, mut rows)) = pending.next() else {
+                break;
+            };
+            rows.sort_unstable();
+            let data = &files[file];
+            let path = Path::from(data.add.path.as_str());
+            let read = read_rows(
+                Arc::clone(&store),
+                path.clone(),
+                data.add.size as u64,
+                column.map(str::to_string),
+                rows.iter().map(|r| r.0).collect(),
+                data.num_records,
+            );
+            tasks.spawn(async move {
+                let batch = read.await.map_err(|e| format!("{path}: {e}"))?;
+                Ok::<_, String>((batch, rows.into_iter().map(|r| r.1).collect::<Vec<_>>()))
+            });
+        }
+        let Some(done) = tasks.join_next().await else {
+            break;
+        };
+        out.push(
+            done.map_err(|e| storage_err(name, e))?
+                .map_err(|e| storage_err(name, e))?,
+        );
+    }
+    Ok(out)
 }
 
 /// Every column of the live rows of `keys`, one batch per file (files written before a column
@@ -718,26 +773,7 @@ pub async fn read_located(
             per_file.entry(m.file).or_default().push((m.row, k));
         }
     }
-    let store = table.object_store();
-    let mut out = Vec::new();
-    for (file, mut rows) in per_file {
-        rows.sort_unstable();
-        let data = &located.files[file];
-        let path = Path::from(data.add.path.as_str());
-        let row_numbers: Vec<u64> = rows.iter().map(|r| r.0).collect();
-        let batch = read_rows(
-            store.clone(),
-            &path,
-            data.add.size as u64,
-            None,
-            &row_numbers,
-            data.num_records,
-        )
-        .await
-        .map_err(|e| storage_err(name, format!("{path}: {e}")))?;
-        out.push((batch, rows.into_iter().map(|r| r.1).collect()));
-    }
-    Ok(out)
+    read_files(table, name, &located.files, per_file, None).await
 }
 
 /// The rows a deletion vector removes (storage types `u`, `i` and `p` under the table root).

@@ -549,10 +549,11 @@ fn lake_writer(
     ))
 }
 
-/// A runtime whose workers serve the stop signal while the main thread blocks on Kafka.
+/// A runtime whose workers serve the stop signal while the main thread blocks on Kafka, and
+/// scan a table's files in parallel (one worker per core).
 fn sink_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+        .worker_threads(std::thread::available_parallelism().map_or(1, |n| n.get()))
         .enable_all()
         .build()
         .context("starting the async runtime")

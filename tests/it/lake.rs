@@ -13,10 +13,10 @@ use crate::mariadb::MariaDb;
 /// Runs `sql` (over table `t`) against the Delta table at `url`; every value cast to text,
 /// NULL as `NULL`, columns joined with `|`.
 pub fn lake_query(url: &str, options: &[(&str, &str)], sql: &str) -> Vec<String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    // One runtime for every query: delta-rs keeps HTTP clients (and their pooled connections)
+    // across tables, and a connection made on a runtime that is gone fails the next request.
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    let runtime = RUNTIME.get_or_init(|| tokio::runtime::Runtime::new().unwrap());
     runtime.block_on(async {
         deltalake::azure::register_handlers(None);
         let url = url::Url::parse(url).unwrap();

@@ -798,7 +798,23 @@ async fn stop_signal() {
     }
 }
 
+/// glibc gives every thread that allocates its own malloc arena, and arenas keep freed memory:
+/// with a worker per core scanning and decoding parquet, the sink's peak RSS grew by half
+/// (752 MB against 482 MB on the 10M-row lake benchmark, same speed). Two arenas, unless the
+/// user set `MALLOC_ARENA_MAX` themselves.
+fn cap_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets an allocator parameter; called before any other thread
+        // exists.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    cap_malloc_arenas();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match run(cli) {

@@ -136,6 +136,8 @@ fn qualified(alias: &str, name: &str) -> Expr {
 /// One Delta table and what it holds.
 struct Layer {
     path: String,
+    /// Silver: its files' sorted integer keys, kept between batches.
+    key_cache: Arc<deletion::KeyCache>,
     /// Always present between operations (taken while one runs); the table may not exist
     /// yet, see [`Layer::exists`].
     table: Option<DeltaTable>,
@@ -156,6 +158,7 @@ impl Layer {
         };
         Ok(Layer {
             path,
+            key_cache: Default::default(),
             table: Some(table),
             state,
             commits: 0,
@@ -1360,7 +1363,14 @@ async fn applied_positions(
     let mut silver_positions = HashMap::new();
     if let Some(silver) = layers.silver.existing() {
         let started = Instant::now();
-        locations.silver = deletion::locate(silver, &layers.silver.path, &keys, None).await?;
+        locations.silver = deletion::locate(
+            silver,
+            &layers.silver.path,
+            &keys,
+            None,
+            Some(&layers.silver.key_cache),
+        )
+        .await?;
         silver_positions = locations
             .silver
             .max_values(silver, &layers.silver.path, "_cdc_position", floor)

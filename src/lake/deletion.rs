@@ -397,25 +397,13 @@ pub async fn locate(
         probe_column: probe_column.map(str::to_string),
         cache,
     });
-    let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut pending = candidates.into_iter();
-    let mut results: Vec<FileMatches> = Vec::new();
-    loop {
-        while tasks.len() < parallel {
-            let Some(candidate) = pending.next() else {
-                break;
-            };
-            tasks.spawn(scan_file(Arc::clone(&context), candidate));
-        }
-        let Some(done) = tasks.join_next().await else {
-            break;
-        };
-        let found = done.map_err(|e| storage_err(name, e))??;
-        if let Some(found) = found {
-            results.push(found);
-        }
-    }
+    let mut results: Vec<FileMatches> = on_every_core(name, candidates, |candidate| {
+        scan_file(Arc::clone(&context), candidate)
+    })
+    .await?
+    .into_iter()
+    .flatten()
+    .collect();
     // Files in path order, so that a lookup does not depend on which scan finished first.
     results.sort_by(|a, b| a.file.add.path.cmp(&b.file.add.path));
     for found in results {
@@ -867,38 +855,48 @@ async fn read_files(
     column: Option<&str>,
 ) -> Result<Vec<(RecordBatch, Vec<usize>)>, LakeError> {
     let store = table.object_store();
-    let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut pending = per_file.into_iter();
-    let mut out = Vec::new();
-    loop {
-        while tasks.len() < parallel {
-            let Some((file, mut rows)) = pending.next() else {
-                break;
-            };
-            rows.sort_unstable();
-            let data = &files[file];
-            let path = Path::from(data.add.path.as_str());
-            let read = read_rows(
-                Arc::clone(&store),
-                path.clone(),
-                data.add.size as u64,
-                column.map(str::to_string),
-                rows.iter().map(|r| r.0).collect(),
-                data.num_records,
-            );
-            tasks.spawn(async move {
-                let batch = read.await.map_err(|e| format!("{path}: {e}"))?;
-                Ok::<_, String>((batch, rows.into_iter().map(|r| r.1).collect::<Vec<_>>()))
-            });
-        }
-        let Some(done) = tasks.join_next().await else {
-            break;
-        };
-        out.push(
-            done.map_err(|e| storage_err(name, e))?
-                .map_err(|e| storage_err(name, e))?,
+    let table_name = name.to_string();
+    on_every_core(name, per_file, |(file, mut rows)| {
+        rows.sort_unstable();
+        let data = &files[file];
+        let path = Path::from(data.add.path.as_str());
+        let read = read_rows(
+            Arc::clone(&store),
+            path.clone(),
+            data.add.size as u64,
+            column.map(str::to_string),
+            rows.iter().map(|r| r.0).collect(),
+            data.num_records,
         );
+        let table_name = table_name.clone();
+        async move {
+            let batch = read
+                .await
+                .map_err(|e| storage_err(&table_name, format!("{path}: {e}")))?;
+            Ok((batch, rows.into_iter().map(|r| r.1).collect()))
+        }
+    })
+    .await
+}
+
+/// Runs the task `work` makes of each item, as many at a time as there are cores, and gathers
+/// their results (in the order they finish).
+async fn on_every_core<I, F, T, R>(name: &str, items: I, work: F) -> Result<Vec<R>, LakeError>
+where
+    I: IntoIterator,
+    F: FnMut(I::Item) -> T,
+    T: std::future::Future<Output = Result<R, LakeError>> + Send + 'static,
+    R: Send + 'static,
+{
+    use futures_util::StreamExt;
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut tasks = futures_util::stream::iter(items)
+        .map(work)
+        .map(tokio::spawn)
+        .buffer_unordered(cores);
+    let mut out = Vec::new();
+    while let Some(done) = tasks.next().await {
+        out.push(done.map_err(|e| storage_err(name, e))??);
     }
     Ok(out)
 }

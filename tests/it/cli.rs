@@ -30,18 +30,13 @@ fn replay_prints_ndjson_on_stdout_and_logs_on_stderr() {
 
 #[test]
 fn replay_of_several_files_and_a_schema() {
-    let out = binlake()
-        .arg("replay")
-        .arg("--schema")
-        .arg(fixture("schemas/noria.sql"))
-        .arg(fixture("binlogs/mysql-8/minimal_row_metadata.000001"))
-        .arg(fixture("binlogs/mariadb/mariadb-10.11-gtid.000001"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = crate::run_ok(
+        binlake()
+            .arg("replay")
+            .arg("--schema")
+            .arg(fixture("schemas/noria.sql"))
+            .arg(fixture("binlogs/mysql-8/minimal_row_metadata.000001"))
+            .arg(fixture("binlogs/mariadb/mariadb-10.11-gtid.000001")),
     );
     let stdout = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<serde_json::Value> = stdout

@@ -89,24 +89,10 @@ refresh = "1h"
 /// columns.
 fn run_workload(db: &MariaDb, config: &Path, secs: u64) {
     let generate = |secs: u64| {
-        let (code, stderr) = {
-            let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
-                .args([
-                    "generate",
-                    "--rate",
-                    "300",
-                    "--duration",
-                    &secs.to_string(),
-                    "--config",
-                ])
-                .arg(config)
-                .output()
-                .unwrap();
-            (
-                out.status.code(),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            )
-        };
+        let (code, stderr) = crate::lake::binlake(
+            &["generate", "--rate", "300", "--duration", &secs.to_string()],
+            config,
+        );
         assert_eq!(code, Some(0), "generate: {stderr}");
     };
     generate(secs / 2);
@@ -165,15 +151,10 @@ fn lake_select(cols: &[(String, String)]) -> String {
 
 /// Row changes per table in the server's binlogs, read back with `binlake replay`.
 fn binlog_changes(db: &MariaDb) -> BTreeMap<String, (usize, usize)> {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
-        .arg("replay")
-        .args(db.binlogs())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = crate::run_ok(
+        std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
+            .arg("replay")
+            .args(db.binlogs()),
     );
     let mut counts: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for line in String::from_utf8(out.stdout).unwrap().lines() {

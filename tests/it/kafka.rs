@@ -97,15 +97,7 @@ pub fn one_partition(b: &Broker, topic: &str) {
 }
 
 fn run_source(config: &std::path::Path) -> (Option<i32>, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
-        .args(["source", "--exit-when-caught-up", "--config"])
-        .arg(config)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    crate::lake::binlake(&["source", "--exit-when-caught-up"], config)
 }
 
 /// Runs `binlake source --exit-when-caught-up` into Kafka for the tables `include` matches.

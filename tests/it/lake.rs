@@ -638,16 +638,11 @@ sys.stdout.flush()
 import os
 os._exit(0)
 "#;
-        let out = std::process::Command::new(&python)
-            .args(["-c", script])
-            .arg(&lake)
-            .arg(reader)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{mode}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = crate::run_ok(
+            std::process::Command::new(&python)
+                .args(["-c", script])
+                .arg(&lake)
+                .arg(reader),
         );
         let (features, python_rows): (Vec<String>, Vec<String>) = String::from_utf8(out.stdout)
             .unwrap()

@@ -45,24 +45,19 @@ refresh = "on_commit"
     );
     let path = dir.join("pipeline.toml");
     std::fs::write(&path, config).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
-        .args([
-            "generate",
-            "--scenario",
-            scenario,
-            "--rate",
-            "300",
-            "--duration",
-            "4",
-            "--config",
-        ])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    crate::run_ok(
+        std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
+            .args([
+                "generate",
+                "--scenario",
+                scenario,
+                "--rate",
+                "300",
+                "--duration",
+                "4",
+                "--config",
+            ])
+            .arg(&path),
     );
     let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &path);
     assert_eq!(code, Some(0), "{stderr}");

@@ -88,24 +88,19 @@ listen = "127.0.0.1:{port}"
             .spawn()
             .unwrap(),
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
-        .args([
-            "generate",
-            "--scenario",
-            "purchases",
-            "--rate",
-            "200",
-            "--duration",
-            "5",
-            "--config",
-        ])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    crate::run_ok(
+        std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
+            .args([
+                "generate",
+                "--scenario",
+                "purchases",
+                "--rate",
+                "200",
+                "--duration",
+                "5",
+                "--config",
+            ])
+            .arg(&config),
     );
     // Until the page has the table and gold rows (bounded).
     let started = Instant::now();

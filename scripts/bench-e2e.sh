@@ -8,30 +8,9 @@
 #  2. freshness: a writer commits 5,000 rows/s for 30 s (each row stamped with its commit time
 #     in ms) while `binlake run` captures; `binlake bench freshness` polls silver every 100 ms
 #     for the age of the newest visible row: p50/p99.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/binlake/target}
-cargo build --release --quiet
-bin="$CARGO_TARGET_DIR/release/binlake"
-dir=$(mktemp -d)
-port=${PORT:-13395}
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  scripts/mariadb.sh stop "$dir/db"
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-scripts/mariadb.sh start "$dir/db" "$port" --max-binlog-size=1G
+. scripts/bench-common.sh 13395
 
-if [ -n "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
-  bootstrap=$KAFKA_BOOTSTRAP_SERVERS
-else
-  "$bin" bench mock-kafka > "$dir/mock.addr" 2>/dev/null &
-  pids+=($!)
-  for _ in $(seq 1 100); do [ -s "$dir/mock.addr" ] && break; sleep 0.1; done
-  bootstrap=$(cat "$dir/mock.addr")
-fi
+start_kafka
 
 config() { # name prefix lake max_latency_ms
   cat > "$dir/$1.toml" <<TOML
@@ -75,23 +54,7 @@ config b "benchB$$" "$dir/lakeB" 1000
 timed "source -> Kafka -> lake (run, both at once)" "$bin" run --config "$dir/b.toml" --exit-when-caught-up
 
 echo "== 2. freshness at 5,000 row changes/s for 30 s"
-scripts/mariadb.sh sql "$dir/db" <<'SQL'
-USE binlake_bench;
-CREATE TABLE lat (id INT AUTO_INCREMENT PRIMARY KEY, created_ms BIGINT NOT NULL);
-DELIMITER //
-CREATE PROCEDURE steady()
-BEGIN
-  DECLARE i INT DEFAULT 0;
-  WHILE i < 3000 DO
-    START TRANSACTION;
-    INSERT INTO lat (created_ms) SELECT ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) FROM seq_1_to_50;
-    COMMIT;
-    DO SLEEP(0.01);
-    SET i = i + 1;
-  END WHILE;
-END //
-DELIMITER ;
-SQL
+create_steady_writer
 config c "benchC$$" "$dir/lakeC" "${MAX_LATENCY_MS:-500}"
 # Start from the current end of the binlog: only the steady writer's rows flow.
 "$bin" run --config "$dir/b.toml" --exit-when-caught-up 2>/dev/null
@@ -101,7 +64,7 @@ pids+=($!)
 scripts/mariadb.sh sql "$dir/db" -e "INSERT INTO binlake_bench.lat (created_ms) VALUES (ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000))"
 sleep 5
 start=$(date +%s.%N)
-scripts/mariadb.sh sql "$dir/db" -e "USE binlake_bench; CALL steady()" &
+scripts/mariadb.sh sql "$dir/db" -e "USE binlake_bench; CALL steady(3000)" &
 writer_pid=$!
 # Past the first commits, so the warm-up row's age is not sampled.
 sleep 3

@@ -5,21 +5,7 @@
 #  2. freshness from a MySQL commit to the gold row that reflects it: a writer commits 5,000
 #     rows/s for 30 s, each stamped with its commit time in ms; a model reads their newest
 #     stamp, refreshed on commit; `binlake bench freshness --table gold.<model>` polls it.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/binlake/target}
-cargo build --release --quiet
-bin="$CARGO_TARGET_DIR/release/binlake"
-dir=$(mktemp -d)
-port=${PORT:-13396}
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  scripts/mariadb.sh stop "$dir/db"
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-scripts/mariadb.sh start "$dir/db" "$port" --max-binlog-size=1G
+. scripts/bench-common.sh 13396
 scripts/mariadb.sh sql "$dir/db" < sql/online_store.sql
 scripts/mariadb.sh sql "$dir/db" <<'SQL'
 USE online_store;
@@ -70,29 +56,14 @@ echo "   loading silver (2.6M row changes, embedded): $(awk "BEGIN{printf \"%.1f
 "$bin" gold refresh --config "$dir/load.toml" | sed 's/^/   /'
 
 echo "== 2. freshness from commit to gold at 5,000 row changes/s (refresh on commit)"
-scripts/mariadb.sh sql "$dir/db" <<'SQL'
-USE binlake_bench;
-DELIMITER //
-CREATE PROCEDURE steady()
-BEGIN
-  DECLARE i INT DEFAULT 0;
-  WHILE i < 3000 DO
-    START TRANSACTION;
-    INSERT INTO lat (created_ms) SELECT ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) FROM seq_1_to_50;
-    COMMIT;
-    DO SLEEP(0.01);
-    SET i = i + 1;
-  END WHILE;
-END //
-DELIMITER ;
-SQL
+create_steady_writer
 config fresh "$dir/fresh" on_commit
 "$bin" run --config "$dir/fresh.toml" 2> "$dir/fresh.log" &
 pids+=($!)
 scripts/mariadb.sh sql "$dir/db" -e "INSERT INTO binlake_bench.lat (created_ms) VALUES (ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000))"
 sleep 5
 start=$(date +%s.%N)
-scripts/mariadb.sh sql "$dir/db" -e "USE binlake_bench; CALL steady()" &
+scripts/mariadb.sh sql "$dir/db" -e "USE binlake_bench; CALL steady(3000)" &
 writer=$!
 sleep 3
 "$bin" bench freshness --config "$dir/fresh.toml" --table gold.newest --column newest --duration 25 | sed 's/^/   /'

@@ -6,32 +6,9 @@
 #  2. latency: a writer commits 5,000 rows/s for 10 s, each row stamped with its commit time
 #     in ms; the consumer reports commit-to-consumer latency p50/p99 while capture runs.
 # The sink (Kafka -> lake) is not built yet: the consumer stands in for it.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/binlake/target}
-cargo build --release --quiet
-bin="$CARGO_TARGET_DIR/release/binlake"
-dir=$(mktemp -d)
-port=${PORT:-13394}
-mock_pid=""
-source_pid=""
-cleanup() {
-  [ -n "$source_pid" ] && kill "$source_pid" 2>/dev/null || true
-  [ -n "$mock_pid" ] && kill "$mock_pid" 2>/dev/null || true
-  scripts/mariadb.sh stop "$dir/db"
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-scripts/mariadb.sh start "$dir/db" "$port" --max-binlog-size=1G
+. scripts/bench-common.sh 13394
 
-if [ -n "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
-  bootstrap=$KAFKA_BOOTSTRAP_SERVERS
-else
-  "$bin" bench mock-kafka > "$dir/mock.addr" 2>/dev/null &
-  mock_pid=$!
-  for _ in $(seq 1 100); do [ -s "$dir/mock.addr" ] && break; sleep 0.1; done
-  bootstrap=$(cat "$dir/mock.addr")
-fi
+start_kafka
 prefix="bench$$"
 cat > "$dir/source.toml" <<TOML
 [source]
@@ -56,25 +33,10 @@ secs=$(grep wall "$dir/source.log" | awk '{print $2}')
 echo "   source -> Kafka: $(awk "BEGIN{printf \"%d\", 1300000/$secs}") row changes/s, every message acknowledged"
 
 echo "== 2. latency: 5,000 rows/s for 10 s while capture runs"
-scripts/mariadb.sh sql "$dir/db" <<'SQL'
-USE binlake_bench;
-CREATE TABLE lat (id INT AUTO_INCREMENT PRIMARY KEY, created_ms BIGINT NOT NULL);
-DELIMITER //
-CREATE PROCEDURE steady()
-BEGIN
-  DECLARE i INT DEFAULT 0;
-  WHILE i < 1000 DO
-    START TRANSACTION;
-    INSERT INTO lat (created_ms) SELECT ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) FROM seq_1_to_50;
-    COMMIT;
-    DO SLEEP(0.01);
-    SET i = i + 1;
-  END WHILE;
-END //
-DELIMITER ;
-SQL
+create_steady_writer
 "$bin" source --config "$dir/source.toml" 2> "$dir/source2.log" &
 source_pid=$!
+pids+=("$source_pid")
 # One warm-up row, so the topic exists and the consumer has joined before the clock starts.
 scripts/mariadb.sh sql "$dir/db" -e "INSERT INTO binlake_bench.lat (created_ms) VALUES (ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000))"
 sleep 2
@@ -82,7 +44,7 @@ sleep 2
 consumer_pid=$!
 sleep 4
 start=$(date +%s.%N)
-scripts/mariadb.sh sql "$dir/db" -e "USE binlake_bench; CALL steady()"
+scripts/mariadb.sh sql "$dir/db" -e "USE binlake_bench; CALL steady(1000)"
 end=$(date +%s.%N)
 echo "   writer: 50,000 rows in $(awk "BEGIN{printf \"%.1f\", $end-$start}") s"
 wait "$consumer_pid"

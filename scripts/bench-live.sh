@@ -5,15 +5,7 @@
 #     200k updates, 100k deletes) read live from the server, with peak RSS: the 1M-row
 #     transaction is in this stream. It runs first, so the binlog holds only this workload.
 # Output goes to /dev/null through the ndjson transport; the JSON is fully produced.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/binlake/target}
-cargo build --release --quiet
-bin="$CARGO_TARGET_DIR/release/binlake"
-dir=$(mktemp -d)
-port=${PORT:-13397}
-trap 'scripts/mariadb.sh stop "$dir/db"; rm -rf "$dir"' EXIT
-scripts/mariadb.sh start "$dir/db" "$port" --max-binlog-size=1G
+. scripts/bench-common.sh 13397
 
 config() { # snapshot mode, include
   cat > "$dir/$1.toml" <<TOML

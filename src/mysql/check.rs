@@ -5,8 +5,9 @@
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
-use super::stream::{LiveSource, SourceError};
-use crate::config::SourceConfig;
+use super::config::SourceConfig;
+use super::server::Server;
+use super::SourceError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Verdict {
@@ -65,7 +66,7 @@ async fn variable(conn: &mut Conn, name: &str) -> Option<String> {
 
 /// Runs every check; the connection error itself is the only failure returned as `Err`.
 pub async fn check(config: &SourceConfig) -> Result<Vec<Finding>, SourceError> {
-    let source = LiveSource::new(config.clone())?;
+    let source = Server::new(config)?;
     let mut conn = source.connect().await?;
     let info = source.server_info(&mut conn).await?;
     let mut out = vec![Finding::ok("server", info.version.clone())];
@@ -211,7 +212,7 @@ pub async fn check(config: &SourceConfig) -> Result<Vec<Finding>, SourceError> {
     if !has("SELECT") {
         missing.push("SELECT");
     }
-    if !info.is_mariadb && !has("RELOAD") && config.snapshot != crate::config::SnapshotMode::Never {
+    if !info.is_mariadb && !has("RELOAD") && config.snapshot != super::config::SnapshotMode::Never {
         // MySQL has no lock-free consistent snapshot position; the fallback takes a brief
         // FLUSH TABLES WITH READ LOCK per chunk.
         missing.push("RELOAD");
@@ -237,7 +238,7 @@ pub async fn check(config: &SourceConfig) -> Result<Vec<Finding>, SourceError> {
 
 /// `'user'@'%'` for GRANT hints.
 fn grant_target(config: &SourceConfig) -> String {
-    crate::config::SourceUrl::parse(&config.url)
+    super::config::SourceUrl::parse(&config.url)
         .map(|u| format!("'{}'@'%'", u.user))
         .unwrap_or_else(|_| "the binlake user".into())
 }

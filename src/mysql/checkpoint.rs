@@ -6,8 +6,10 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use mysql_async::Value as MyValue;
 use serde::{Deserialize, Serialize};
 
+use super::config::TableFilter;
 use super::schema::{DeclaredTable, SchemaTracker};
 use crate::event::TableId;
 
@@ -30,7 +32,7 @@ pub struct Checkpoint {
     pub snapshot_done: bool,
     /// The snapshot's progress while it runs (`file`/`pos` are then where streaming will start).
     #[serde(default)]
-    pub snapshot: Option<super::snapshot::SnapshotState>,
+    pub snapshot: Option<SnapshotState>,
     /// Milliseconds since the epoch when this checkpoint was written.
     pub written_at_ms: u64,
 }
@@ -38,6 +40,92 @@ pub struct Checkpoint {
 impl Checkpoint {
     pub fn schema_tracker(&self) -> SchemaTracker {
         SchemaTracker::from_entries(self.schema.clone())
+    }
+}
+
+/// A primary-key value as a checkpoint stores it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum KeyValue {
+    Null,
+    Int(i64),
+    UInt(u64),
+    Double(f64),
+    Bytes(Vec<u8>),
+    Date(u16, u8, u8, u8, u8, u8, u32),
+    Time(bool, u32, u8, u8, u8, u32),
+}
+
+impl From<&MyValue> for KeyValue {
+    fn from(v: &MyValue) -> Self {
+        match v {
+            MyValue::NULL => KeyValue::Null,
+            MyValue::Int(i) => KeyValue::Int(*i),
+            MyValue::UInt(u) => KeyValue::UInt(*u),
+            MyValue::Float(f) => KeyValue::Double(*f as f64),
+            MyValue::Double(f) => KeyValue::Double(*f),
+            MyValue::Bytes(b) => KeyValue::Bytes(b.clone()),
+            MyValue::Date(y, mo, d, h, mi, s, us) => KeyValue::Date(*y, *mo, *d, *h, *mi, *s, *us),
+            MyValue::Time(n, d, h, m, s, us) => KeyValue::Time(*n, *d, *h, *m, *s, *us),
+        }
+    }
+}
+
+impl From<&KeyValue> for MyValue {
+    fn from(v: &KeyValue) -> Self {
+        match v {
+            KeyValue::Null => MyValue::NULL,
+            KeyValue::Int(i) => MyValue::Int(*i),
+            KeyValue::UInt(u) => MyValue::UInt(*u),
+            KeyValue::Double(f) => MyValue::Double(*f),
+            KeyValue::Bytes(b) => MyValue::Bytes(b.clone()),
+            KeyValue::Date(y, mo, d, h, mi, s, us) => MyValue::Date(*y, *mo, *d, *h, *mi, *s, *us),
+            KeyValue::Time(n, d, h, m, s, us) => MyValue::Time(*n, *d, *h, *m, *s, *us),
+        }
+    }
+}
+
+/// How far one table's snapshot got.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableProgress {
+    pub table: TableId,
+    pub done: bool,
+    pub rows: u64,
+    /// The primary key of the last row emitted; the next chunk starts after it.
+    pub last_key: Option<Vec<KeyValue>>,
+}
+
+/// A snapshot in progress, kept in the checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotState {
+    /// The position of the first chunk: streaming starts here once the snapshot is done.
+    pub start: Option<(String, u64)>,
+    /// MySQL: the executed GTID set at that position (empty on MariaDB, whose GTID state
+    /// comes from the stream).
+    #[serde(default)]
+    pub start_gtid: String,
+    pub tables: Vec<TableProgress>,
+}
+
+impl SnapshotState {
+    pub fn new(schema: &SchemaTracker, filter: &TableFilter) -> Self {
+        SnapshotState {
+            start: None,
+            start_gtid: String::new(),
+            tables: schema
+                .tables()
+                .filter(|(id, _)| filter.matches(&id.db, &id.table))
+                .map(|(id, _)| TableProgress {
+                    table: id.clone(),
+                    done: false,
+                    rows: 0,
+                    last_key: None,
+                })
+                .collect(),
+        }
+    }
+
+    pub fn done(&self) -> bool {
+        self.tables.iter().all(|t| t.done)
     }
 }
 

@@ -6,21 +6,27 @@ pub mod binlog_file;
 pub mod charset;
 pub mod check;
 pub mod checkpoint;
+pub mod config;
 pub mod cursor;
 pub mod decoder;
 pub mod events;
 pub mod gtid;
 pub mod jsonb;
+pub mod replication;
 pub mod rows;
 pub mod schema;
+pub mod server;
 pub mod snapshot;
-pub mod stream;
 pub mod table_map;
 
 use thiserror::Error;
 
 pub use binlog_file::{BinlogFileReader, EventHeader};
 pub use decoder::BinlogDecoder;
+
+use crate::event::ChangeEvent;
+use checkpoint::CheckpointError;
+use decoder::Commit;
 
 /// A malformed piece of an event: what was wrong, without the file or event it was in; the
 /// caller that knows those wraps it into a [`BinlogError`].
@@ -78,4 +84,46 @@ pub enum BinlogError {
     },
     #[error("schema file {file}: {reason}")]
     Schema { file: String, reason: String },
+}
+
+/// Where change events go: an output that can make what it received durable.
+pub trait SourceOutput {
+    fn change(&mut self, event: &ChangeEvent<'_>) -> Result<(), String>;
+    /// A transaction committed; its changes came before.
+    fn commit(&mut self, _commit: &Commit) -> Result<(), String> {
+        Ok(())
+    }
+    /// The server's heartbeat while the binlog is idle, with the position it reports.
+    fn heartbeat(&mut self, _file: &str, _pos: u64) -> Result<(), String> {
+        Ok(())
+    }
+    /// Makes every change received so far durable (flushed and synced, or acknowledged).
+    fn make_durable(&mut self) -> Result<(), String>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot connect to {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("{url}: {what}: {reason}")]
+    Server {
+        url: String,
+        what: String,
+        reason: String,
+    },
+    #[error("{url}: the binlog to resume from ({position}) is no longer on the server: {message}. The changes after the checkpoint are lost to binlog capture; recover with a new snapshot: move {checkpoint} away and start again with snapshot = \"initial\"")]
+    Purged {
+        url: String,
+        position: String,
+        message: String,
+        checkpoint: String,
+    },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Binlog(#[from] BinlogError),
+    #[error("output: {0}")]
+    Output(String),
 }

@@ -1,6 +1,40 @@
-//! Live capture: connects to MySQL/MariaDB as a replica (mysql_async), streams the binlog from
-//! the checkpoint through the decoder into an output, reconnects with backoff, and writes a
-//! checkpoint only after the output has made everything before it durable.
+//! Live capture: binlake connects to MySQL/MariaDB as a replica (mysql_async), streams the
+//! binlog from its checkpoint through the decoder into a [`SourceOutput`], and reconnects when
+//! the connection drops.
+//!
+//! # Progress tracking
+//! The unit of progress is the transaction. The position binlake tracks (`Resume`) is the
+//! event *after* the last COMMIT it decoded: a binlog file and offset, plus the GTID state
+//! there (MariaDB: the last `domain-server-seq` per domain; MySQL: the executed GTID set, begun
+//! from the file's PREVIOUS_GTIDS event and extended by every committed GTID). Changes of a
+//! transaction reach the output before its commit moves the position, so the position never
+//! runs ahead of what the output was given.
+//!
+//! # Checkpoints
+//! A checkpoint is written only after [`SourceOutput::make_durable`] returned: the output
+//! (Kafka acknowledged, the NDJSON file fsynced, the lake committed for `embedded`) holds every
+//! change before the position first. It is written between transactions, at most once per
+//! `checkpoint_interval` (1 s by default) while changes flow, and once more on every stop,
+//! clean or fatal, so a restart never skips a change and re-sends at most the last interval,
+//! which the lake skips by position. The checkpoint also carries the schema of every table as
+//! of its position: the events after it decode with the schema they were written under.
+//!
+//! # Resumption
+//! A restart reads the checkpoint and asks the server for the binlog from there: by file and
+//! offset (`resume_by = "position"`, the same server), or by GTID (`resume_by = "gtid"`:
+//! COM_BINLOG_DUMP_GTID with the executed set on MySQL, `@slave_connect_state` on MariaDB),
+//! which survives a failover to another server of the same replication topology. A first
+//! start without a checkpoint takes the snapshot (see [`super::snapshot`]) and streams from
+//! the position it recorded, or, with `snapshot = "never"`, from the oldest binlog left.
+//! A requested binlog or GTID range the server no longer has is error 1236: that is fatal and
+//! names the recovery, since the changes in between are lost to binlog capture.
+//!
+//! # Reconnects
+//! A dropped connection, a server restart or `read_timeout_secs` without any event (the server
+//! sends a heartbeat every `heartbeat_secs` while idle) ends one `stream_once`; the loop in
+//! [`LiveSource::run`] reconnects with exponential backoff (250 ms doubling to 30 s, reset once
+//! a commit gets through) and resumes from the last decoded commit, not from the checkpoint:
+//! nothing the output already has is decoded twice within one run.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,60 +42,21 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use mysql_async::prelude::Queryable;
-use mysql_async::{BinlogStreamRequest, Conn, Opts, OptsBuilder};
+use mysql_async::BinlogStreamRequest;
 
 use super::binlog_file::EventHeader;
-use super::checkpoint::{Checkpoint, CheckpointError, CheckpointStore, CHECKPOINT_VERSION};
+use super::checkpoint::{
+    Checkpoint, CheckpointError, CheckpointStore, SnapshotState, CHECKPOINT_VERSION,
+};
+use super::config::{ResumeBy, SnapshotMode, SourceConfig, TableFilter};
 use super::decoder::{BinlogDecoder, Commit, Ddl, DecodeSink};
 use super::events::{parse_rotate, HEARTBEAT, ROTATE, TRANSACTION_PAYLOAD};
 use super::gtid::GtidSet;
 use super::schema::SchemaTracker;
-use super::snapshot::{run_snapshot, SnapshotState, SnapshotTarget};
-use super::BinlogError;
-use crate::config::{ResumeBy, SnapshotMode, SourceConfig, SourceUrl, TableFilter};
+use super::server::{Server, ServerInfo};
+use super::snapshot::{run_snapshot, SnapshotTarget};
+use super::{BinlogError, SourceError, SourceOutput};
 use crate::event::{now_ms, ChangeEvent};
-
-/// Where change events go: an output that can make what it received durable.
-pub trait SourceOutput {
-    fn change(&mut self, event: &ChangeEvent<'_>) -> Result<(), String>;
-    /// A transaction committed; its changes came before.
-    fn commit(&mut self, _commit: &Commit) -> Result<(), String> {
-        Ok(())
-    }
-    /// The server's heartbeat while the binlog is idle, with the position it reports.
-    fn heartbeat(&mut self, _file: &str, _pos: u64) -> Result<(), String> {
-        Ok(())
-    }
-    /// Makes every change received so far durable (flushed and synced, or acknowledged).
-    fn make_durable(&mut self) -> Result<(), String>;
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SourceError {
-    #[error("cannot connect to {url}: {reason}")]
-    Connect { url: String, reason: String },
-    #[error("{url}: {what}: {reason}")]
-    Server {
-        url: String,
-        what: String,
-        reason: String,
-    },
-    #[error("{url}: the binlog to resume from ({position}) is no longer on the server: {message}. The changes after the checkpoint are lost to binlog capture; recover with a new snapshot: move {checkpoint} away and start again with snapshot = \"initial\"")]
-    Purged {
-        url: String,
-        position: String,
-        message: String,
-        checkpoint: String,
-    },
-    #[error("{0}")]
-    Unsupported(String),
-    #[error(transparent)]
-    Checkpoint(#[from] CheckpointError),
-    #[error(transparent)]
-    Binlog(#[from] BinlogError),
-    #[error("output: {0}")]
-    Output(String),
-}
 
 impl From<SinkError> for SourceError {
     fn from(e: SinkError) -> Self {
@@ -214,33 +209,23 @@ impl<O: SourceOutput> DecodeSink for Tracker<'_, O> {
     }
 }
 
-/// A connected source's view of the server.
-pub struct ServerInfo {
-    pub version: String,
-    pub is_mariadb: bool,
-}
-
-/// The live source: configuration, where it keeps checkpoints, and its filter.
+/// The live source: configuration, the server, where it keeps checkpoints, and its filter.
 pub struct LiveSource {
     config: SourceConfig,
-    url: SourceUrl,
-    /// The URL without the password, for messages.
-    display_url: String,
+    server: Server,
     filter: TableFilter,
     store: CheckpointStore,
 }
 
 impl LiveSource {
     pub fn new(config: SourceConfig) -> Result<Self, SourceError> {
-        let url = SourceUrl::parse(&config.url).map_err(SourceError::Unsupported)?;
-        let display_url = format!("mysql://{}@{}:{}", url.user, url.host, url.port);
+        let server = Server::new(&config)?;
         let filter =
             TableFilter::new(&config.include, &config.exclude).map_err(SourceError::Unsupported)?;
         let store = CheckpointStore::new(&config.checkpoint);
         Ok(LiveSource {
             config,
-            url,
-            display_url,
+            server,
             filter,
             store,
         })
@@ -250,138 +235,8 @@ impl LiveSource {
         &self.store
     }
 
-    fn opts(&self) -> Opts {
-        let password = self
-            .config
-            .password
-            .clone()
-            .or_else(|| self.url.password.clone());
-        OptsBuilder::default()
-            .ip_or_hostname(self.url.host.clone())
-            .tcp_port(self.url.port)
-            .user(Some(self.url.user.clone()))
-            .pass(password)
-            .prefer_socket(false)
-            .conn_ttl(None)
-            .stmt_cache_size(0)
-            .tcp_keepalive(Some(Duration::from_secs(10)))
-            .into()
-    }
-
-    /// Opens a plain connection (for queries).
-    pub async fn connect(&self) -> Result<Conn, SourceError> {
-        self.connect_with(self.opts()).await
-    }
-
-    /// Opens a connection that keeps its prepared statements (for `binlake generate`, which
-    /// runs the same few statements many times; without a cache each one is prepared anew and
-    /// the server's max_prepared_stmt_count runs out).
-    pub async fn connect_for_workload(&self) -> Result<Conn, SourceError> {
-        self.connect_with(
-            OptsBuilder::from_opts(self.opts())
-                .stmt_cache_size(64)
-                .into(),
-        )
-        .await
-    }
-
-    async fn connect_with(&self, opts: Opts) -> Result<Conn, SourceError> {
-        let timeout = Duration::from_secs(self.config.connect_timeout_secs);
-        match tokio::time::timeout(timeout, Conn::new(opts)).await {
-            Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(SourceError::Connect {
-                url: self.display_url.clone(),
-                reason: e.to_string(),
-            }),
-            Err(_) => Err(SourceError::Connect {
-                url: self.display_url.clone(),
-                reason: format!("no answer within {} s", timeout.as_secs()),
-            }),
-        }
-    }
-
-    fn server_err(&self, what: &str) -> impl Fn(mysql_async::Error) -> SourceError + '_ {
-        let what = what.to_string();
-        move |e| SourceError::Server {
-            url: self.display_url.clone(),
-            what: what.clone(),
-            reason: e.to_string(),
-        }
-    }
-
-    pub async fn server_info(&self, conn: &mut Conn) -> Result<ServerInfo, SourceError> {
-        let version: String = conn
-            .query_first("SELECT VERSION()")
-            .await
-            .map_err(self.server_err("SELECT VERSION()"))?
-            .unwrap_or_default();
-        Ok(ServerInfo {
-            is_mariadb: version.to_ascii_lowercase().contains("mariadb"),
-            version,
-        })
-    }
-
-    /// The server's current binlog file and position (the end of the last event).
-    pub async fn current_position(&self, conn: &mut Conn) -> Result<(String, u64), SourceError> {
-        let row: Option<mysql_async::Row> = conn
-            .query_first("SHOW MASTER STATUS")
-            .await
-            .map_err(self.server_err("SHOW MASTER STATUS"))?;
-        let row = row.ok_or_else(|| SourceError::Server {
-            url: self.display_url.clone(),
-            what: "SHOW MASTER STATUS".into(),
-            reason: "the binary log is off (log_bin); binlake check says how to turn it on".into(),
-        })?;
-        let file: String = row.get(0).unwrap_or_default();
-        let pos: u64 = row.get(1).unwrap_or_default();
-        Ok((file, pos))
-    }
-
-    /// The oldest binlog file the server still has.
-    pub async fn oldest_binlog(&self, conn: &mut Conn) -> Result<String, SourceError> {
-        let rows: Vec<mysql_async::Row> = conn
-            .query("SHOW BINARY LOGS")
-            .await
-            .map_err(self.server_err("SHOW BINARY LOGS"))?;
-        rows.first()
-            .and_then(|r| r.get::<String, _>(0))
-            .ok_or_else(|| SourceError::Server {
-                url: self.display_url.clone(),
-                what: "SHOW BINARY LOGS".into(),
-                reason: "no binlog files".into(),
-            })
-    }
-
-    /// CREATE TABLE of every included table, from the server, into a schema tracker.
-    pub async fn load_schema(&self, conn: &mut Conn) -> Result<SchemaTracker, SourceError> {
-        let tables: Vec<(String, String)> = conn
-            .query(
-                "SELECT table_schema, table_name FROM information_schema.tables \
-                 WHERE table_type = 'BASE TABLE' ORDER BY table_schema, table_name",
-            )
-            .await
-            .map_err(self.server_err("reading information_schema.tables"))?;
-        let mut tracker = SchemaTracker::new();
-        for (db, table) in tables {
-            if !self.filter.matches(&db, &table) {
-                continue;
-            }
-            let sql = format!(
-                "SHOW CREATE TABLE `{}`.`{}`",
-                db.replace('`', "``"),
-                table.replace('`', "``")
-            );
-            let row: Option<(String, String)> = conn
-                .query_first(&sql)
-                .await
-                .map_err(self.server_err(&sql))?;
-            if let Some((_, ddl)) = row {
-                if let Err(e) = tracker.apply(&db, &ddl) {
-                    tracing::warn!("{e}");
-                }
-            }
-        }
-        Ok(tracker)
+    pub fn server(&self) -> &Server {
+        &self.server
     }
 
     /// Runs the source until stopped, caught up (with the option), or a fatal error.
@@ -391,10 +246,10 @@ impl LiveSource {
         options: &RunOptions,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) -> Result<SourceStats, SourceError> {
-        let mut conn = self.connect().await?;
-        let info = self.server_info(&mut conn).await?;
+        let mut conn = self.server.connect().await?;
+        let info = self.server.server_info(&mut conn).await?;
         let target = if options.exit_when_caught_up {
-            Some(self.current_position(&mut conn).await?)
+            Some(self.server.current_position(&mut conn).await?)
         } else {
             None
         };
@@ -435,10 +290,10 @@ impl LiveSource {
                 )
             }
             None => {
-                let schema = self.load_schema(&mut conn).await?;
+                let schema = self.server.load_schema(&mut conn, &self.filter).await?;
                 match self.config.snapshot {
                     SnapshotMode::Never => {
-                        let file = self.oldest_binlog(&mut conn).await?;
+                        let file = self.server.oldest_binlog(&mut conn).await?;
                         tracing::info!(%file, "first start without snapshot: streaming from the oldest binlog");
                         let resume = Resume {
                             file,
@@ -477,12 +332,12 @@ impl LiveSource {
             let server_id: u32 = conn
                 .query_first("SELECT @@server_id")
                 .await
-                .map_err(self.server_err("SELECT @@server_id"))?
+                .map_err(self.server.server_err("SELECT @@server_id"))?
                 .unwrap_or(0);
             snapshot_rows = run_snapshot(
                 SnapshotTarget {
                     conn: &mut conn,
-                    url: &self.display_url,
+                    url: &self.server.display_url,
                     is_mariadb: info.is_mariadb,
                     server_id,
                     chunk_rows: self.config.snapshot_chunk_rows,
@@ -501,7 +356,7 @@ impl LiveSource {
                 }
             } else {
                 // No table to snapshot: stream from where the server is now.
-                let (file, pos) = self.current_position(&mut conn).await?;
+                let (file, pos) = self.server.current_position(&mut conn).await?;
                 resume.file = file;
                 resume.pos = pos;
             }
@@ -572,7 +427,7 @@ impl LiveSource {
                     return Err(e);
                 }
                 Err(Retry::Again(reason)) => {
-                    tracing::warn!(url = %self.display_url, "replication connection lost: {reason}; reconnecting in {} ms", backoff.as_millis());
+                    tracing::warn!(url = %self.server.display_url, "replication connection lost: {reason}; reconnecting in {} ms", backoff.as_millis());
                 }
             }
             tracker.stats.reconnects += 1;
@@ -596,7 +451,7 @@ impl LiveSource {
         stop: &mut tokio::sync::watch::Receiver<bool>,
     ) -> Result<StreamEnd, Retry> {
         let again = |e: SourceError| Retry::Again(e.to_string());
-        let mut conn = self.connect().await.map_err(again)?;
+        let mut conn = self.server.connect().await.map_err(again)?;
         let heartbeat_ns = self.config.heartbeat_secs * 1_000_000_000;
         let mut setup = vec![format!("SET @master_heartbeat_period = {heartbeat_ns}")];
         if info.is_mariadb {
@@ -633,7 +488,7 @@ impl LiveSource {
             let sids = resume.executed.to_request().map_err(|e| {
                 Retry::Fatal(SourceError::Unsupported(format!(
                     "{}: {e}",
-                    self.display_url
+                    self.server.display_url
                 )))
             })?;
             request = request.with_gtid().with_gtid_set(sids);
@@ -729,7 +584,7 @@ impl LiveSource {
     fn classify(&self, e: mysql_async::Error, at: &Resume) -> Retry {
         match &e {
             mysql_async::Error::Server(s) if s.code == 1236 => Retry::Fatal(SourceError::Purged {
-                url: self.display_url.clone(),
+                url: self.server.display_url.clone(),
                 position: if at.domains.is_empty() {
                     format!("{}:{}", at.file, at.pos)
                 } else {
@@ -740,7 +595,7 @@ impl LiveSource {
             }),
             mysql_async::Error::Server(s) if matches!(s.code, 1045 | 1227 | 1044) => {
                 Retry::Fatal(SourceError::Server {
-                    url: self.display_url.clone(),
+                    url: self.server.display_url.clone(),
                     what: "starting replication".into(),
                     reason: format!(
                         "{} (binlake check lists the privileges it needs)",

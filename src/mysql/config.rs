@@ -1,0 +1,207 @@
+//! `[source]`: the MySQL/MariaDB server, what to capture from it and how; the `mysql://` URL
+//! and the `include`/`exclude` table filter. Validated here; the live source reads it as it is.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// Where the first start of a source begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotMode {
+    /// A consistent image of every included table first, then the binlog from that point.
+    #[default]
+    Initial,
+    /// No image: stream from the oldest binlog the server still has.
+    Never,
+    /// The image only, then stop.
+    Only,
+}
+
+/// How a restarted source finds its place in the binlog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ResumeBy {
+    /// The binlog file and offset of the checkpoint (same server).
+    #[default]
+    Position,
+    /// The GTID state of the checkpoint (survives a failover to another server).
+    Gtid,
+}
+
+/// `[source]`: the MySQL/MariaDB server and what to capture from it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// `mysql://user@host:port`; the password comes from `password` (use `${ENV}`), or from the
+    /// URL itself.
+    pub url: String,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// The replica server id binlake registers with; unique among the server's replicas.
+    pub server_id: u32,
+    /// `db.table` globs to capture; empty means every table outside the system schemas.
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// `db.table` globs to leave out, applied after `include`.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    #[serde(default)]
+    pub snapshot: SnapshotMode,
+    /// Where positions and schema history are kept: a directory path.
+    pub checkpoint: PathBuf,
+    #[serde(default)]
+    pub resume_by: ResumeBy,
+    /// Seconds between the server's heartbeats while the binlog is idle.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_secs: u64,
+    /// Seconds without any event (heartbeats included) after which the connection is
+    /// considered dead and re-established.
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout_secs: u64,
+    /// Seconds for connecting and for each query.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+    /// Rows per snapshot chunk (one SELECT ordered by primary key).
+    #[serde(default = "default_chunk_rows")]
+    pub snapshot_chunk_rows: u64,
+}
+
+fn default_heartbeat() -> u64 {
+    5
+}
+fn default_read_timeout() -> u64 {
+    30
+}
+fn default_connect_timeout() -> u64 {
+    10
+}
+fn default_chunk_rows() -> u64 {
+    50_000
+}
+
+impl SourceConfig {
+    /// Checks the values serde cannot; the error is (key, reason).
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let source = self;
+        let invalid = |key: &'static str, reason: String| (key, reason);
+        SourceUrl::parse(&source.url).map_err(|r| invalid("source.url", r))?;
+        if source.server_id == 0 {
+            return Err(invalid(
+                "source.server_id",
+                "must be a non-zero id unique among the server's replicas".into(),
+            ));
+        }
+        for (key, globs) in [
+            ("source.include", &source.include),
+            ("source.exclude", &source.exclude),
+        ] {
+            for g in globs {
+                if !g.contains('.') {
+                    return Err(invalid(key, format!("{g:?} is not a `db.table` glob")));
+                }
+                globset::Glob::new(g).map_err(|e| invalid(key, format!("{g:?}: {e}")))?;
+            }
+        }
+        if source.heartbeat_secs == 0 || source.read_timeout_secs <= source.heartbeat_secs {
+            return Err(invalid(
+                "source.read_timeout_secs",
+                format!(
+                    "must be longer than source.heartbeat_secs ({}), or an idle binlog looks like a dead connection",
+                    source.heartbeat_secs
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `mysql://user[:password]@host[:port]` split into its parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceUrl {
+    pub user: String,
+    pub password: Option<String>,
+    pub host: String,
+    pub port: u16,
+}
+
+impl SourceUrl {
+    pub fn parse(url: &str) -> Result<SourceUrl, String> {
+        let rest = url
+            .strip_prefix("mysql://")
+            .or_else(|| url.strip_prefix("mariadb://"))
+            .ok_or_else(|| format!("{url:?} must start with mysql://"))?;
+        let rest = rest.trim_end_matches('/');
+        let (auth, hostport) = rest
+            .rsplit_once('@')
+            .ok_or_else(|| "must name a user: mysql://user@host:port".to_string())?;
+        let (user, password) = match auth.split_once(':') {
+            Some((u, p)) => (u.to_string(), Some(p.to_string())),
+            None => (auth.to_string(), None),
+        };
+        if user.is_empty() {
+            return Err("the user is empty".into());
+        }
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) => (
+                h.to_string(),
+                p.parse()
+                    .map_err(|_| format!("port {p:?} is not a number"))?,
+            ),
+            None => (hostport.to_string(), 3306),
+        };
+        if host.is_empty() {
+            return Err("the host is empty".into());
+        }
+        Ok(SourceUrl {
+            user,
+            password,
+            host,
+            port,
+        })
+    }
+}
+
+/// Which tables a source captures: `include` globs (all non-system tables when empty) minus
+/// `exclude` globs, matched against `db.table`.
+#[derive(Debug, Clone)]
+pub struct TableFilter {
+    include: Option<globset::GlobSet>,
+    exclude: globset::GlobSet,
+}
+
+const SYSTEM_SCHEMAS: [&str; 4] = ["mysql", "information_schema", "performance_schema", "sys"];
+
+impl TableFilter {
+    pub fn new(include: &[String], exclude: &[String]) -> Result<TableFilter, String> {
+        let build = |globs: &[String]| {
+            let mut b = globset::GlobSetBuilder::new();
+            for g in globs {
+                b.add(
+                    globset::GlobBuilder::new(g)
+                        .literal_separator(false)
+                        .build()
+                        .map_err(|e| e.to_string())?,
+                );
+            }
+            b.build().map_err(|e| e.to_string())
+        };
+        Ok(TableFilter {
+            include: if include.is_empty() {
+                None
+            } else {
+                Some(build(include)?)
+            },
+            exclude: build(exclude)?,
+        })
+    }
+
+    pub fn matches(&self, db: &str, table: &str) -> bool {
+        let name = format!("{db}.{table}");
+        let included = match &self.include {
+            Some(set) => set.is_match(&name),
+            None => !SYSTEM_SCHEMAS.contains(&db.to_ascii_lowercase().as_str()),
+        };
+        included && !self.exclude.is_match(&name)
+    }
+}

@@ -21,8 +21,12 @@ use deltalake::DeltaTable;
 use serde_json::json;
 
 use crate::event::{Column, ColumnType, Position, TableId, TableSchema};
+use crate::lake::config::LakeConfig;
+use crate::lake::layout::{
+    CDC_OP, CDC_POSITION, CDC_TS, END_AT, END_POSITION, START_AT, START_POSITION,
+};
 use crate::lake::storage::LakeStorage;
-use crate::lake::writer::{LakeSettings, LakeWriter};
+use crate::lake::writer::LakeWriter;
 use crate::lake::LakeError;
 use crate::transport::record::Record;
 
@@ -124,25 +128,25 @@ fn base_batch(lo: u64, hi: u64, history: bool) -> RecordBatch {
     let positions = StringArray::from_iter_values(ids.iter().map(|i| order(1, *i as u64)));
     let times =
         TimestampMicrosecondArray::from_iter_values(ids.iter().map(ts)).with_timezone("UTC");
-    fields.push(Field::new("_cdc_op", DataType::Utf8, !history));
+    fields.push(Field::new(CDC_OP, DataType::Utf8, !history));
     arrays.push(Arc::new(StringArray::from_iter_values(
         ids.iter().map(|_| "r"),
     )));
     if history {
-        fields.push(Field::new("__start_at", utc.clone(), true));
+        fields.push(Field::new(START_AT, utc.clone(), true));
         arrays.push(Arc::new(times));
-        fields.push(Field::new("__end_at", utc, true));
+        fields.push(Field::new(END_AT, utc, true));
         arrays.push(Arc::new(
             TimestampMicrosecondArray::from(vec![None; ids.len()]).with_timezone("UTC"),
         ));
-        fields.push(Field::new("__start_position", DataType::Utf8, true));
+        fields.push(Field::new(START_POSITION, DataType::Utf8, true));
         arrays.push(Arc::new(positions));
-        fields.push(Field::new("__end_position", DataType::Utf8, true));
+        fields.push(Field::new(END_POSITION, DataType::Utf8, true));
         arrays.push(Arc::new(StringArray::from(vec![None::<&str>; ids.len()])));
     } else {
-        fields.push(Field::new("_cdc_position", DataType::Utf8, false));
+        fields.push(Field::new(CDC_POSITION, DataType::Utf8, false));
         arrays.push(Arc::new(positions));
-        fields.push(Field::new("_cdc_ts", utc, false));
+        fields.push(Field::new(CDC_TS, utc, false));
         arrays.push(Arc::new(times));
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).expect("consistent")
@@ -191,7 +195,7 @@ async fn build_base(lake: &Path, rows: u64) -> Result<(), LakeError> {
             table = table
                 .write(batches)
                 .with_save_mode(SaveMode::Append)
-                .with_writer_properties(crate::lake::deletion::keyed_writer_properties())
+                .with_writer_properties(crate::lake::keys::keyed_writer_properties())
                 .await
                 .map_err(delta(&path))?;
             lo = hi;
@@ -352,9 +356,9 @@ fn naive_batch(changes: &[Change]) -> RecordBatch {
             DataType::Timestamp(TimeUnit::Microsecond, None),
             true,
         ),
-        Field::new("_cdc_op", DataType::Utf8, true),
-        Field::new("_cdc_position", DataType::Utf8, false),
-        Field::new("_cdc_ts", crate::lake::types::utc_micros(), false),
+        Field::new(CDC_OP, DataType::Utf8, true),
+        Field::new(CDC_POSITION, DataType::Utf8, false),
+        Field::new(CDC_TS, crate::lake::types::utc_micros(), false),
     ];
     let arrays: Vec<ArrayRef> = vec![
         Arc::new(Int64Array::from_iter_values(
@@ -410,9 +414,9 @@ async fn naive_merge(
                 "status",
                 "qty",
                 "updated",
-                "_cdc_op",
-                "_cdc_position",
-                "_cdc_ts",
+                CDC_OP,
+                CDC_POSITION,
+                CDC_TS,
             ]
             .iter()
             .fold(u, |u, c| u.update(*c, col(format!("s.{c}"))))
@@ -426,9 +430,9 @@ async fn naive_merge(
                     "status",
                     "qty",
                     "updated",
-                    "_cdc_op",
-                    "_cdc_position",
-                    "_cdc_ts",
+                    CDC_OP,
+                    CDC_POSITION,
+                    CDC_TS,
                 ]
                 .iter()
                 .fold(i, |i, c| i.set(*c, col(format!("s.{c}"))))
@@ -480,12 +484,12 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-fn settings(maintenance: bool) -> LakeSettings {
-    LakeSettings {
+fn settings(maintenance: bool) -> LakeConfig {
+    LakeConfig {
         optimize_every_commits: if maintenance { 100 } else { 0 },
         vacuum_every_commits: if maintenance { 500 } else { 0 },
-        vacuum_retention: Duration::ZERO,
-        ..LakeSettings::default()
+        vacuum_retention_hours: 0,
+        ..LakeConfig::default()
     }
 }
 

@@ -120,7 +120,7 @@ pub async fn preview(
 pub struct GoldSchedule {
     storage: LakeStorage,
     models: Vec<GoldModel>,
-    policy: crate::config::GoldRefresh,
+    policy: super::config::GoldRefresh,
     last: Option<std::time::Instant>,
     pub refreshes: u64,
     pub failures: u64,
@@ -132,7 +132,7 @@ impl GoldSchedule {
     pub fn new(
         storage: LakeStorage,
         models: Vec<GoldModel>,
-        policy: crate::config::GoldRefresh,
+        policy: super::config::GoldRefresh,
     ) -> GoldSchedule {
         GoldSchedule {
             storage,
@@ -148,8 +148,8 @@ impl GoldSchedule {
     /// After a batch touched `tables` (`db.table`): refresh what is due.
     pub async fn after_commit(&mut self, tables: &[String]) {
         let due: Vec<GoldModel> = match self.policy {
-            crate::config::GoldRefresh::OnCommit => affected(&self.models, tables),
-            crate::config::GoldRefresh::Every(every) => {
+            super::config::GoldRefresh::OnCommit => affected(&self.models, tables),
+            super::config::GoldRefresh::Every(every) => {
                 if self.last.is_some_and(|l| l.elapsed() < every) {
                     return;
                 }

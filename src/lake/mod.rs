@@ -2,10 +2,31 @@
 //! table `bronze/<db>/<table>` (every change), `silver/<db>/<table>` (current rows) and
 //! `silver/<db>/<table>__history` (SCD type 2), plus `dead_letters`. It owns the storage URL
 //! forms, the MySQL → Arrow mapping and exactly-once application of transport records.
+//!
+//! [`writer`] routes a batch; [`layer`] is one table and its exactly-once [`state`];
+//! [`bronze`], [`silver`] and [`history`] write their layers; [`guard`] says what a key already
+//! holds, located by [`keys`] and read by [`read_back`]; [`dv`] writes deletion vectors;
+//! [`evolution`] and [`maintenance`] keep tables in shape; [`gold`] runs the SQL models.
 
+mod bronze;
 pub mod change;
-pub mod deletion;
+pub mod config;
+mod dead_letters;
+mod dv;
+mod evolution;
 pub mod gold;
+mod guard;
+mod history;
+mod key_cache;
+pub mod keys;
+mod layer;
+pub mod layout;
+mod maintenance;
+pub mod metrics;
+mod parallel;
+mod read_back;
+mod silver;
+pub mod state;
 pub mod storage;
 pub mod types;
 pub mod writer;
@@ -30,4 +51,14 @@ pub enum LakeError {
         column: String,
         reason: String,
     },
+}
+
+impl LakeError {
+    /// A storage or Arrow failure on table `table`.
+    pub fn storage(table: &str, reason: impl std::fmt::Display) -> LakeError {
+        LakeError::Storage {
+            table: table.to_string(),
+            reason: reason.to_string(),
+        }
+    }
 }

@@ -9,10 +9,11 @@ use deltalake::arrow::array::{
     Float32Builder, Float64Builder, Int16Builder, Int32Builder, Int64Builder, Int8Builder,
     ListBuilder, StringBuilder, StructArray, TimestampMicrosecondBuilder,
 };
-use deltalake::arrow::datatypes::{DataType, Field, Fields, TimeUnit};
+use deltalake::arrow::datatypes::{DataType, Field, Fields, SchemaRef, TimeUnit};
 use serde_json::Value as Json;
 
-use crate::event::{Column, ColumnType};
+use super::LakeError;
+use crate::event::{Column, ColumnType, TableSchema};
 
 /// Arrow's largest decimal precision; wider MySQL DECIMALs are kept as exact strings.
 pub const MAX_DECIMAL_PRECISION: u8 = 38;
@@ -313,6 +314,45 @@ pub fn build_array(
         }
         other => return Err(format!("no conversion into {other}")),
     })
+}
+
+/// The typed source columns of `schema` for `rows` (None: all null).
+pub fn typed_columns(
+    schema: &TableSchema,
+    rows: &[Option<&serde_json::Map<String, Json>>],
+    existing: Option<&SchemaRef>,
+) -> Result<(Vec<Field>, Vec<ArrayRef>), LakeError> {
+    let mut fields = Vec::with_capacity(schema.columns.len());
+    let mut arrays = Vec::with_capacity(schema.columns.len());
+    for column in &schema.columns {
+        let data_type = arrow_type(column);
+        if let Some(existing) = existing {
+            if let Ok(f) = existing.field_with_name(&column.name) {
+                if *f.data_type() != data_type {
+                    return Err(LakeError::Schema {
+                        table: schema.id.to_string(),
+                        reason: format!(
+                            "column {} changed type from {} to {} ({:?}); a Delta column cannot change type in place. Recover: stop binlake, move silver/{}/{} and its __history aside, and re-snapshot the table",
+                            column.name, f.data_type(), data_type, column.column_type, schema.id.db, schema.id.table
+                        ),
+                    });
+                }
+            }
+        }
+        let values: Vec<Option<&Json>> = rows
+            .iter()
+            .map(|r| r.and_then(|r| r.get(&column.name)))
+            .collect();
+        let array =
+            build_array(column, &data_type, &values).map_err(|reason| LakeError::Value {
+                table: schema.id.to_string(),
+                column: column.name.clone(),
+                reason,
+            })?;
+        fields.push(Field::new(&column.name, data_type, true));
+        arrays.push(array);
+    }
+    Ok((fields, arrays))
 }
 
 #[cfg(test)]

@@ -1,0 +1,163 @@
+//! `[lake]` and `[gold]`: where the Delta tables live, how often they are committed and
+//! maintained, how silver drops replaced rows, and the gold models; validated here, read by the
+//! writer as they are.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// `[lake]`: where the Delta tables live and how often they are committed and maintained.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LakeConfig {
+    /// A path, `file:///...`, `az://container/path`, `abfss://container@account.dfs.core.windows.net/path`
+    /// or `https://account.blob.core.windows.net/container/path`.
+    pub url: String,
+    /// Passed to object_store: `account_name`, `account_key` / `sas_token` (use `${ENV}`),
+    /// `use_emulator`, ...
+    #[serde(default)]
+    pub storage: std::collections::BTreeMap<String, String>,
+    /// A batch is committed when it holds this many records...
+    #[serde(default = "default_max_rows")]
+    pub max_rows: usize,
+    /// ...or when its first record is this old.
+    #[serde(default = "default_max_latency_ms")]
+    pub max_latency_ms: u64,
+    /// Compact a table's small files every this many commits to it; 0 never.
+    #[serde(default = "default_optimize_every")]
+    pub optimize_every_commits: u64,
+    /// Delete unreferenced files every this many commits to a table; 0 never.
+    #[serde(default = "default_vacuum_every")]
+    pub vacuum_every_commits: u64,
+    /// Files a vacuum keeps for readers of older versions.
+    #[serde(default = "default_vacuum_retention")]
+    pub vacuum_retention_hours: u64,
+    /// A Delta checkpoint every this many table versions.
+    #[serde(default = "default_checkpoint_interval")]
+    pub checkpoint_interval: u64,
+    /// How silver drops the rows a batch replaces or deletes.
+    #[serde(default)]
+    pub silver_deletes: SilverDeletes,
+}
+
+/// `[lake] silver_deletes`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SilverDeletes {
+    /// Mark them in a deletion vector; only the new rows are written.
+    #[default]
+    DeletionVectors,
+    /// Rewrite every file that holds one (a Delta MERGE); readers need no deletion-vector
+    /// support (e.g. Python `deltalake`'s `to_pandas()`).
+    CopyOnWrite,
+}
+
+fn default_max_rows() -> usize {
+    50_000
+}
+fn default_max_latency_ms() -> u64 {
+    1000
+}
+fn default_optimize_every() -> u64 {
+    100
+}
+fn default_vacuum_every() -> u64 {
+    500
+}
+fn default_vacuum_retention() -> u64 {
+    168
+}
+fn default_checkpoint_interval() -> u64 {
+    100
+}
+
+impl Default for LakeConfig {
+    /// The defaults of every key; `url` empty (the writer is handed its storage separately).
+    fn default() -> Self {
+        LakeConfig {
+            url: String::new(),
+            storage: Default::default(),
+            max_rows: default_max_rows(),
+            max_latency_ms: default_max_latency_ms(),
+            optimize_every_commits: default_optimize_every(),
+            vacuum_every_commits: default_vacuum_every(),
+            vacuum_retention_hours: default_vacuum_retention(),
+            checkpoint_interval: default_checkpoint_interval(),
+            silver_deletes: SilverDeletes::default(),
+        }
+    }
+}
+
+impl LakeConfig {
+    /// The oldest a batch's first record may get before the batch is committed.
+    pub fn max_latency(&self) -> Duration {
+        Duration::from_millis(self.max_latency_ms)
+    }
+
+    /// How long a vacuum keeps unreferenced files for readers of older versions.
+    pub fn vacuum_retention(&self) -> Duration {
+        Duration::from_secs(self.vacuum_retention_hours * 3600)
+    }
+
+    /// Whether silver and history drop replaced rows by deletion vector.
+    pub fn deletion_vectors(&self) -> bool {
+        self.silver_deletes == SilverDeletes::DeletionVectors
+    }
+
+    /// Checks the values serde cannot; the error is (key, reason).
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.max_rows == 0 {
+            return Err(("lake.max_rows", "must be at least 1".into()));
+        }
+        if self.max_latency_ms == 0 {
+            return Err(("lake.max_latency_ms", "must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// `[gold]`: SQL models over silver, materialized as `gold/<model>`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoldConfig {
+    /// A folder of `<model>.sql` files (relative to the config's folder).
+    pub models: PathBuf,
+    /// `"on_commit"`: after each batch the sink commits; or an interval: `"30s"`, `"5m"`, `"1h"`.
+    #[serde(default = "default_refresh")]
+    pub refresh: String,
+}
+
+fn default_refresh() -> String {
+    "on_commit".into()
+}
+
+/// When gold models are refreshed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GoldRefresh {
+    OnCommit,
+    Every(std::time::Duration),
+}
+
+impl GoldConfig {
+    pub fn refresh_policy(&self) -> Result<GoldRefresh, String> {
+        let r = self.refresh.trim();
+        if r == "on_commit" {
+            return Ok(GoldRefresh::OnCommit);
+        }
+        let (number, unit) = r.split_at(r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len()));
+        let n: u64 = number.parse().map_err(|_| {
+            format!("{r:?}: use \"on_commit\" or an interval like \"30s\", \"5m\", \"1h\"")
+        })?;
+        let secs = match unit {
+            "s" => n,
+            "m" => n * 60,
+            "h" => n * 3600,
+            _ => return Err(format!("{r:?}: the unit must be s, m or h")),
+        };
+        if secs == 0 {
+            return Err(format!("{r:?}: the interval must be positive"));
+        }
+        Ok(GoldRefresh::Every(std::time::Duration::from_secs(secs)))
+    }
+}

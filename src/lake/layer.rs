@@ -1,0 +1,405 @@
+//! One Delta table of the lake and its exactly-once state: opening it, telling which changes it
+//! already holds (by Kafka offset, or by binlog position within a source partition), the state
+//! after a batch, and the three ways to commit to it (append, MERGE, and new rows beside
+//! deletion vectors on the rows they replace), each carrying that state in the same commit as
+//! the data.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::datafusion::prelude::{col, Expr, SessionContext};
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableError};
+
+use super::change::LakeChange;
+use super::config::LakeConfig;
+use super::dv::delete_rows;
+use super::key_cache::KeyCache;
+use super::keys::{keyed_writer_properties, Located};
+use super::state::{load_state, LayerState};
+use super::storage::LakeStorage;
+use super::LakeError;
+use crate::event::{TableId, TableSchema};
+use crate::transport::record::{Offsets, SourcePartition};
+
+pub(super) fn delta_err(table: &str) -> impl Fn(DeltaTableError) -> LakeError + '_ {
+    move |source| LakeError::Delta {
+        table: table.to_string(),
+        source: Box::new(source),
+    }
+}
+
+pub(super) fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+pub(super) fn qualified(alias: &str, name: &str) -> Expr {
+    col(format!("{alias}.{}", quote(name)))
+}
+
+pub(super) fn df_err(id: &TableId, e: impl std::fmt::Display) -> LakeError {
+    LakeError::Storage {
+        table: id.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+pub(super) fn key_names(schema: &TableSchema) -> Vec<String> {
+    schema
+        .primary_key
+        .iter()
+        .map(|&i| schema.columns[i].name.clone())
+        .collect()
+}
+
+/// One Delta table and what it holds.
+pub(super) struct Layer {
+    pub(super) path: String,
+    /// Silver: its files' sorted integer keys, kept between batches.
+    pub(super) key_cache: Arc<KeyCache>,
+    /// Always present between operations (taken while one runs); the table may not exist
+    /// yet, see [`Layer::exists`].
+    pub(super) table: Option<DeltaTable>,
+    pub(super) state: LayerState,
+    pub(super) commits: u64,
+}
+
+/// The three tables of one source table.
+pub(super) struct TableLayers {
+    pub(super) bronze: Layer,
+    pub(super) history: Layer,
+    pub(super) silver: Layer,
+}
+
+impl Layer {
+    pub(super) async fn open(storage: &LakeStorage, path: String) -> Result<Layer, LakeError> {
+        let url = storage.table_url(&path)?;
+        let table = DeltaTable::try_from_url_with_storage_options(url, storage.options().clone())
+            .await
+            .map_err(delta_err(&path))?;
+        let state = if table.version().is_some() {
+            load_state(&table).await.map_err(delta_err(&path))?
+        } else {
+            LayerState::default()
+        };
+        Ok(Layer {
+            path,
+            key_cache: Default::default(),
+            table: Some(table),
+            state,
+            commits: 0,
+        })
+    }
+
+    pub(super) fn exists(&self) -> bool {
+        self.table.as_ref().is_some_and(|t| t.version().is_some())
+    }
+
+    /// The table, when it exists.
+    pub(super) fn existing(&self) -> Option<&DeltaTable> {
+        self.table.as_ref().filter(|t| t.version().is_some())
+    }
+
+    /// The changes this table does not hold yet. A source that re-publishes after a crash can
+    /// put a change and its copy in one batch: within a source partition, a streamed change
+    /// at or before one already taken is such a copy.
+    pub(super) fn fresh<'c>(&self, changes: &'c [LakeChange]) -> Vec<&'c LakeChange> {
+        let mut newest: HashMap<SourcePartition, &str> = HashMap::new();
+        let mut out = Vec::with_capacity(changes.len());
+        for c in changes {
+            if self.holds(c) {
+                continue;
+            }
+            if !c.snapshot {
+                let sp = c.source_partition();
+                if newest.get(&sp).is_some_and(|n| c.order.as_str() <= *n) {
+                    continue;
+                }
+                newest.insert(sp, c.order.as_str());
+            }
+            out.push(c);
+        }
+        out
+    }
+
+    pub(super) fn holds(&self, c: &LakeChange) -> bool {
+        let sp = c.source_partition().to_string();
+        if let (Some(offset), Some(next)) = (c.offset, self.state.offsets.get(&sp)) {
+            if offset < next {
+                return true;
+            }
+        }
+        !c.snapshot
+            && self
+                .state
+                .positions
+                .get(&sp)
+                .is_some_and(|last| c.order.as_str() <= last.as_str())
+    }
+
+    /// Silver and history are read by key: their files get small, indexed pages.
+    pub(super) fn writer_properties(
+        &self,
+    ) -> Option<deltalake::parquet::file::properties::WriterProperties> {
+        self.path
+            .starts_with("silver/")
+            .then(keyed_writer_properties)
+    }
+
+    pub(super) fn arrow_schema(&self) -> Option<SchemaRef> {
+        self.existing()
+            .and_then(|t| t.snapshot().ok())
+            .map(|s| s.snapshot().arrow_schema())
+    }
+
+    /// The state after `changes`, with `consumed` as the next offsets of their partitions.
+    pub(super) fn next_state(&self, changes: &[&LakeChange], consumed: &Offsets) -> LayerState {
+        let mut state = self.state.clone();
+        state.offsets.advance_all(consumed);
+        if let Some(newest) = changes.iter().map(|c| c.ts_ms).max() {
+            state.source_ts_ms = Some(state.source_ts_ms.unwrap_or(0).max(newest));
+        }
+        for c in changes.iter().filter(|c| !c.snapshot) {
+            let e = state
+                .positions
+                .entry(c.source_partition().to_string())
+                .or_insert_with(|| c.order.clone());
+            if c.order > *e {
+                *e = c.order.clone();
+            }
+        }
+        state
+    }
+
+    /// Runs one Delta operation on the table that commits `state` with its data: `operation`
+    /// gets the table and the commit properties recording `state`, and returns the table after.
+    pub(super) async fn commit_with<F, Fut>(
+        &mut self,
+        state: LayerState,
+        operation: F,
+    ) -> Result<(), LakeError>
+    where
+        F: FnOnce(DeltaTable, CommitProperties) -> Fut,
+        Fut: std::future::Future<Output = Result<DeltaTable, DeltaTableError>>,
+    {
+        let table = self.table.take().expect("a layer keeps its table");
+        let properties = state.commit_properties();
+        let table = operation(table, properties)
+            .await
+            .map_err(delta_err(&self.path))?;
+        self.table = Some(table);
+        self.state = state;
+        self.commits += 1;
+        Ok(())
+    }
+
+    pub(super) async fn append(
+        &mut self,
+        batch: RecordBatch,
+        partitions: Option<Vec<String>>,
+        state: LayerState,
+        settings: &LakeConfig,
+    ) -> Result<(), LakeError> {
+        let properties = state.commit_properties();
+        let table = self.table.take().expect("a layer keeps its table");
+        let mut write = table
+            .write(vec![batch])
+            .with_save_mode(SaveMode::Append)
+            .with_schema_mode(deltalake::operations::write::SchemaMode::Merge)
+            .with_commit_properties(properties)
+            .with_configuration([(
+                "delta.checkpointInterval".to_string(),
+                Some(settings.checkpoint_interval.max(1).to_string()),
+            )]);
+        if let Some(p) = partitions {
+            write = write.with_partition_columns(p);
+        }
+        if let Some(properties) = self.writer_properties() {
+            write = write.with_writer_properties(properties);
+        }
+        let table = write.await.map_err(delta_err(&self.path))?;
+        self.table = Some(table);
+        self.state = state;
+        self.commits += 1;
+        Ok(())
+    }
+}
+
+impl Layer {
+    /// MERGEs `batch` (aliased `s`) into the table (`t`) on the key columns (and `extra`),
+    /// with the clauses `clauses` adds over the batch's columns except `marker` (the column
+    /// that says what a source row is for); commits `state` with the data.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn merge(
+        &mut self,
+        schema: &TableSchema,
+        batch: RecordBatch,
+        marker: &str,
+        extra: Option<Expr>,
+        state: LayerState,
+        clauses: impl FnOnce(
+            deltalake::operations::merge::MergeBuilder,
+            &[String],
+        )
+            -> Result<deltalake::operations::merge::MergeBuilder, DeltaTableError>,
+    ) -> Result<(), LakeError> {
+        let columns: Vec<String> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .filter(|n| n != marker)
+            .collect();
+        let ctx = SessionContext::new();
+        let source = ctx.read_batch(batch).map_err(|e| df_err(&schema.id, e))?;
+        let on = key_names(schema)
+            .iter()
+            .map(|k| qualified("t", k).eq(qualified("s", k)))
+            .reduce(Expr::and)
+            .expect("a key");
+        let predicate = match extra {
+            Some(e) => on.and(e),
+            None => on,
+        };
+        let properties = state.commit_properties();
+        let table = self.table.take().expect("a layer keeps its table");
+        let mut builder = table
+            .merge(source, predicate)
+            .with_source_alias("s")
+            .with_target_alias("t")
+            .with_merge_schema(true)
+            .with_commit_properties(properties);
+        if let Some(properties) = self.writer_properties() {
+            builder = builder.with_writer_properties(properties);
+        }
+        let (table, _) = clauses(builder, &columns)
+            .map_err(delta_err(&self.path))?
+            .await
+            .map_err(delta_err(&self.path))?;
+        self.table = Some(table);
+        self.state = state;
+        self.commits += 1;
+        Ok(())
+    }
+}
+
+/// `batch` with the columns of `target`, in its order (a column `batch` lacks, e.g. one
+/// dropped at the source, is null).
+pub(super) fn conform(
+    batch: &RecordBatch,
+    target: &SchemaRef,
+    id: &TableId,
+) -> Result<RecordBatch, LakeError> {
+    let mut columns = Vec::with_capacity(target.fields().len());
+    for field in target.fields() {
+        let column = match batch.column_by_name(field.name()) {
+            Some(c) if c.data_type() == field.data_type() => Arc::clone(c),
+            Some(c) => deltalake::arrow::compute::cast(c, field.data_type())
+                .map_err(|e| df_err(id, format!("column {}: {e}", field.name())))?,
+            None => deltalake::arrow::array::new_null_array(field.data_type(), batch.num_rows()),
+        };
+        columns.push(column);
+    }
+    RecordBatch::try_new(Arc::clone(target), columns).map_err(|e| df_err(id, e))
+}
+
+/// `batch` ordered by the key columns, so each file covers a narrow key range.
+pub(super) fn sorted_by_key(
+    batch: &RecordBatch,
+    schema: &TableSchema,
+) -> Result<RecordBatch, LakeError> {
+    use deltalake::arrow::compute::{lexsort_to_indices, take_record_batch, SortColumn};
+    let columns: Vec<SortColumn> = key_names(schema)
+        .iter()
+        .filter_map(|k| batch.column_by_name(k))
+        .map(|c| SortColumn {
+            values: Arc::clone(c),
+            options: None,
+        })
+        .collect();
+    if columns.is_empty() || batch.num_rows() < 2 {
+        return Ok(batch.clone());
+    }
+    let indices = lexsort_to_indices(&columns, None).map_err(|e| df_err(&schema.id, e))?;
+    take_record_batch(batch, &indices).map_err(|e| df_err(&schema.id, e))
+}
+
+impl Layer {
+    /// Silver with deletion vectors: deletes the live rows of the `replaced` keys (as
+    /// `located`) by deletion vector and adds `batch` as a new file sorted by key, in one
+    /// commit carrying `state`.
+    pub(super) async fn upsert_by_deletion(
+        &mut self,
+        schema: &TableSchema,
+        batch: RecordBatch,
+        located: &Located,
+        replaced: Vec<usize>,
+        state: LayerState,
+    ) -> Result<(), LakeError> {
+        use deltalake::writer::DeltaWriter;
+        self.enable_deletion_vectors().await?;
+        self.add_missing_columns(schema, &batch.schema()).await?;
+        let table = self.table.as_ref().expect("a layer keeps its table");
+        let target = self.arrow_schema().expect("the table exists");
+        let batch = sorted_by_key(&conform(&batch, &target, &schema.id)?, schema)?;
+        let mut actions =
+            delete_rows(table, &self.path, located.deletes(replaced.into_iter())).await?;
+        if batch.num_rows() > 0 {
+            let mut writer = deltalake::writer::RecordBatchWriter::for_table(table)
+                .map_err(delta_err(&self.path))?
+                .with_writer_properties(keyed_writer_properties());
+            writer.write(batch).await.map_err(delta_err(&self.path))?;
+            let adds = writer.flush().await.map_err(delta_err(&self.path))?;
+            actions.extend(adds.into_iter().map(deltalake::kernel::Action::Add));
+        }
+        let properties = state.commit_properties();
+        let snapshot = table.snapshot().map_err(delta_err(&self.path))?;
+        let operation = deltalake::protocol::DeltaOperation::Merge {
+            predicate: None,
+            merge_predicate: Some("binlake: key match, deletion vectors".into()),
+            matched_predicates: Vec::new(),
+            not_matched_predicates: Vec::new(),
+            not_matched_by_source_predicates: Vec::new(),
+        };
+        deltalake::kernel::transaction::CommitBuilder::from(properties)
+            .with_actions(actions)
+            .build(Some(snapshot), table.log_store(), operation)
+            .await
+            .map_err(delta_err(&self.path))?;
+        let mut table = self.table.take().expect("a layer keeps its table");
+        let reloaded = table.update_incremental(None).await;
+        self.table = Some(table);
+        reloaded.map_err(delta_err(&self.path))?;
+        self.state = state;
+        self.commits += 1;
+        Ok(())
+    }
+
+    /// Turns on the `deletionVectors` table feature (once per table).
+    pub(super) async fn enable_deletion_vectors(&mut self) -> Result<(), LakeError> {
+        use buoyant_kernel::table_features::TableFeature;
+        let table = self.table.as_ref().expect("a layer keeps its table");
+        let snapshot = table.snapshot().map_err(delta_err(&self.path))?;
+        let enabled = snapshot
+            .protocol()
+            .writer_features()
+            .is_some_and(|f| f.contains(&TableFeature::DeletionVectors));
+        if enabled {
+            return Ok(());
+        }
+        let properties = self.state.commit_properties();
+        let table = self.table.take().expect("a layer keeps its table");
+        let table = table
+            .add_feature()
+            .with_feature(deltalake::kernel::TableFeatures::DeletionVectors)
+            .with_allow_protocol_versions_increase(true)
+            .with_commit_properties(properties)
+            .await
+            .map_err(delta_err(&self.path))?;
+        self.table = Some(table);
+        Ok(())
+    }
+}

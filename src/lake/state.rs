@@ -1,0 +1,77 @@
+//! What a Delta table holds of its sources, recorded in the commit info of every commit
+//! binlake makes (under `binlake`), next to the Delta `txn` actions that carry the same Kafka
+//! offsets: read back on open, it is where a restarted sink resumes.
+
+use std::collections::BTreeMap;
+
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::Transaction;
+use deltalake::{DeltaTable, DeltaTableError};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::transport::record::Offsets;
+
+/// What a table holds of its sources, recorded in each commit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LayerState {
+    /// The next Kafka offset per `topic:partition`.
+    #[serde(default)]
+    pub offsets: Offsets,
+    /// The order key of the last streamed change per source partition.
+    #[serde(default)]
+    pub positions: BTreeMap<String, String>,
+    /// Silver and history: the key columns the table is built on.
+    #[serde(default)]
+    pub key: Vec<String>,
+    /// Columns added with a DEFAULT whose default is not yet given to the earlier rows (set by
+    /// the commit that adds them, cleared by the one that fills them).
+    #[serde(default)]
+    pub pending_defaults: Vec<String>,
+    /// Source commit time (ms since the epoch) of the newest change the table holds.
+    #[serde(default)]
+    pub source_ts_ms: Option<i64>,
+    /// Silver and history: the order key of the last TRUNCATE applied. Through Kafka a
+    /// truncate may overtake earlier rows on other partitions; those rows are then stale.
+    #[serde(default)]
+    pub truncated_at: Option<String>,
+}
+
+const STATE_KEY: &str = "binlake";
+
+impl LayerState {
+    pub(super) fn with_key(mut self, key: &[String]) -> LayerState {
+        self.key = key.to_vec();
+        self
+    }
+
+    /// The commit properties that record this state: a `txn` action per Kafka partition (app
+    /// id `binlake:<topic>:<partition>`, version = the next offset) and the state itself.
+    pub(super) fn commit_properties(&self) -> CommitProperties {
+        let txns = self
+            .offsets
+            .iter()
+            .map(|(sp, next)| Transaction::new(format!("binlake:{sp}"), next))
+            .collect();
+        CommitProperties::default()
+            .with_application_transactions(txns)
+            .with_metadata([(
+                STATE_KEY.to_string(),
+                serde_json::to_value(self).expect("state serialises"),
+            )])
+    }
+}
+
+/// The state the newest commit that recorded one holds (empty for a table binlake never wrote).
+pub(super) async fn load_state(table: &DeltaTable) -> Result<LayerState, DeltaTableError> {
+    let mut history = table.history(Some(1000));
+    while let Some(commit) = history.next().await {
+        let commit = commit?;
+        if let Some(v) = commit.info.get(STATE_KEY) {
+            if let Ok(state) = serde_json::from_value::<LayerState>(v.clone()) {
+                return Ok(state);
+            }
+        }
+    }
+    Ok(LayerState::default())
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::record::{table_topic, Record, RecordEncoder};
 use crate::event::{now_ms, ChangeEvent};
-use crate::mysql::stream::SourceOutput;
+use crate::mysql::SourceOutput;
 
 /// What travels on the channel.
 pub enum Handoff {

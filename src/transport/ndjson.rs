@@ -9,7 +9,7 @@ use std::path::Path;
 use crate::envelope::{Envelope, EnvelopeOptions};
 use crate::event::now_ms;
 use crate::event::ChangeEvent;
-use crate::mysql::stream::SourceOutput;
+use crate::mysql::SourceOutput;
 
 enum Target {
     /// A regular file, fsynced to make it durable.

@@ -3,7 +3,7 @@
 //! `__binlake-schemas.<prefix>`, and offsets committed to the group only after the lake holds
 //! the records (the lake's own record of offsets is what resuming trusts).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,20 +12,16 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::record::{schema_topic, Record, SCHEMA_HEADER};
+use super::KafkaConfig;
 use crate::event::{TableId, TableSchema};
-
-#[derive(Debug, Clone)]
-pub struct KafkaInputSettings {
-    pub bootstrap_servers: String,
-    pub topic_prefix: String,
-    pub group_id: String,
-    pub librdkafka: BTreeMap<String, String>,
-}
+use crate::transport::record::{
+    schema_topic, table_of_topic, Offsets, Record, SourcePartition, SCHEMA_HEADER,
+};
 
 pub struct KafkaInput {
     consumer: BaseConsumer,
-    settings: KafkaInputSettings,
+    settings: KafkaConfig,
+    group_id: String,
     schemas: HashMap<String, Arc<TableSchema>>,
 }
 
@@ -41,9 +37,11 @@ fn regex_escape(s: &str) -> String {
 }
 
 impl KafkaInput {
-    pub fn new(settings: KafkaInputSettings) -> Result<KafkaInput, String> {
+    pub fn new(settings: &KafkaConfig) -> Result<KafkaInput, String> {
+        let settings = settings.clone();
+        let group_id = settings.group_id();
         let consumer: BaseConsumer = Self::config(&settings)
-            .set("group.id", &settings.group_id)
+            .set("group.id", &group_id)
             .create()
             .map_err(|e| format!("transport: creating the Kafka consumer: {e}"))?;
         consumer
@@ -57,14 +55,15 @@ impl KafkaInput {
         Ok(KafkaInput {
             consumer,
             settings,
+            group_id,
             schemas: HashMap::new(),
         })
     }
 
-    fn config(settings: &KafkaInputSettings) -> ClientConfig {
+    fn config(settings: &KafkaConfig) -> ClientConfig {
         let mut config = ClientConfig::new();
         config
-            .set("bootstrap.servers", &settings.bootstrap_servers)
+            .set("bootstrap.servers", settings.brokers())
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
@@ -86,38 +85,30 @@ impl KafkaInput {
     }
 
     fn is_table_topic(&self, topic: &str) -> bool {
-        topic
-            .strip_prefix(&self.settings.topic_prefix)
-            .and_then(|rest| rest.strip_prefix('.'))
-            .is_some_and(|rest| {
-                let parts: Vec<&str> = rest.split('.').collect();
-                parts.len() == 2 && parts.iter().all(|p| !p.is_empty())
-            })
+        table_of_topic(&self.settings.topic_prefix, topic)
+            .is_some_and(|(db, table)| !db.is_empty() && !table.is_empty() && !table.contains('.'))
     }
 
     /// The table a `topic:partition` carries.
     pub fn table_of(&self, source_partition: &str) -> Option<TableId> {
-        let (topic, _) = source_partition.rsplit_once(':')?;
+        let partition = SourcePartition::parse(source_partition)?;
+        let topic = partition.topic()?;
         if !self.is_table_topic(topic) {
             return None;
         }
-        let rest = &topic[self.settings.topic_prefix.len() + 1..];
-        let (db, table) = rest.split_once('.')?;
-        Some(TableId {
-            db: db.to_string(),
-            table: table.to_string(),
-        })
+        let (db, table) = table_of_topic(&self.settings.topic_prefix, topic)?;
+        Some(TableId { db, table })
     }
 
     /// The end offset of every partition of every table topic now: what "caught up" means.
-    pub fn end_offsets(&self, timeout: Duration) -> Result<BTreeMap<String, i64>, String> {
+    pub fn end_offsets(&self, timeout: Duration) -> Result<Offsets, String> {
         let metadata = self.consumer.fetch_metadata(None, timeout).map_err(|e| {
             format!(
                 "reading Kafka metadata from {}: {e}",
-                self.settings.bootstrap_servers
+                self.settings.brokers()
             )
         })?;
-        let mut out = BTreeMap::new();
+        let mut out = Offsets::default();
         for topic in metadata.topics() {
             if !self.is_table_topic(topic.name()) {
                 continue;
@@ -128,7 +119,7 @@ impl KafkaInput {
                     .fetch_watermarks(topic.name(), p.id(), timeout)
                     .map_err(|e| format!("reading the end of {}:{}: {e}", topic.name(), p.id()))?;
                 if high > 0 {
-                    out.insert(format!("{}:{}", topic.name(), p.id()), high);
+                    out.insert(SourcePartition::kafka(topic.name(), p.id()), high);
                 }
             }
         }
@@ -190,7 +181,7 @@ impl KafkaInput {
     fn load_schemas(&mut self) -> Result<(), String> {
         let topic = schema_topic(&self.settings.topic_prefix);
         let reader: BaseConsumer = Self::config(&self.settings)
-            .set("group.id", format!("{}-schemas", self.settings.group_id))
+            .set("group.id", format!("{}-schemas", self.group_id))
             .create()
             .map_err(|e| format!("creating the schema reader: {e}"))?;
         let timeout = Duration::from_secs(10);
@@ -253,60 +244,43 @@ impl KafkaInput {
     }
 
     /// The group's committed offsets for the partitions of `targets` (absent: none yet).
-    pub fn committed(
-        &self,
-        targets: &BTreeMap<String, i64>,
-        timeout: Duration,
-    ) -> Result<BTreeMap<String, i64>, String> {
+    pub fn committed(&self, targets: &Offsets, timeout: Duration) -> Result<Offsets, String> {
         let mut list = TopicPartitionList::new();
-        for sp in targets.keys() {
-            if let Some((topic, partition)) = sp.rsplit_once(':') {
-                let partition: i32 = partition
-                    .parse()
-                    .map_err(|_| format!("bad partition in {sp}"))?;
-                list.add_partition(topic, partition);
+        for (sp, _) in targets.iter() {
+            if let Some(SourcePartition::Kafka { topic, partition }) = SourcePartition::parse(sp) {
+                list.add_partition(&topic, partition);
             }
         }
         let committed = self
             .consumer
             .committed_offsets(list, timeout)
-            .map_err(|e| {
-                format!(
-                    "reading the offsets of group {}: {e}",
-                    self.settings.group_id
-                )
-            })?;
-        let mut out = BTreeMap::new();
+            .map_err(|e| format!("reading the offsets of group {}: {e}", self.group_id))?;
+        let mut out = Offsets::default();
         for e in committed.elements() {
             if let Offset::Offset(o) = e.offset() {
-                out.insert(format!("{}:{}", e.topic(), e.partition()), o);
+                out.insert(SourcePartition::kafka(e.topic(), e.partition()), o);
             }
         }
         Ok(out)
     }
 
     /// Commits `offsets` (next offset per `topic:partition`) to the consumer group.
-    pub fn commit(&self, offsets: &BTreeMap<String, i64>) -> Result<(), String> {
+    pub fn commit(&self, offsets: &Offsets) -> Result<(), String> {
         if offsets.is_empty() {
             return Ok(());
         }
         let mut list = TopicPartitionList::new();
-        for (sp, next) in offsets {
-            let Some((topic, partition)) = sp.rsplit_once(':') else {
+        for (sp, next) in offsets.iter() {
+            let Some(SourcePartition::Kafka { topic, partition }) = SourcePartition::parse(sp)
+            else {
                 continue;
             };
-            let partition: i32 = partition
-                .parse()
-                .map_err(|_| format!("bad partition in {sp}"))?;
-            list.add_partition_offset(topic, partition, Offset::Offset(*next))
+            list.add_partition_offset(&topic, partition, Offset::Offset(next))
                 .map_err(|e| e.to_string())?;
         }
-        self.consumer.commit(&list, CommitMode::Sync).map_err(|e| {
-            format!(
-                "committing offsets to group {}: {e}",
-                self.settings.group_id
-            )
-        })
+        self.consumer
+            .commit(&list, CommitMode::Sync)
+            .map_err(|e| format!("committing offsets to group {}: {e}", self.group_id))
     }
 }
 
@@ -320,13 +294,7 @@ mod tests {
             KafkaInput::pattern("shop.v1"),
             "^shop\\.v1\\.[^.]+\\.[^.]+$"
         );
-        let input = KafkaInput::new(KafkaInputSettings {
-            bootstrap_servers: "127.0.0.1:9".into(),
-            topic_prefix: "binlake".into(),
-            group_id: "g".into(),
-            librdkafka: BTreeMap::new(),
-        })
-        .unwrap();
+        let input = KafkaInput::new(&KafkaConfig::new("127.0.0.1:9", "binlake")).unwrap();
         assert!(input.is_table_topic("binlake.shop.orders"));
         assert!(!input.is_table_topic("binlake.transaction"));
         assert!(!input.is_table_topic("__binlake-schemas.binlake"));

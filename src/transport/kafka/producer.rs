@@ -5,7 +5,7 @@
 //! The producer is idempotent with acks=all; making the output durable flushes it and fails on
 //! any delivery error, so the source's checkpoint never passes an unacknowledged change.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,31 +18,16 @@ use rdkafka::ClientContext;
 
 use rdkafka::message::{Header, OwnedHeaders};
 
-use super::record::{schema_fingerprint, schema_topic, table_topic, RecordEncoder, SCHEMA_HEADER};
+use super::KafkaConfig;
 use crate::event::now_ms;
 use crate::event::{ChangeEvent, TableSchema};
-use crate::mysql::stream::SourceOutput;
+use crate::mysql::SourceOutput;
+use crate::transport::record::{
+    schema_fingerprint, schema_topic, table_topic, RecordEncoder, SCHEMA_HEADER,
+};
 
-/// What the producer needs from `[transport]`.
-#[derive(Debug, Clone)]
-pub struct KafkaSettings {
-    pub bootstrap_servers: String,
-    pub topic_prefix: String,
-    pub partitions: i32,
-    pub replication_factor: i32,
-    pub compression: String,
-    pub tombstones_on_delete: bool,
-    /// Passed to librdkafka as they are (SASL/SSL for managed Kafka, tuning).
-    pub librdkafka: BTreeMap<String, String>,
-    /// How long making the output durable may wait for acknowledgements.
-    pub flush_timeout: Duration,
-    /// Publish BEGIN/END records to `<prefix>.transaction` (Debezium's
-    /// `provide.transaction.metadata`).
-    pub transaction_topic: bool,
-    /// Publish a heartbeat to `__debezium-heartbeat.<prefix>` when the server's does arrive
-    /// (the binlog is idle), as Debezium's `heartbeat.interval.ms`.
-    pub heartbeats: bool,
-}
+/// How long making the output durable may wait for acknowledgements.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The transaction being published, for the transaction-metadata topic.
 struct OpenTransaction {
@@ -77,7 +62,7 @@ impl ProducerContext for DeliveryReport {
 pub struct KafkaOutput {
     producer: BaseProducer<DeliveryReport>,
     admin: AdminClient<DefaultClientContext>,
-    settings: KafkaSettings,
+    settings: KafkaConfig,
     encoder: RecordEncoder,
     known_topics: HashSet<String>,
     /// Schemas already on the schema topic, by the address of the `Arc` the decoder shares
@@ -89,10 +74,11 @@ pub struct KafkaOutput {
 }
 
 impl KafkaOutput {
-    pub fn new(settings: KafkaSettings) -> Result<KafkaOutput, String> {
+    pub fn new(settings: &KafkaConfig) -> Result<KafkaOutput, String> {
+        let settings = settings.clone();
         let mut config = ClientConfig::new();
         config
-            .set("bootstrap.servers", &settings.bootstrap_servers)
+            .set("bootstrap.servers", settings.brokers())
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", &settings.compression)
@@ -217,7 +203,7 @@ impl KafkaOutput {
         let options = AdminOptions::new()
             .request_timeout(Some(Duration::from_secs(10)))
             .operation_timeout(Some(Duration::from_secs(10)));
-        let brokers = &self.settings.bootstrap_servers;
+        let brokers = self.settings.brokers();
         let results = futures_executor::block_on(self.admin.create_topics([&new], &options))
             .map_err(|e| format!("creating topic {topic} on Kafka at {brokers}: {e}"))?;
         for r in results {
@@ -346,7 +332,7 @@ impl SourceOutput for KafkaOutput {
 
     fn make_durable(&mut self) -> Result<(), String> {
         self.producer
-            .flush(self.settings.flush_timeout)
+            .flush(FLUSH_TIMEOUT)
             .map_err(|e| format!("waiting for Kafka to acknowledge: {e}"))?;
         self.check_deliveries()?;
         self.changes_since_clock = u32::MAX;
@@ -358,35 +344,26 @@ impl SourceOutput for KafkaOutput {
 mod tests {
     use super::*;
 
-    fn settings(librdkafka: &[(&str, &str)]) -> KafkaSettings {
-        KafkaSettings {
-            bootstrap_servers: "127.0.0.1:9".into(),
-            topic_prefix: "t".into(),
-            partitions: 1,
-            replication_factor: 1,
-            compression: "lz4".into(),
-            tombstones_on_delete: true,
-            librdkafka: librdkafka
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            flush_timeout: Duration::from_secs(1),
-            transaction_topic: false,
-            heartbeats: false,
-        }
+    fn settings(librdkafka: &[(&str, &str)]) -> KafkaConfig {
+        let mut config = KafkaConfig::new("127.0.0.1:9", "t");
+        config.librdkafka = librdkafka
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        config
     }
 
     #[test]
     fn sasl_ssl_as_azure_event_hubs_wants_it_is_built_in() {
         // Event Hubs' Kafka endpoint: SASL_SSL with PLAIN and the connection string.
-        let output = KafkaOutput::new(settings(&[
+        let output = KafkaOutput::new(&settings(&[
             ("security.protocol", "SASL_SSL"),
             ("sasl.mechanism", "PLAIN"),
             ("sasl.username", "$ConnectionString"),
             ("sasl.password", "Endpoint=sb://example.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=v"),
         ]));
         assert!(output.is_ok(), "{:?}", output.err());
-        let bad = KafkaOutput::new(settings(&[("security.protocol", "CARRIER_PIGEON")]));
+        let bad = KafkaOutput::new(&settings(&[("security.protocol", "CARRIER_PIGEON")]));
         let err = bad.err().expect("an unknown protocol is refused");
         assert!(err.contains("security.protocol"), "{err}");
     }

@@ -1,10 +1,17 @@
-//! The TOML configuration: parsing, `${ENV}` interpolation of secrets, and validation whose
-//! errors name the file and the key. Each stage's settings live in its own table
-//! (`[source]`, `[transport]`, ...).
+//! The TOML configuration file: reads it, interpolates `${ENV}` (secrets come from the
+//! environment), and composes the sections each stage owns and validates itself:
+//! `[source]` ([`crate::mysql::config`]), `[transport]` ([`crate::transport::config`]),
+//! `[lake]` and `[gold]` ([`crate::lake::config`]), `[metrics]` ([`crate::metrics`]). Errors
+//! name the file and the key.
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+pub use crate::lake::config::{GoldConfig, GoldRefresh, LakeConfig, SilverDeletes};
+pub use crate::metrics::MetricsConfig;
+pub use crate::mysql::config::{ResumeBy, SnapshotMode, SourceConfig, SourceUrl, TableFilter};
+pub use crate::transport::config::{TransportConfig, TransportKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -30,280 +37,6 @@ pub enum ConfigError {
         key: String,
         var: String,
     },
-}
-
-/// Where the first start of a source begins.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum SnapshotMode {
-    /// A consistent image of every included table first, then the binlog from that point.
-    #[default]
-    Initial,
-    /// No image: stream from the oldest binlog the server still has.
-    Never,
-    /// The image only, then stop.
-    Only,
-}
-
-/// How a restarted source finds its place in the binlog.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum ResumeBy {
-    /// The binlog file and offset of the checkpoint (same server).
-    #[default]
-    Position,
-    /// The GTID state of the checkpoint (survives a failover to another server).
-    Gtid,
-}
-
-/// `[source]`: the MySQL/MariaDB server and what to capture from it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SourceConfig {
-    /// `mysql://user@host:port`; the password comes from `password` (use `${ENV}`), or from the
-    /// URL itself.
-    pub url: String,
-    #[serde(default)]
-    pub password: Option<String>,
-    /// The replica server id binlake registers with; unique among the server's replicas.
-    pub server_id: u32,
-    /// `db.table` globs to capture; empty means every table outside the system schemas.
-    #[serde(default)]
-    pub include: Vec<String>,
-    /// `db.table` globs to leave out, applied after `include`.
-    #[serde(default)]
-    pub exclude: Vec<String>,
-    #[serde(default)]
-    pub snapshot: SnapshotMode,
-    /// Where positions and schema history are kept: a directory path.
-    pub checkpoint: PathBuf,
-    #[serde(default)]
-    pub resume_by: ResumeBy,
-    /// Seconds between the server's heartbeats while the binlog is idle.
-    #[serde(default = "default_heartbeat")]
-    pub heartbeat_secs: u64,
-    /// Seconds without any event (heartbeats included) after which the connection is
-    /// considered dead and re-established.
-    #[serde(default = "default_read_timeout")]
-    pub read_timeout_secs: u64,
-    /// Seconds for connecting and for each query.
-    #[serde(default = "default_connect_timeout")]
-    pub connect_timeout_secs: u64,
-    /// Rows per snapshot chunk (one SELECT ordered by primary key).
-    #[serde(default = "default_chunk_rows")]
-    pub snapshot_chunk_rows: u64,
-}
-
-fn default_heartbeat() -> u64 {
-    5
-}
-fn default_read_timeout() -> u64 {
-    30
-}
-fn default_connect_timeout() -> u64 {
-    10
-}
-fn default_chunk_rows() -> u64 {
-    50_000
-}
-
-/// `[transport]`: how change events leave the source.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TransportConfig {
-    pub kind: TransportKind,
-    /// For `ndjson`: the file change events are appended to; `-` is stdout.
-    #[serde(default)]
-    pub path: Option<String>,
-    /// The logical server name: `source.name` in events, the topic prefix in Kafka.
-    #[serde(default = "default_topic_prefix")]
-    pub topic_prefix: String,
-    /// Kafka: `host:port[,host:port...]`.
-    #[serde(default)]
-    pub bootstrap_servers: Option<String>,
-    /// Kafka: the sink's consumer group.
-    #[serde(default)]
-    pub group_id: Option<String>,
-    /// Kafka: partitions of topics binlake creates.
-    #[serde(default = "default_partitions")]
-    pub partitions: i32,
-    /// Kafka: replication factor of topics binlake creates.
-    #[serde(default = "default_replication")]
-    pub replication_factor: i32,
-    /// Kafka: `none`, `gzip`, `snappy`, `lz4`.
-    #[serde(default = "default_compression")]
-    pub compression: String,
-    /// Kafka: a tombstone (key, no value) after each delete, as Debezium's
-    /// `tombstones.on.delete`.
-    #[serde(default = "default_true")]
-    pub tombstones_on_delete: bool,
-    /// Kafka: BEGIN/END records on `<topic_prefix>.transaction`.
-    #[serde(default)]
-    pub transaction_topic: bool,
-    /// Kafka: heartbeat messages on `__debezium-heartbeat.<topic_prefix>` while idle.
-    #[serde(default)]
-    pub heartbeats: bool,
-    /// Kafka: settings passed to librdkafka as they are (`security.protocol`, `sasl.*`, ...).
-    #[serde(default)]
-    pub librdkafka: std::collections::BTreeMap<String, String>,
-}
-
-fn default_partitions() -> i32 {
-    1
-}
-fn default_replication() -> i32 {
-    1
-}
-fn default_compression() -> String {
-    "lz4".into()
-}
-fn default_true() -> bool {
-    true
-}
-
-fn default_topic_prefix() -> String {
-    "binlake".into()
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TransportKind {
-    /// Debezium JSON lines appended to a file (fsynced before each checkpoint).
-    Ndjson,
-    Kafka,
-    Embedded,
-}
-
-/// `[lake]`: where the Delta tables live and how often they are committed and maintained.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LakeConfig {
-    /// A path, `file:///...`, `az://container/path`, `abfss://container@account.dfs.core.windows.net/path`
-    /// or `https://account.blob.core.windows.net/container/path`.
-    pub url: String,
-    /// Passed to object_store: `account_name`, `account_key` / `sas_token` (use `${ENV}`),
-    /// `use_emulator`, ...
-    #[serde(default)]
-    pub storage: std::collections::BTreeMap<String, String>,
-    /// A batch is committed when it holds this many records...
-    #[serde(default = "default_max_rows")]
-    pub max_rows: usize,
-    /// ...or when its first record is this old.
-    #[serde(default = "default_max_latency_ms")]
-    pub max_latency_ms: u64,
-    /// Compact a table's small files every this many commits to it; 0 never.
-    #[serde(default = "default_optimize_every")]
-    pub optimize_every_commits: u64,
-    /// Delete unreferenced files every this many commits to a table; 0 never.
-    #[serde(default = "default_vacuum_every")]
-    pub vacuum_every_commits: u64,
-    /// Files a vacuum keeps for readers of older versions.
-    #[serde(default = "default_vacuum_retention")]
-    pub vacuum_retention_hours: u64,
-    /// A Delta checkpoint every this many table versions.
-    #[serde(default = "default_checkpoint_interval")]
-    pub checkpoint_interval: u64,
-    /// How silver drops the rows a batch replaces or deletes.
-    #[serde(default)]
-    pub silver_deletes: SilverDeletes,
-}
-
-/// `[lake] silver_deletes`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SilverDeletes {
-    /// Mark them in a deletion vector; only the new rows are written.
-    #[default]
-    DeletionVectors,
-    /// Rewrite every file that holds one (a Delta MERGE); readers need no deletion-vector
-    /// support (e.g. Python `deltalake`'s `to_pandas()`).
-    CopyOnWrite,
-}
-
-fn default_max_rows() -> usize {
-    50_000
-}
-fn default_max_latency_ms() -> u64 {
-    1000
-}
-fn default_optimize_every() -> u64 {
-    100
-}
-fn default_vacuum_every() -> u64 {
-    500
-}
-fn default_vacuum_retention() -> u64 {
-    168
-}
-fn default_checkpoint_interval() -> u64 {
-    100
-}
-
-impl LakeConfig {
-    pub fn settings(&self) -> crate::lake::writer::LakeSettings {
-        crate::lake::writer::LakeSettings {
-            max_rows: self.max_rows,
-            max_latency: std::time::Duration::from_millis(self.max_latency_ms),
-            optimize_every_commits: self.optimize_every_commits,
-            vacuum_every_commits: self.vacuum_every_commits,
-            vacuum_retention: std::time::Duration::from_secs(self.vacuum_retention_hours * 3600),
-            checkpoint_interval: self.checkpoint_interval,
-            deletion_vectors: self.silver_deletes == SilverDeletes::DeletionVectors,
-        }
-    }
-}
-
-/// `[metrics]`: the Prometheus endpoint.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MetricsConfig {
-    /// `host:port` to serve `GET /metrics` on, e.g. `127.0.0.1:9187`.
-    pub listen: String,
-}
-
-/// `[gold]`: SQL models over silver, materialized as `gold/<model>`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GoldConfig {
-    /// A folder of `<model>.sql` files (relative to the config's folder).
-    pub models: PathBuf,
-    /// `"on_commit"`: after each batch the sink commits; or an interval: `"30s"`, `"5m"`, `"1h"`.
-    #[serde(default = "default_refresh")]
-    pub refresh: String,
-}
-
-fn default_refresh() -> String {
-    "on_commit".into()
-}
-
-/// When gold models are refreshed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GoldRefresh {
-    OnCommit,
-    Every(std::time::Duration),
-}
-
-impl GoldConfig {
-    pub fn refresh_policy(&self) -> Result<GoldRefresh, String> {
-        let r = self.refresh.trim();
-        if r == "on_commit" {
-            return Ok(GoldRefresh::OnCommit);
-        }
-        let (number, unit) = r.split_at(r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len()));
-        let n: u64 = number.parse().map_err(|_| {
-            format!("{r:?}: use \"on_commit\" or an interval like \"30s\", \"5m\", \"1h\"")
-        })?;
-        let secs = match unit {
-            "s" => n,
-            "m" => n * 60,
-            "h" => n * 3600,
-            _ => return Err(format!("{r:?}: the unit must be s, m or h")),
-        };
-        if secs == 0 {
-            return Err(format!("{r:?}: the interval must be positive"));
-        }
-        Ok(GoldRefresh::Every(std::time::Duration::from_secs(secs)))
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -412,6 +145,13 @@ impl Config {
             reason: e.to_string(),
         })?;
         interpolate(&mut value, "", file, env)?;
+        if let Some(toml::Value::Table(t)) = value.get("transport") {
+            TransportConfig::check_keys(t).map_err(|(key, reason)| ConfigError::Invalid {
+                file: file.into(),
+                key,
+                reason,
+            })?;
+        }
         let mut config: Config =
             value
                 .try_into()
@@ -431,61 +171,35 @@ impl Config {
         }
         config.base = base.to_path_buf();
         config.file = file.to_string();
-        if let Some(path) = &config.transport.path {
-            if path != "-" && Path::new(path).is_relative() {
-                config.transport.path = Some(base.join(path).display().to_string());
+        if let TransportConfig::Ndjson(ndjson) = &mut config.transport {
+            if let Some(path) = &ndjson.path {
+                if path != "-" && Path::new(path).is_relative() {
+                    ndjson.path = Some(base.join(path).display().to_string());
+                }
             }
         }
         config.validate(file)?;
         Ok(config)
     }
 
+    /// Each section validates itself; the first error, with the file.
     fn validate(&self, file: &str) -> Result<(), ConfigError> {
-        let invalid = |key: &str, reason: String| ConfigError::Invalid {
+        let invalid = |(key, reason): (&str, String)| ConfigError::Invalid {
             file: file.into(),
             key: key.into(),
             reason,
         };
         if let Some(source) = &self.source {
-            self.validate_source(source, file)?;
+            source.validate().map_err(invalid)?;
         }
         if let Some(gold) = &self.gold {
             gold.refresh_policy()
-                .map_err(|r| invalid("gold.refresh", r))?;
+                .map_err(|r| invalid(("gold.refresh", r)))?;
         }
         if let Some(lake) = &self.lake {
-            if lake.max_rows == 0 {
-                return Err(invalid("lake.max_rows", "must be at least 1".into()));
-            }
-            if lake.max_latency_ms == 0 {
-                return Err(invalid("lake.max_latency_ms", "must be at least 1".into()));
-            }
+            lake.validate().map_err(invalid)?;
         }
-        if self.transport.kind == TransportKind::Kafka && self.transport.bootstrap_servers.is_none()
-        {
-            return Err(invalid(
-                "transport.bootstrap_servers",
-                "the kafka transport needs the brokers, host:port[,host:port...]".into(),
-            ));
-        }
-        if !["none", "gzip", "snappy", "lz4"].contains(&self.transport.compression.as_str()) {
-            return Err(invalid(
-                "transport.compression",
-                format!(
-                    "{:?}: use none, gzip, snappy or lz4",
-                    self.transport.compression
-                ),
-            ));
-        }
-        if self.transport.partitions < 1 {
-            return Err(invalid("transport.partitions", "must be at least 1".into()));
-        }
-        if self.transport.kind == TransportKind::Ndjson && self.transport.path.is_none() {
-            return Err(invalid(
-                "transport.path",
-                "the ndjson transport needs a file to append to (or \"-\" for stdout)".into(),
-            ));
-        }
+        self.transport.validate().map_err(invalid)?;
         Ok(())
     }
 
@@ -505,140 +219,6 @@ impl Config {
             key: "lake".into(),
             reason: format!("`binlake {command}` needs a [lake] table with at least `url`"),
         })
-    }
-
-    /// The group the sink consumes in: `group_id`, or `binlake-<topic_prefix>`.
-    pub fn group_id(&self) -> String {
-        self.transport
-            .group_id
-            .clone()
-            .unwrap_or_else(|| format!("binlake-{}", self.transport.topic_prefix))
-    }
-
-    fn validate_source(&self, source: &SourceConfig, file: &str) -> Result<(), ConfigError> {
-        let invalid = |key: &str, reason: String| ConfigError::Invalid {
-            file: file.into(),
-            key: key.into(),
-            reason,
-        };
-        SourceUrl::parse(&source.url).map_err(|r| invalid("source.url", r))?;
-        if source.server_id == 0 {
-            return Err(invalid(
-                "source.server_id",
-                "must be a non-zero id unique among the server's replicas".into(),
-            ));
-        }
-        for (key, globs) in [
-            ("source.include", &source.include),
-            ("source.exclude", &source.exclude),
-        ] {
-            for g in globs {
-                if !g.contains('.') {
-                    return Err(invalid(key, format!("{g:?} is not a `db.table` glob")));
-                }
-                globset::Glob::new(g).map_err(|e| invalid(key, format!("{g:?}: {e}")))?;
-            }
-        }
-        if source.heartbeat_secs == 0 || source.read_timeout_secs <= source.heartbeat_secs {
-            return Err(invalid(
-                "source.read_timeout_secs",
-                format!(
-                    "must be longer than source.heartbeat_secs ({}), or an idle binlog looks like a dead connection",
-                    source.heartbeat_secs
-                ),
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// `mysql://user[:password]@host[:port]` split into its parts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceUrl {
-    pub user: String,
-    pub password: Option<String>,
-    pub host: String,
-    pub port: u16,
-}
-
-impl SourceUrl {
-    pub fn parse(url: &str) -> Result<SourceUrl, String> {
-        let rest = url
-            .strip_prefix("mysql://")
-            .or_else(|| url.strip_prefix("mariadb://"))
-            .ok_or_else(|| format!("{url:?} must start with mysql://"))?;
-        let rest = rest.trim_end_matches('/');
-        let (auth, hostport) = rest
-            .rsplit_once('@')
-            .ok_or_else(|| "must name a user: mysql://user@host:port".to_string())?;
-        let (user, password) = match auth.split_once(':') {
-            Some((u, p)) => (u.to_string(), Some(p.to_string())),
-            None => (auth.to_string(), None),
-        };
-        if user.is_empty() {
-            return Err("the user is empty".into());
-        }
-        let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) => (
-                h.to_string(),
-                p.parse()
-                    .map_err(|_| format!("port {p:?} is not a number"))?,
-            ),
-            None => (hostport.to_string(), 3306),
-        };
-        if host.is_empty() {
-            return Err("the host is empty".into());
-        }
-        Ok(SourceUrl {
-            user,
-            password,
-            host,
-            port,
-        })
-    }
-}
-
-/// Which tables a source captures: `include` globs (all non-system tables when empty) minus
-/// `exclude` globs, matched against `db.table`.
-#[derive(Debug, Clone)]
-pub struct TableFilter {
-    include: Option<globset::GlobSet>,
-    exclude: globset::GlobSet,
-}
-
-const SYSTEM_SCHEMAS: [&str; 4] = ["mysql", "information_schema", "performance_schema", "sys"];
-
-impl TableFilter {
-    pub fn new(include: &[String], exclude: &[String]) -> Result<TableFilter, String> {
-        let build = |globs: &[String]| {
-            let mut b = globset::GlobSetBuilder::new();
-            for g in globs {
-                b.add(
-                    globset::GlobBuilder::new(g)
-                        .literal_separator(false)
-                        .build()
-                        .map_err(|e| e.to_string())?,
-                );
-            }
-            b.build().map_err(|e| e.to_string())
-        };
-        Ok(TableFilter {
-            include: if include.is_empty() {
-                None
-            } else {
-                Some(build(include)?)
-            },
-            exclude: build(exclude)?,
-        })
-    }
-
-    pub fn matches(&self, db: &str, table: &str) -> bool {
-        let name = format!("{db}.{table}");
-        let included = match &self.include {
-            Some(set) => set.is_match(&name),
-            None => !SYSTEM_SCHEMAS.contains(&db.to_ascii_lowercase().as_str()),
-        };
-        included && !self.exclude.is_match(&name)
     }
 }
 
@@ -675,10 +255,13 @@ path = "-"
             c.source.as_ref().unwrap().checkpoint,
             PathBuf::from("/etc/binlake/state")
         );
-        assert_eq!(c.transport.path.as_deref(), Some("-"));
+        let TransportConfig::Ndjson(ndjson) = &c.transport else {
+            panic!("ndjson: {:?}", c.transport)
+        };
+        assert_eq!(ndjson.path.as_deref(), Some("-"));
         assert_eq!(c.source.as_ref().unwrap().snapshot, SnapshotMode::Initial);
         assert_eq!(c.source.as_ref().unwrap().heartbeat_secs, 5);
-        assert_eq!(c.transport.topic_prefix, "binlake");
+        assert_eq!(c.transport.topic_prefix(), "binlake");
     }
 
     #[test]
@@ -715,7 +298,7 @@ path = "-"
         let c = Config::load(&path).unwrap();
         assert_eq!(c.source.as_ref().unwrap().server_id, 5401);
         assert_eq!(c.source.as_ref().unwrap().include, ["online_store.*"]);
-        assert_eq!(c.transport.kind, TransportKind::Embedded);
+        assert_eq!(c.transport.kind(), TransportKind::Embedded);
         assert!(c
             .source
             .as_ref()
@@ -728,7 +311,7 @@ path = "-"
         let env = |v: &str| (v == "BINLAKE_MYSQL_PASSWORD").then(|| "pw".to_string());
         let text = std::fs::read_to_string(&path).unwrap();
         let c = Config::parse(&text, "ecommerce.toml", path.parent().unwrap(), &env).unwrap();
-        assert_eq!(c.transport.kind, TransportKind::Kafka);
+        assert_eq!(c.transport.kind(), TransportKind::Kafka);
         assert_eq!(c.source.as_ref().unwrap().password.as_deref(), Some("pw"));
         assert_eq!(c.lake.as_ref().unwrap().url, "az://lake/online_store");
         let gold = c.gold.unwrap();
@@ -743,9 +326,10 @@ path = "-"
             MINIMAL.replace("kind = \"ndjson\"\npath = \"-\"", "kind = \"kafka\"")
         );
         let c = Config::parse(&text, "c.toml", Path::new("."), &env).unwrap();
-        assert_eq!(c.transport.kind, TransportKind::Kafka);
-        assert_eq!(c.transport.librdkafka["sasl.username"], "$ConnectionString");
-        assert_eq!(c.transport.librdkafka["sasl.password"], "s3cret");
+        assert_eq!(c.transport.kind(), TransportKind::Kafka);
+        let kafka = c.transport.kafka().unwrap();
+        assert_eq!(kafka.librdkafka["sasl.username"], "$ConnectionString");
+        assert_eq!(kafka.librdkafka["sasl.password"], "s3cret");
         let no_brokers = text.replace(
             "bootstrap_servers = \"ns.servicebus.windows.net:9093\"\n",
             "",
@@ -756,6 +340,33 @@ path = "-"
                 .contains("key `transport.bootstrap_servers`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_transport_key_of_another_kind_is_an_error_naming_it() {
+        let bad = MINIMAL.replace(
+            "path = \"-\"",
+            "path = \"-\"\nbootstrap_servers = \"127.0.0.1:9092\"",
+        );
+        let err = Config::parse(&bad, "c.toml", Path::new("."), &env).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config c.toml: key `transport.bootstrap_servers`: not a key of kind = \"ndjson\" (its keys: path, topic_prefix)"
+        );
+        let bad = MINIMAL.replace("kind = \"ndjson\"", "kind = \"carrier-pigeon\"");
+        let err = Config::parse(&bad, "c.toml", Path::new("."), &env).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("config c.toml: key `transport.kind`: \"carrier-pigeon\""),
+            "{err}"
+        );
+        let embedded = MINIMAL.replace(
+            "kind = \"ndjson\"\npath = \"-\"",
+            "kind = \"embedded\"\ntopic_prefix = \"shop\"",
+        );
+        let c = Config::parse(&embedded, "c.toml", Path::new("."), &env).unwrap();
+        assert_eq!(c.transport.kind(), TransportKind::Embedded);
+        assert_eq!(c.transport.topic_prefix(), "shop");
     }
 
     #[test]

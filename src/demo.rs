@@ -6,15 +6,15 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use crate::lake::config::LakeConfig;
 use crate::lake::gold::{refresh, GoldModel};
 use crate::lake::storage::LakeStorage;
-use crate::lake::writer::{LakeSettings, LakeWriter};
+use crate::lake::writer::LakeWriter;
 use crate::pipeline::{sink_kafka, SinkOptions};
 use crate::replay::{replay_bytes_into, ReplayOptions};
-use crate::transport::kafka::{KafkaOutput, KafkaSettings};
-use crate::transport::kafka_input::{KafkaInput, KafkaInputSettings};
+use crate::transport::kafka::{KafkaConfig, KafkaInput, KafkaOutput};
 
 /// The bundled binlog (tests/fixtures/binlogs/mariadb/online-store.000001).
 pub const ECOMMERCE_BINLOG: &[u8] =
@@ -78,19 +78,9 @@ pub async fn run_demo(lake_dir: &Path, out: &mut dyn Write) -> Result<(), DemoEr
     let mock = rdkafka::mocking::MockCluster::new(1).map_err(setup)?;
     let bootstrap = mock.bootstrap_servers();
     let prefix = "demo";
-    let mut output = KafkaOutput::new(KafkaSettings {
-        bootstrap_servers: bootstrap.clone(),
-        topic_prefix: prefix.into(),
-        partitions: 1,
-        replication_factor: 1,
-        compression: "lz4".into(),
-        tombstones_on_delete: true,
-        librdkafka: Default::default(),
-        flush_timeout: Duration::from_secs(60),
-        transaction_topic: false,
-        heartbeats: false,
-    })
-    .map_err(DemoError::Setup)?;
+    let mut kafka = KafkaConfig::new(&bootstrap, prefix);
+    kafka.group_id = Some("binlake-demo".into());
+    let mut output = KafkaOutput::new(&kafka).map_err(DemoError::Setup)?;
     let replayed = replay_bytes_into(
         "online-store.000001",
         ECOMMERCE_BINLOG,
@@ -107,14 +97,8 @@ pub async fn run_demo(lake_dir: &Path, out: &mut dyn Write) -> Result<(), DemoEr
         &Default::default(),
         Path::new("."),
     )?;
-    let mut writer = LakeWriter::new(storage.clone(), LakeSettings::default());
-    let mut input = KafkaInput::new(KafkaInputSettings {
-        bootstrap_servers: bootstrap,
-        topic_prefix: prefix.into(),
-        group_id: "binlake-demo".into(),
-        librdkafka: Default::default(),
-    })
-    .map_err(DemoError::Setup)?;
+    let mut writer = LakeWriter::new(storage.clone(), LakeConfig::default());
+    let mut input = KafkaInput::new(&kafka).map_err(DemoError::Setup)?;
     let options = SinkOptions {
         exit_when_caught_up: true,
         source_done: None,

@@ -11,7 +11,7 @@ use crate::event::ChangeEvent;
 use crate::mysql::decoder::{Ddl, DecodeSink};
 use crate::mysql::events::event_type_name;
 use crate::mysql::schema::SchemaTracker;
-use crate::mysql::stream::SourceOutput;
+use crate::mysql::SourceOutput;
 use crate::mysql::{BinlogDecoder, BinlogError, BinlogFileReader};
 
 /// Options of one replay run.

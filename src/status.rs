@@ -3,17 +3,18 @@
 //! change's source commit while there are). Read-only: it reads the source's checkpoint, the
 //! tables' commit records and the topics' end offsets.
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::Duration;
 
-use crate::config::{Config, TransportKind};
+use crate::config::Config;
 use crate::event::{now_ms, TableId};
+use crate::lake::state::LayerState;
 use crate::lake::storage::LakeStorage;
-use crate::lake::writer::{LakeWriter, LayerState};
+use crate::lake::writer::LakeWriter;
 use crate::lake::LakeError;
 use crate::mysql::checkpoint::CheckpointStore;
-use crate::transport::kafka_input::{KafkaInput, KafkaInputSettings};
+use crate::transport::kafka::KafkaInput;
+use crate::transport::record::{table_topic, Offsets, SourcePartition};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
@@ -85,24 +86,15 @@ pub async fn collect(config: &Config) -> Result<(Option<String>, Vec<TableStatus
     };
     let lake = config.lake("status")?;
     let storage = LakeStorage::new(&lake.url, &lake.storage, &config.base)?;
-    let mut writer = LakeWriter::new(storage.clone(), lake.settings());
-    let ends: BTreeMap<String, i64> = if config.transport.kind == TransportKind::Kafka {
-        let input = KafkaInput::new(KafkaInputSettings {
-            bootstrap_servers: config
-                .transport
-                .bootstrap_servers
-                .clone()
-                .unwrap_or_default(),
-            topic_prefix: config.transport.topic_prefix.clone(),
-            group_id: config.group_id(),
-            librdkafka: config.transport.librdkafka.clone(),
-        })
-        .map_err(StatusError::Other)?;
-        input
-            .end_offsets(Duration::from_secs(10))
-            .map_err(StatusError::Other)?
-    } else {
-        BTreeMap::new()
+    let mut writer = LakeWriter::new(storage.clone(), lake.clone());
+    let ends = match config.transport.kafka() {
+        Some(kafka) => {
+            let input = KafkaInput::new(kafka).map_err(StatusError::Other)?;
+            input
+                .end_offsets(Duration::from_secs(10))
+                .map_err(StatusError::Other)?
+        }
+        None => Offsets::default(),
     };
     let mut tables = Vec::new();
     for db in storage.list_dirs("bronze").await? {
@@ -112,13 +104,15 @@ pub async fn collect(config: &Config) -> Result<(Option<String>, Vec<TableStatus
                 table,
             };
             let [bronze, _history, silver] = writer.table_states(&id).await?;
-            let topic = format!("{}.{}.{}:", config.transport.topic_prefix, id.db, id.table);
+            let topic = table_topic(config.transport.topic_prefix(), &id);
             let newest = silver.as_ref().or(bronze.as_ref());
-            let pending_rows = (config.transport.kind == TransportKind::Kafka).then(|| {
+            let pending_rows = config.transport.kafka().is_some().then(|| {
                 ends.iter()
-                    .filter(|(sp, _)| sp.starts_with(&topic))
+                    .filter(|(sp, _)| {
+                        SourcePartition::parse(sp).is_some_and(|p| p.topic() == Some(&topic))
+                    })
                     .map(|(sp, end)| {
-                        let held = newest.and_then(|s| s.offsets.get(sp)).copied().unwrap_or(0);
+                        let held = newest.and_then(|s| s.offsets.get(sp)).unwrap_or(0);
                         (end - held).max(0)
                     })
                     .sum::<i64>()

@@ -1,0 +1,148 @@
+//! Kafka as a record source: a consumer group's records; offsets committed to the group once
+//! the lake holds them; with `--exit-when-caught-up`, finished at the end the topics had at
+//! start (or, under `run`, when the source has finished).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::sink::{run_sink, Next, RecordSource, SinkStats};
+use super::PipelineError;
+use crate::event::TableId;
+use crate::lake::gold::GoldSchedule;
+use crate::lake::writer::LakeWriter;
+use crate::metrics::Metrics;
+use crate::transport::kafka::KafkaInput;
+use crate::transport::record::{Offsets, Record};
+
+/// When the sink stops on its own.
+#[derive(Debug, Clone, Default)]
+pub struct SinkOptions {
+    /// Stop once everything that was in the topics at start is in the lake.
+    pub exit_when_caught_up: bool,
+    /// Set by `run` when its source has finished: the sink then takes the topics' ends at that
+    /// moment as its target and stops on reaching them.
+    pub source_done: Option<Arc<AtomicBool>>,
+    /// Updated after every batch when `[metrics]` is on.
+    pub metrics: Option<Metrics>,
+}
+
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+struct KafkaRecords<'a> {
+    input: &'a mut KafkaInput,
+    options: &'a SinkOptions,
+    stop: &'a AtomicBool,
+    /// Where "caught up" is, once known.
+    targets: Option<Offsets>,
+    /// The next offset per partition the lake holds.
+    consumed: Offsets,
+}
+
+impl RecordSource for KafkaRecords<'_> {
+    async fn start(&mut self, writer: &mut LakeWriter) -> Result<(), PipelineError> {
+        if self.options.exit_when_caught_up && self.options.source_done.is_none() {
+            let t = self
+                .input
+                .end_offsets(METADATA_TIMEOUT)
+                .map_err(PipelineError::Transport)?;
+            tracing::info!(
+                partitions = t.len(),
+                "sink: catching up to the current end of the topics"
+            );
+            // What earlier runs already applied: the tables' own record, and the group's
+            // offsets (which also cover trailing tombstones no table records).
+            self.consumed = already_applied(writer, self.input, &t).await?;
+            self.targets = Some(t);
+        }
+        Ok(())
+    }
+
+    fn next(&mut self, wait: Duration) -> Result<Next, PipelineError> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Ok(Next::End);
+        }
+        Ok(
+            match self.input.poll(wait).map_err(PipelineError::Transport)? {
+                Some(r) => Next::Record(r),
+                None => Next::Idle,
+            },
+        )
+    }
+
+    fn prepare(&mut self, batch: &mut [Record]) -> Result<(), PipelineError> {
+        self.input
+            .resolve_schemas(batch)
+            .map_err(PipelineError::Transport)
+    }
+
+    fn applied(&mut self, batch: &[Record]) {
+        let offsets = Offsets::after(batch);
+        // The lake holds them: now the group may move on. The lake's own record is what
+        // resuming trusts, so a failed group commit only costs re-reading (and skipping).
+        if let Err(e) = self.input.commit(&offsets) {
+            tracing::warn!("{e}; the lake has the records, the group will re-read them");
+        }
+        self.consumed.advance_all(&offsets);
+    }
+
+    async fn finished(&mut self, writer: &mut LakeWriter) -> Result<bool, PipelineError> {
+        if self.targets.is_none() {
+            if let Some(done) = &self.options.source_done {
+                if done.load(Ordering::Acquire) {
+                    let t = self
+                        .input
+                        .end_offsets(METADATA_TIMEOUT)
+                        .map_err(PipelineError::Transport)?;
+                    let applied = already_applied(writer, self.input, &t).await?;
+                    self.consumed.advance_all(&applied);
+                    self.targets = Some(t);
+                }
+            }
+        }
+        if let Some(t) = &self.targets {
+            if self.consumed.reached(t) {
+                tracing::info!("sink: caught up");
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// Consumes Kafka into the lake until stopped (or caught up, with the options).
+pub async fn sink_kafka(
+    writer: &mut LakeWriter,
+    input: &mut KafkaInput,
+    options: &SinkOptions,
+    stop: &AtomicBool,
+    gold: Option<&mut GoldSchedule>,
+) -> Result<SinkStats, PipelineError> {
+    let mut source = KafkaRecords {
+        input,
+        options,
+        stop,
+        targets: None,
+        consumed: Offsets::default(),
+    };
+    run_sink(writer, &mut source, gold, options.metrics.as_ref()).await
+}
+
+/// The next offset per partition of `targets` that is already applied: the larger of what the
+/// lake's tables record and what the consumer group committed (when the group answers).
+async fn already_applied(
+    writer: &mut LakeWriter,
+    input: &KafkaInput,
+    targets: &Offsets,
+) -> Result<Offsets, PipelineError> {
+    let tables: Vec<TableId> = targets
+        .iter()
+        .filter_map(|(sp, _)| input.table_of(sp))
+        .collect();
+    let mut applied = writer.resume_offsets(&tables).await?;
+    match input.committed(targets, Duration::from_secs(1)) {
+        Ok(committed) => applied.advance_all(&committed),
+        Err(e) => tracing::warn!("{e}; going by the lake's own offsets"),
+    }
+    Ok(applied)
+}

@@ -9,8 +9,10 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use serde_json::Value;
 
-use crate::kafka::{broker, consume_all, one_partition, run_source_with, unique_prefix};
-use crate::mariadb::MariaDb;
+use crate::kafka::run_source_with;
+use crate::support::kafka::{broker, consume_all, one_partition};
+use crate::support::mariadb::MariaDb;
+use crate::support::unique_prefix;
 
 /// Debezium's semantic types for the MySQL column types of all_types.
 #[derive(Clone, Copy, Debug)]

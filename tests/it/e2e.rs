@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::lake::{binlake, lake_query, source_rows};
-use crate::mariadb::MariaDb;
+use crate::support::binlake;
+use crate::support::lake::{lake_query, source_rows};
+use crate::support::mariadb::MariaDb;
 use crate::KillOnDrop;
 
 const TABLES: [&str; 7] = [
@@ -89,7 +90,7 @@ refresh = "1h"
 /// columns.
 fn run_workload(db: &MariaDb, config: &Path, secs: u64) {
     let generate = |secs: u64| {
-        let (code, stderr) = crate::lake::binlake(
+        let (code, stderr) = crate::support::binlake(
             &["generate", "--rate", "300", "--duration", &secs.to_string()],
             config,
         );
@@ -214,9 +215,9 @@ fn ecommerce_through_kafka_to_azurite_with_ddl_equals_the_source() {
         .expect("AZURITE_BLOB_STORAGE_URL: run the suite with scripts/test.sh");
     let db = MariaDb::start();
     db.sql_file(&repo("sql/online_store.sql"));
-    let b = crate::kafka::broker();
-    let prefix = crate::kafka::unique_prefix("e2e");
-    let container = crate::kafka::unique_prefix("e2e");
+    let b = crate::support::kafka::broker();
+    let prefix = crate::support::unique_prefix("e2e");
+    let container = crate::support::unique_prefix("e2e");
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &db, &b.bootstrap, &prefix, &container);
     let mut run = KillOnDrop(
@@ -318,9 +319,9 @@ fn ecommerce_with_source_and_sink_killed_ten_times_equals_the_source() {
         .expect("AZURITE_BLOB_STORAGE_URL: run the suite with scripts/test.sh");
     let db = MariaDb::start();
     db.sql_file(&repo("sql/online_store.sql"));
-    let b = crate::kafka::broker();
-    let prefix = crate::kafka::unique_prefix("kill");
-    let container = crate::kafka::unique_prefix("kill");
+    let b = crate::support::kafka::broker();
+    let prefix = crate::support::unique_prefix("kill");
+    let container = crate::support::unique_prefix("kill");
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &db, &b.bootstrap, &prefix, &container);
     let spawn = |command: &str| {

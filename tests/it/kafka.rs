@@ -2,48 +2,13 @@
 //! test process, or the real broker in KAFKA_BOOTSTRAP_SERVERS when it is set. The source is
 //! the real binary in its own process; a consumer here reads the topics back.
 
-use std::time::{Duration, Instant};
-
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::mocking::MockCluster;
-use rdkafka::producer::DefaultProducerContext;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use rdkafka::Message;
 use serde_json::{json, Value};
 
-use crate::mariadb::MariaDb;
-
-pub struct Broker {
-    pub mock: Option<MockCluster<'static, DefaultProducerContext>>,
-    pub bootstrap: String,
-}
-
-pub fn broker() -> Broker {
-    match std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
-        Ok(b) if !b.is_empty() => Broker {
-            mock: None,
-            bootstrap: b,
-        },
-        _ => {
-            let mock = MockCluster::new(1).unwrap();
-            let bootstrap = mock.bootstrap_servers();
-            Broker {
-                mock: Some(mock),
-                bootstrap,
-            }
-        }
-    }
-}
-
-/// A topic prefix no other run has used (real brokers keep topics).
-pub fn unique_prefix(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("bl{name}{}x{nanos}", std::process::id())
-}
+use crate::support::kafka::{broker, consume, one_partition, Broker};
+use crate::support::mariadb::MariaDb;
+use crate::support::scenario::Scenario;
+use crate::support::unique_prefix;
 
 fn write_config(
     dir: &std::path::Path,
@@ -63,41 +28,14 @@ fn write_config_for(
     include: &str,
     extra: &str,
 ) -> std::path::PathBuf {
-    let config = format!(
-        r#"
-[source]
-url = "mysql://root@127.0.0.1:{port}"
-server_id = 4501
-snapshot = "never"
-checkpoint = "state"
-include = ["{include}"]
-heartbeat_secs = 1
-read_timeout_secs = 3
-
-[transport]
-kind = "kafka"
-bootstrap_servers = "{bootstrap}"
-topic_prefix = "{prefix}"
-{extra}
-"#,
-        port = db.port,
-        bootstrap = broker.bootstrap
-    );
-    let path = dir.join("source.toml");
-    std::fs::write(&path, config).unwrap();
-    path
-}
-
-/// The mock cluster makes topics with several partitions when it auto-creates them; tests
-/// that check the order across keys use one partition (Kafka orders per partition).
-pub fn one_partition(b: &Broker, topic: &str) {
-    if let Some(mock) = &b.mock {
-        mock.create_topic(topic, 1, 1).unwrap();
-    }
+    Scenario::source(db, 4501)
+        .include(include)
+        .kafka(broker, prefix, extra)
+        .write(dir, "source.toml")
 }
 
 fn run_source(config: &std::path::Path) -> (Option<i32>, String) {
-    crate::lake::binlake(&["source", "--exit-when-caught-up"], config)
+    crate::support::binlake(&["source", "--exit-when-caught-up"], config)
 }
 
 /// Runs `binlake source --exit-when-caught-up` into Kafka for the tables `include` matches.
@@ -110,63 +48,6 @@ pub fn run_source_with(
     extra: &str,
 ) -> (Option<i32>, String) {
     run_source(&write_config_for(dir, db, broker, prefix, include, extra))
-}
-
-/// Every message of `topic`: reads until nothing new arrives for 3 s after the first one
-/// (30 s at most).
-pub fn consume_all(broker: &Broker, topic: &str) -> Vec<(Value, Value)> {
-    let consumer = consumer_for(broker, topic);
-    let mut out = Vec::new();
-    let started = Instant::now();
-    let mut last = Instant::now();
-    // Joining the consumer group takes a moment: the 3 s of quiet count from the first message.
-    while (out.is_empty() || last.elapsed() < Duration::from_secs(3))
-        && started.elapsed() < Duration::from_secs(30)
-    {
-        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
-            out.push(key_value(&m.unwrap()));
-            last = Instant::now();
-        }
-    }
-    out
-}
-
-fn consumer_for(broker: &Broker, topic: &str) -> BaseConsumer {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &broker.bootstrap)
-        .set("group.id", format!("test-{topic}"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    consumer
-}
-
-fn key_value(m: &rdkafka::message::BorrowedMessage<'_>) -> (Value, Value) {
-    let key = m
-        .key()
-        .map(|k| serde_json::from_slice(k).unwrap())
-        .unwrap_or(Value::Null);
-    let value = m
-        .payload()
-        .map(|v| serde_json::from_slice(v).unwrap())
-        .unwrap_or(Value::Null);
-    (key, value)
-}
-
-/// (key, value) of every message of `topic` from the beginning, `count` of them or fewer
-/// after 30 s.
-fn consume(broker: &Broker, topic: &str, count: usize) -> Vec<(Value, Value)> {
-    let consumer = consumer_for(broker, topic);
-    let mut out = Vec::new();
-    let started = Instant::now();
-    while out.len() < count && started.elapsed() < Duration::from_secs(30) {
-        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
-            out.push(key_value(&m.unwrap()));
-        }
-    }
-    out
 }
 
 #[test]

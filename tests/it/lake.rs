@@ -4,80 +4,10 @@
 
 use std::path::Path;
 
-use deltalake::arrow::array::{Array, StringArray};
-use deltalake::arrow::datatypes::DataType;
-use deltalake::datafusion::prelude::SessionContext;
-
-use crate::mariadb::MariaDb;
-
-/// Runs `sql` (over table `t`) against the Delta table at `url`; every value cast to text,
-/// NULL as `NULL`, columns joined with `|`.
-pub fn lake_query(url: &str, options: &[(&str, &str)], sql: &str) -> Vec<String> {
-    // One runtime for every query: delta-rs keeps HTTP clients (and their pooled connections)
-    // across tables, and a connection made on a runtime that is gone fails the next request.
-    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    let runtime = RUNTIME.get_or_init(|| tokio::runtime::Runtime::new().unwrap());
-    runtime.block_on(async {
-        deltalake::azure::register_handlers(None);
-        let url = url::Url::parse(url).unwrap();
-        let options = options
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let table = deltalake::DeltaTable::try_from_url_with_storage_options(url.clone(), options)
-            .await
-            .unwrap_or_else(|e| panic!("{url}: {e}"));
-        let ctx = SessionContext::new();
-        table.update_datafusion_session(&ctx.state()).unwrap();
-        ctx.register_table("t", table.table_provider().await.unwrap())
-            .unwrap();
-        let batches = ctx
-            .sql(sql)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            .collect()
-            .await
-            .unwrap();
-        let mut rows = Vec::new();
-        for b in batches {
-            let columns: Vec<_> = b
-                .columns()
-                .iter()
-                .map(|c| deltalake::arrow::compute::cast(c, &DataType::Utf8).unwrap())
-                .collect();
-            for i in 0..b.num_rows() {
-                let cells: Vec<String> = columns
-                    .iter()
-                    .map(|c| {
-                        let s = c.as_any().downcast_ref::<StringArray>().unwrap();
-                        if s.is_null(i) {
-                            "NULL".to_string()
-                        } else {
-                            s.value(i).to_string()
-                        }
-                    })
-                    .collect();
-                rows.push(cells.join("|"));
-            }
-        }
-        rows
-    })
-}
-
-/// The file URL of table `rel` under a local lake directory.
-pub fn table_url(lake: &Path, rel: &str) -> String {
-    url::Url::from_directory_path(lake.join(rel))
-        .unwrap()
-        .to_string()
-}
-
-/// The server's rows of `select`, with MariaDB's NULL spelled as the lake side spells it.
-pub fn source_rows(db: &MariaDb, select: &str) -> Vec<String> {
-    db.sql(select)
-        .lines()
-        .map(|l| l.replace('\t', "|"))
-        .collect()
-}
+use crate::support::lake::{azurite, lake_query, python, source_rows, table_url};
+use crate::support::mariadb::MariaDb;
+use crate::support::scenario::Scenario;
+use crate::support::{binlake, unique_prefix};
 
 pub const SHOP_WORKLOAD: &str = "
 CREATE DATABASE shop;
@@ -116,48 +46,18 @@ pub const ORDERS_SELECT: &str = "SELECT id, customer, amount, status, \
 pub const ORDERS_LAKE: &str = "SELECT id, customer, amount, status, \
     to_char(created, '%Y-%m-%dT%H:%M:%S.%6f'), note, coupon FROM t ORDER BY id";
 
+/// A `run` config over the shop tables of `db`: `transport` and `lake` keys as TOML lines.
 pub fn write_run_config(
     dir: &Path,
     db: &MariaDb,
     transport: &str,
     lake: &str,
 ) -> std::path::PathBuf {
-    let config = format!(
-        r#"
-[source]
-url = "mysql://root@127.0.0.1:{port}"
-server_id = 4601
-snapshot = "never"
-checkpoint = "state"
-include = ["shop.*"]
-heartbeat_secs = 1
-read_timeout_secs = 3
-
-[transport]
-{transport}
-
-[lake]
-max_latency_ms = 200
-{lake}
-"#,
-        port = db.port
-    );
-    let path = dir.join("run.toml");
-    std::fs::write(&path, config).unwrap();
-    path
-}
-
-pub fn binlake(args: &[&str], config: &Path) -> (Option<i32>, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    Scenario::source(db, 4601)
+        .include("shop.*")
+        .transport(transport)
+        .lake(&format!("max_latency_ms = 200\n{lake}"))
+        .write(dir, "run.toml")
 }
 
 /// Silver, history and bronze of the shop workload, checked against the server.
@@ -265,7 +165,7 @@ fn embedded_run_builds_silver_history_and_bronze_exactly_once() {
     );
 }
 
-fn kafka_transport(broker: &crate::kafka::Broker, prefix: &str) -> String {
+fn kafka_transport(broker: &crate::support::kafka::Broker, prefix: &str) -> String {
     format!(
         "kind = \"kafka\"\nbootstrap_servers = \"{}\"\ntopic_prefix = \"{prefix}\"\ngroup_id = \"{prefix}-sink\"",
         broker.bootstrap
@@ -276,8 +176,8 @@ fn kafka_transport(broker: &crate::kafka::Broker, prefix: &str) -> String {
 fn source_and_sink_processes_through_kafka_build_the_same_lake() {
     let db = MariaDb::start();
     db.sql(SHOP_WORKLOAD);
-    let b = crate::kafka::broker();
-    let prefix = crate::kafka::unique_prefix("lake");
+    let b = crate::support::kafka::broker();
+    let prefix = unique_prefix("lake");
     let dir = tempfile::tempdir().unwrap();
     let config = write_run_config(
         dir.path(),
@@ -344,8 +244,8 @@ const BIG_LAKE: &str = "SELECT id, v, s FROM t ORDER BY id";
 fn sink_killed_anywhere_applies_every_change_exactly_once() {
     let db = MariaDb::start();
     big_workload(&db, 20_000);
-    let b = crate::kafka::broker();
-    let prefix = crate::kafka::unique_prefix("kill");
+    let b = crate::support::kafka::broker();
+    let prefix = unique_prefix("kill");
     let dir = tempfile::tempdir().unwrap();
     let config = write_run_config(
         dir.path(),
@@ -419,8 +319,8 @@ fn poison_messages_go_to_dead_letters_and_the_sink_goes_on() {
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     let db = MariaDb::start();
     db.sql(SHOP_WORKLOAD);
-    let b = crate::kafka::broker();
-    let prefix = crate::kafka::unique_prefix("poison");
+    let b = crate::support::kafka::broker();
+    let prefix = unique_prefix("poison");
     let dir = tempfile::tempdir().unwrap();
     let config = write_run_config(
         dir.path(),
@@ -472,14 +372,14 @@ fn poison_messages_go_to_dead_letters_and_the_sink_goes_on() {
 #[test]
 fn sink_survives_broker_errors_without_loss_or_doubles() {
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-    let b = crate::kafka::broker();
+    let b = crate::support::kafka::broker();
     let Some(mock) = &b.mock else {
         // Error injection needs the mock cluster; the other tests cover a real broker.
         return;
     };
     let db = MariaDb::start();
     big_workload(&db, 3_000);
-    let prefix = crate::kafka::unique_prefix("faults");
+    let prefix = unique_prefix("faults");
     let dir = tempfile::tempdir().unwrap();
     let config = write_run_config(
         dir.path(),
@@ -514,14 +414,6 @@ fn sink_survives_broker_errors_without_loss_or_doubles() {
     assert_eq!(parts[0], parts[1], "no change twice in bronze");
 }
 
-/// Azurite's address: scripts/test.sh starts one for the suite and exports it; every test
-/// uses its own fresh container.
-fn azurite() -> String {
-    std::env::var("AZURITE_BLOB_STORAGE_URL").expect(
-        "AZURITE_BLOB_STORAGE_URL is not set: run the suite with scripts/test.sh, which starts Azurite",
-    )
-}
-
 #[test]
 fn every_documented_lake_url_form_works_on_azurite_and_local_disk() {
     let _ = azurite();
@@ -538,7 +430,7 @@ fn every_documented_lake_url_form_works_on_azurite_and_local_disk() {
     };
     for (i, name) in ["az", "abfs", "abfss", "https", "file"].iter().enumerate() {
         let dir = tempfile::tempdir().unwrap();
-        let container = crate::kafka::unique_prefix(name);
+        let container = unique_prefix(name);
         let url = forms(&container, dir.path())[i].clone();
         let storage = if *name == "file" {
             ""
@@ -575,13 +467,6 @@ fn storage_options(storage: &binlake::lake::storage::LakeStorage) -> Vec<(&str, 
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect()
-}
-
-/// Python's `deltalake` (scripts/test.sh installs it in a venv and exports BINLAKE_PYTHON).
-pub fn python() -> String {
-    std::env::var("BINLAKE_PYTHON").expect(
-        "BINLAKE_PYTHON is not set: run the suite with scripts/test.sh, which installs Python's deltalake",
-    )
 }
 
 /// Python's deltalake reads every layer value by value: deletion-vector silver through
@@ -794,221 +679,4 @@ fn add_column_with_default_gives_earlier_rows_the_default_as_the_server_does() {
             "3|3|30|NULL|true"
         ]
     );
-}
-
-/// One change of `shop.k (id BIGINT PRIMARY KEY, v VARCHAR)` as the sink receives it: from
-/// Kafka partition 0 at `offset`, or in-process (no offset).
-fn k_record(
-    op: &str,
-    id: i64,
-    v: &str,
-    pos: u64,
-    offset: Option<i64>,
-) -> binlake::transport::record::Record {
-    use binlake::event::{Column, ColumnType, TableId, TableSchema};
-    let mut id_column = Column::new("id", ColumnType::BigInt);
-    id_column.nullable = false;
-    let schema = std::sync::Arc::new(TableSchema {
-        id: TableId {
-            db: "shop".into(),
-            table: "k".into(),
-        },
-        columns: vec![
-            id_column,
-            Column::new("v", ColumnType::VarChar { max_bytes: 40 }),
-        ],
-        primary_key: vec![0],
-        positional_names: false,
-    });
-    let row = serde_json::json!({"id": id, "v": v});
-    let (before, after) = match op {
-        "c" => (serde_json::Value::Null, row),
-        "d" => (row, serde_json::Value::Null),
-        _ => (serde_json::json!({"id": id, "v": "?"}), row),
-    };
-    let value = serde_json::json!({
-        "before": before, "after": after, "op": op, "ts_ms": 1_700_000_000_000i64,
-        "source": {"db": "shop", "table": "k", "file": "mysql-bin.000001", "pos": pos, "row": 0,
-                   "ts_ms": 1_700_000_000_000i64, "snapshot": "false"},
-    });
-    binlake::transport::record::Record {
-        topic: "t.shop.k".into(),
-        partition: 0,
-        offset,
-        key: None,
-        value: Some(serde_json::to_vec(&value).unwrap()),
-        schema_id: None,
-        schema: Some(schema),
-    }
-}
-
-/// A change at or before the position already applied to its key is ignored, whatever path
-/// it comes by: replayed through another source partition, an older insert does not bring a
-/// deleted row back and an older update does not overwrite a newer one; history keeps one
-/// version per applied change. Both silver delete modes.
-#[test]
-fn replayed_older_changes_neither_resurrect_nor_overwrite() {
-    for deletion_vectors in [true, false] {
-        let dir = tempfile::tempdir().unwrap();
-        let lake = dir.path().join("lake");
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        runtime.block_on(async {
-            let storage = binlake::lake::storage::LakeStorage::new(
-                lake.to_str().unwrap(),
-                &Default::default(),
-                Path::new("/"),
-            )
-            .unwrap();
-            let settings = binlake::lake::writer::LakeSettings {
-                deletion_vectors,
-                ..Default::default()
-            };
-            let mut writer = binlake::lake::writer::LakeWriter::new(storage, settings);
-            writer
-                .apply(&[
-                    k_record("c", 1, "one", 100, None),
-                    k_record("c", 2, "two", 110, None),
-                ])
-                .await
-                .unwrap();
-            writer
-                .apply(&[
-                    k_record("u", 1, "one-new", 200, None),
-                    k_record("d", 2, "two", 210, None),
-                ])
-                .await
-                .unwrap();
-            // The same source, replayed through Kafka: older changes, and one new.
-            writer
-                .apply(&[
-                    k_record("c", 2, "two", 110, Some(0)),
-                    k_record("u", 1, "one-stale", 150, Some(1)),
-                    k_record("c", 3, "three", 300, Some(2)),
-                ])
-                .await
-                .unwrap();
-        });
-        let mode = if deletion_vectors {
-            "deletion vectors"
-        } else {
-            "copy-on-write"
-        };
-        assert_eq!(
-            lake_query(
-                &table_url(&lake, "silver/shop/k"),
-                &[],
-                "SELECT id, v FROM t ORDER BY id"
-            ),
-            ["1|one-new", "3|three"],
-            "{mode}"
-        );
-        assert_eq!(
-            lake_query(
-                &table_url(&lake, "silver/shop/k__history"),
-                &[],
-                "SELECT id, v, __end_position IS NULL FROM t ORDER BY id, __start_position"
-            ),
-            [
-                "1|one|false",
-                "1|one-new|true",
-                "2|two|false",
-                "3|three|true"
-            ],
-            "{mode}"
-        );
-    }
-}
-
-/// Deletion-vector silver and history through compaction, vacuum and checkpoints, and a
-/// restarted writer reading its state back from a checkpoint: no row lost, none revived.
-#[test]
-fn maintenance_keeps_deletion_vector_tables_exact() {
-    let dir = tempfile::tempdir().unwrap();
-    let lake = dir.path().join("lake");
-    let settings = binlake::lake::writer::LakeSettings {
-        optimize_every_commits: 3,
-        vacuum_every_commits: 4,
-        vacuum_retention: std::time::Duration::ZERO,
-        checkpoint_interval: 2,
-        ..Default::default()
-    };
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    // Keys 1..=20; each round updates every key, deletes the round's key and re-inserts the
-    // previous round's.
-    let mut expected: std::collections::BTreeMap<i64, String> = Default::default();
-    let mut pos = 100;
-    let mut writer = None;
-    for round in 0..8i64 {
-        let mut batch = Vec::new();
-        for id in 1..=20i64 {
-            pos += 10;
-            let v = format!("r{round}-{id}");
-            let op = if round == 0 || !expected.contains_key(&id) {
-                "c"
-            } else {
-                "u"
-            };
-            batch.push(k_record(op, id, &v, pos, None));
-            expected.insert(id, v);
-        }
-        pos += 10;
-        let gone = round + 1;
-        batch.push(k_record("d", gone, "", pos, None));
-        expected.remove(&gone);
-        // A new writer every other round: it resumes from what the tables record.
-        if round % 2 == 0 {
-            let storage = binlake::lake::storage::LakeStorage::new(
-                lake.to_str().unwrap(),
-                &Default::default(),
-                Path::new("/"),
-            )
-            .unwrap();
-            writer = Some(binlake::lake::writer::LakeWriter::new(
-                storage,
-                settings.clone(),
-            ));
-        }
-        let writer = writer.as_mut().unwrap();
-        runtime.block_on(async {
-            let (first, second) = batch.split_at(10);
-            writer.apply(first).await.unwrap();
-            writer.apply(second).await.unwrap();
-        });
-    }
-    let silver = table_url(&lake, "silver/shop/k");
-    let want: Vec<String> = expected.iter().map(|(k, v)| format!("{k}|{v}")).collect();
-    assert_eq!(
-        lake_query(&silver, &[], "SELECT id, v FROM t ORDER BY id"),
-        want
-    );
-    let history = table_url(&lake, "silver/shop/k__history");
-    let open: Vec<String> = lake_query(
-        &history,
-        &[],
-        "SELECT id, v FROM t WHERE __end_position IS NULL ORDER BY id",
-    );
-    assert_eq!(open, want);
-    // One version per applied insert or update: 8 rounds of 20.
-    assert_eq!(lake_query(&history, &[], "SELECT count(*) FROM t"), ["160"]);
-    // Maintenance ran and deletion vectors were in use.
-    let log = std::fs::read_dir(lake.join("silver/shop/k/_delta_log")).unwrap();
-    let names: Vec<String> = log
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert!(
-        names.iter().any(|n| n.ends_with(".checkpoint.parquet")),
-        "{names:?}"
-    );
-    let mut commits = String::new();
-    for n in names.iter().filter(|n| n.ends_with(".json")) {
-        commits.push_str(
-            &std::fs::read_to_string(lake.join("silver/shop/k/_delta_log").join(n)).unwrap(),
-        );
-    }
-    assert!(
-        commits.contains("\"deletionVector\""),
-        "no deletion vector written"
-    );
-    assert!(commits.contains("\"OPTIMIZE\""), "no compaction");
-    assert!(commits.contains("VACUUM"), "no vacuum");
 }

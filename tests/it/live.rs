@@ -4,12 +4,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::mariadb::MariaDb;
 use crate::mariadb_replay::{assert_all_types_state_equals_select, fold};
+use crate::support::mariadb::MariaDb;
+use crate::support::scenario::Scenario;
+use crate::support::wait_for;
 use crate::{read_checkpoint, KillOnDrop};
 
 struct Capture {
@@ -19,25 +21,11 @@ struct Capture {
 impl Capture {
     fn new(db: &MariaDb, extra: &str) -> Capture {
         let dir = tempfile::tempdir().unwrap();
-        let config = format!(
-            r#"
-[source]
-url = "mysql://root@127.0.0.1:{port}"
-server_id = 4401
-snapshot = "never"
-checkpoint = "state"
-heartbeat_secs = 1
-read_timeout_secs = 3
-connect_timeout_secs = 3
-{extra}
-
-[transport]
-kind = "ndjson"
-path = "out.ndjson"
-"#,
-            port = db.port
-        );
-        std::fs::write(dir.path().join("source.toml"), config).unwrap();
+        Scenario::source(db, 4401)
+            .source_keys("connect_timeout_secs = 3")
+            .source_keys(extra)
+            .ndjson("out.ndjson")
+            .write(dir.path(), "source.toml");
         Capture { dir }
     }
 
@@ -93,17 +81,6 @@ fn read_events(path: &Path) -> Vec<Value> {
     text.lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
-}
-
-fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn sql_path(rel: &str) -> PathBuf {

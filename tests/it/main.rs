@@ -1,94 +1,21 @@
-//! Integration tests: one test binary (so CI links once), a module per area.
+//! Integration tests: one test binary (so CI links once), a module per area. Shared set-up
+//! (servers, the broker, scenario configs, running the binary) lives in `support`.
+
+mod support;
 
 mod cli;
 mod debezium_consumer;
 mod e2e;
 mod fixtures;
-pub mod kafka;
-pub mod lake;
+mod kafka;
+mod lake;
+mod lake_writer;
+mod layout;
 mod live;
-mod mariadb;
-pub mod mariadb_replay;
+mod mariadb_replay;
 mod mutations;
 mod oracle;
 mod pipelines;
 mod status_page;
 
-use std::path::PathBuf;
-
-use binlake::replay::{replay_files, ReplayOptions};
-use serde_json::Value;
-
-/// Path of a file under tests/fixtures.
-pub fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(rel)
-}
-
-/// Replays fixture binlogs through the library and returns the printed change events.
-pub fn replay(rel: &[&str], options: &ReplayOptions) -> (Vec<Value>, Result<(), String>) {
-    let files: Vec<PathBuf> = rel.iter().map(|r| fixture(r)).collect();
-    let mut out = Vec::new();
-    let result = replay_files(&files, options, &mut out)
-        .map(|_| ())
-        .map_err(|e| e.to_string());
-    let events = String::from_utf8(out)
-        .expect("output is UTF-8")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("every output line is JSON"))
-        .collect();
-    (events, result)
-}
-
-/// Replays one fixture that must decode without error.
-pub fn replay_ok(rel: &str) -> Vec<Value> {
-    let (events, result) = replay(&[rel], &ReplayOptions::default());
-    if let Err(e) = result {
-        panic!("{rel}: {e}");
-    }
-    events
-}
-
-/// The source's checkpoint under `dir` (a config's folder, `checkpoint = "state"`), or None
-/// before the first one is written. The file is replaced atomically, so it always parses.
-pub fn read_checkpoint(dir: &std::path::Path) -> Option<Value> {
-    let text = std::fs::read_to_string(dir.join("state/checkpoint.json")).ok()?;
-    Some(serde_json::from_str(&text).expect("a checkpoint is always whole JSON"))
-}
-
-/// A child process killed (and reaped) when the test ends, also when it panics: every
-/// process a test starts, it stops.
-pub struct KillOnDrop(pub std::process::Child);
-
-impl std::ops::Deref for KillOnDrop {
-    type Target = std::process::Child;
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for KillOnDrop {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Runs `command` to its end and returns its output; panics with its stderr if it failed.
-pub fn run_ok(command: &mut std::process::Command) -> std::process::Output {
-    let out = command.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{:?}: {}",
-        command,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+pub use support::{fixture, read_checkpoint, replay, replay_ok, run_ok, KillOnDrop};

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use binlake::replay::ReplayOptions;
 use serde_json::Value;
 
-use crate::mariadb::MariaDb;
+use crate::support::mariadb::MariaDb;
 
 /// For each column of all_types, the SQL that computes Debezium's encoding of it from the
 /// stored value; BIT columns are compared as integers.

@@ -4,8 +4,10 @@
 
 use std::path::Path;
 
-use crate::lake::{binlake, lake_query, source_rows, table_url};
-use crate::mariadb::MariaDb;
+use crate::support::binlake;
+use crate::support::lake::{lake_query, source_rows, table_url};
+use crate::support::mariadb::MariaDb;
+use crate::support::scenario::Scenario;
 
 /// Loads `schema`, runs `scenario` for a few seconds, then `binlake run --exit-when-caught-up`
 /// with the scenario's gold models, then `binlake gold refresh`. Returns the lake directory.
@@ -18,33 +20,16 @@ fn pipeline(
 ) -> std::path::PathBuf {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     db.sql_file(&repo.join(schema));
-    let config = format!(
-        r#"
-[source]
-url = "mysql://root@127.0.0.1:{port}"
-server_id = 4801
-snapshot = "initial"
-checkpoint = "state"
-include = ["{db_name}.*"]
-heartbeat_secs = 1
-read_timeout_secs = 3
-
-[transport]
-kind = "embedded"
-
-[lake]
-url = "lake"
-max_latency_ms = 300
-
-[gold]
-models = "{models}"
-refresh = "on_commit"
-"#,
-        port = db.port,
-        models = repo.join("sql/gold").join(scenario).display()
-    );
-    let path = dir.join("pipeline.toml");
-    std::fs::write(&path, config).unwrap();
+    let path = Scenario::source(db, 4801)
+        .snapshot("initial")
+        .include(&format!("{db_name}.*"))
+        .transport("kind = \"embedded\"")
+        .lake("url = \"lake\"\nmax_latency_ms = 300")
+        .section(&format!(
+            "[gold]\nmodels = \"{}\"\nrefresh = \"on_commit\"",
+            repo.join("sql/gold").join(scenario).display()
+        ))
+        .write(dir, "pipeline.toml");
     crate::run_ok(
         std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
             .args([
@@ -112,7 +97,7 @@ fn bookings_fact_has_a_row_per_seat_joined_to_timely_payments() {
     .unwrap();
     assert!(late > 0, "the workload makes late payments");
     // Exactly the fact table's columns, as another engine reads them.
-    let out = std::process::Command::new(crate::lake::python())
+    let out = std::process::Command::new(crate::support::lake::python())
         .args([
             "-c",
             "import os, sys; from deltalake import DeltaTable; print(','.join(f.name for f in DeltaTable(sys.argv[1]).schema().fields)); sys.stdout.flush(); os._exit(0)",

@@ -6,7 +6,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::mariadb::MariaDb;
+use crate::support::mariadb::MariaDb;
+use crate::support::scenario::Scenario;
 use crate::KillOnDrop;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -51,35 +52,17 @@ fn the_status_page_shows_tables_lag_throughput_dead_letters_and_gold_rows() {
         .local_addr()
         .unwrap()
         .port();
-    let config = dir.path().join("status.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[source]
-url = "mysql://root@127.0.0.1:{db_port}"
-server_id = 4901
-snapshot = "initial"
-checkpoint = "state"
-include = ["purchases.*"]
-heartbeat_secs = 1
-read_timeout_secs = 3
-[transport]
-kind = "embedded"
-[lake]
-url = "lake"
-max_latency_ms = 300
-[gold]
-models = "{models}"
-refresh = "on_commit"
-[metrics]
-listen = "127.0.0.1:{port}"
-"#,
-            db_port = db.port,
-            models = repo.join("sql/gold/purchases").display()
-        ),
-    )
-    .unwrap();
+    let config = Scenario::source(&db, 4901)
+        .snapshot("initial")
+        .include("purchases.*")
+        .transport("kind = \"embedded\"")
+        .lake("url = \"lake\"\nmax_latency_ms = 300")
+        .section(&format!(
+            "[gold]\nmodels = \"{}\"\nrefresh = \"on_commit\"",
+            repo.join("sql/gold/purchases").display()
+        ))
+        .section(&format!("[metrics]\nlisten = \"127.0.0.1:{port}\""))
+        .write(dir.path(), "status.toml");
     let mut run = KillOnDrop(
         std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
             .args(["run", "--config"])

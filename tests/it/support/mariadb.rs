@@ -54,10 +54,6 @@ impl MariaDb {
         MariaDb { dir, port }
     }
 
-    pub fn dir_path(&self) -> &Path {
-        self.dir.path()
-    }
-
     /// Stops the server and starts it again on the same datadir and port.
     pub fn restart(&self) {
         let dir = self.dir.path().to_str().unwrap();

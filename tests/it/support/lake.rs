@@ -1,0 +1,95 @@
+//! Reading the lake back in tests: a Delta table queried through delta-rs and DataFusion, the
+//! server's rows in the same text form, and the outside readers and stores the suite runs
+//! against (Python's deltalake, Azurite).
+
+use std::path::Path;
+
+use deltalake::arrow::array::{Array, StringArray};
+use deltalake::arrow::datatypes::DataType;
+use deltalake::datafusion::prelude::SessionContext;
+
+use super::mariadb::MariaDb;
+
+/// Runs `sql` (over table `t`) against the Delta table at `url`; every value cast to text,
+/// NULL as `NULL`, columns joined with `|`.
+pub fn lake_query(url: &str, options: &[(&str, &str)], sql: &str) -> Vec<String> {
+    // One runtime for every query: delta-rs keeps HTTP clients (and their pooled connections)
+    // across tables, and a connection made on a runtime that is gone fails the next request.
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    let runtime = RUNTIME.get_or_init(|| tokio::runtime::Runtime::new().unwrap());
+    runtime.block_on(async {
+        deltalake::azure::register_handlers(None);
+        let url = url::Url::parse(url).unwrap();
+        let options = options
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let table = deltalake::DeltaTable::try_from_url_with_storage_options(url.clone(), options)
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        let ctx = SessionContext::new();
+        table.update_datafusion_session(&ctx.state()).unwrap();
+        ctx.register_table("t", table.table_provider().await.unwrap())
+            .unwrap();
+        let batches = ctx
+            .sql(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .collect()
+            .await
+            .unwrap();
+        let mut rows = Vec::new();
+        for b in batches {
+            let columns: Vec<_> = b
+                .columns()
+                .iter()
+                .map(|c| deltalake::arrow::compute::cast(c, &DataType::Utf8).unwrap())
+                .collect();
+            for i in 0..b.num_rows() {
+                let cells: Vec<String> = columns
+                    .iter()
+                    .map(|c| {
+                        let s = c.as_any().downcast_ref::<StringArray>().unwrap();
+                        if s.is_null(i) {
+                            "NULL".to_string()
+                        } else {
+                            s.value(i).to_string()
+                        }
+                    })
+                    .collect();
+                rows.push(cells.join("|"));
+            }
+        }
+        rows
+    })
+}
+
+/// The file URL of table `rel` under a local lake directory.
+pub fn table_url(lake: &Path, rel: &str) -> String {
+    url::Url::from_directory_path(lake.join(rel))
+        .unwrap()
+        .to_string()
+}
+
+/// The server's rows of `select`, with MariaDB's NULL spelled as the lake side spells it.
+pub fn source_rows(db: &MariaDb, select: &str) -> Vec<String> {
+    db.sql(select)
+        .lines()
+        .map(|l| l.replace('\t', "|"))
+        .collect()
+}
+
+/// Azurite's address: scripts/test.sh starts one for the suite and exports it; every test
+/// uses its own fresh container.
+pub fn azurite() -> String {
+    std::env::var("AZURITE_BLOB_STORAGE_URL").expect(
+        "AZURITE_BLOB_STORAGE_URL is not set: run the suite with scripts/test.sh, which starts Azurite",
+    )
+}
+
+/// Python's `deltalake` (scripts/test.sh installs it in a venv and exports BINLAKE_PYTHON).
+pub fn python() -> String {
+    std::env::var("BINLAKE_PYTHON").expect(
+        "BINLAKE_PYTHON is not set: run the suite with scripts/test.sh, which installs Python's deltalake",
+    )
+}

@@ -10,7 +10,9 @@ use serde::Deserialize;
 
 pub use crate::lake::config::{GoldConfig, GoldRefresh, LakeConfig, SilverDeletes};
 pub use crate::metrics::MetricsConfig;
-pub use crate::mysql::config::{ResumeBy, SnapshotMode, SourceConfig, SourceUrl, TableFilter};
+pub use crate::mysql::config::{
+    ResumeBy, SnapshotMode, SourceConfig, SourceUrl, TableFilter, TlsMode,
+};
 pub use crate::transport::config::{TransportConfig, TransportKind};
 
 #[derive(Debug, thiserror::Error)]
@@ -160,8 +162,18 @@ impl Config {
                     reason: e.to_string(),
                 })?;
         if let Some(source) = &mut config.source {
-            if source.checkpoint.is_relative() {
-                source.checkpoint = base.join(&source.checkpoint);
+            for path in [
+                Some(&mut source.checkpoint),
+                source.tls_ca.as_mut(),
+                source.tls_cert.as_mut(),
+                source.tls_key.as_mut(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if path.is_relative() {
+                    *path = base.join(&*path);
+                }
             }
         }
         if let Some(gold) = &mut config.gold {

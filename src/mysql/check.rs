@@ -1,11 +1,14 @@
 //! Preflight: `binlake check` asks the server whether binlake can capture from it (binlog on,
-//! ROW format, FULL row image, row metadata, server id, GTIDs, retention, privileges) and says
-//! how to fix each problem.
+//! ROW format, FULL row image, row metadata, server id, GTIDs, retention, privileges), then runs,
+//! read-only and on the same kind of connection, every statement the source and the snapshot
+//! run at start, and says how to fix each problem. Nothing a statement answers with an error is
+//! passed over: it is a failure naming the statement.
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
-use super::config::SourceConfig;
+use super::config::{SnapshotMode, SourceConfig, TableFilter, TlsMode};
+use super::flavor::ServerInfo;
 use super::server::Server;
 use super::SourceError;
 
@@ -70,6 +73,7 @@ pub async fn check(config: &SourceConfig) -> Result<Vec<Finding>, SourceError> {
     let mut conn = source.connect().await?;
     let info = source.server_info(&mut conn).await?;
     let mut out = vec![Finding::ok("server", info.version.clone())];
+    out.push(tls_finding(&source, &mut conn, config).await);
     let cnf = if info.is_mariadb {
         "[mariadbd]"
     } else {
@@ -128,7 +132,21 @@ pub async fn check(config: &SourceConfig) -> Result<Vec<Finding>, SourceError> {
     }
 
     let server_id = variable(&mut conn, "server_id").await.unwrap_or_default();
-    let replicas: Vec<mysql_async::Row> = conn.query("SHOW SLAVE HOSTS").await.unwrap_or_default();
+    let replicas_statement = info.replicas_statement();
+    let replicas: Vec<mysql_async::Row> = match conn.query(replicas_statement).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            out.push(Finding::fail(
+                "replicas",
+                format!("{replicas_statement}: {e}"),
+                format!(
+                    "binlake lists the connected replicas to find a server_id clash; GRANT REPLICATION SLAVE ON *.* TO {}",
+                    grant_target(config)
+                ),
+            ));
+            Vec::new()
+        }
+    };
     let clash = replicas
         .iter()
         .any(|r| r.get::<u32, _>(0) == Some(config.server_id));
@@ -212,7 +230,7 @@ pub async fn check(config: &SourceConfig) -> Result<Vec<Finding>, SourceError> {
     if !has("SELECT") {
         missing.push("SELECT");
     }
-    if !info.is_mariadb && !has("RELOAD") && config.snapshot != super::config::SnapshotMode::Never {
+    if !info.is_mariadb && !has("RELOAD") && config.snapshot != SnapshotMode::Never {
         // MySQL has no lock-free consistent snapshot position; the fallback takes a brief
         // FLUSH TABLES WITH READ LOCK per chunk.
         missing.push("RELOAD");
@@ -233,7 +251,173 @@ pub async fn check(config: &SourceConfig) -> Result<Vec<Finding>, SourceError> {
             format!("GRANT {} ON *.* TO {user}", missing.join(", ")),
         ));
     }
+    out.extend(statements_start_runs(&source, &mut conn, &info, config).await);
     Ok(out)
+}
+
+/// The connection's TLS, as `[source] tls` asked for it.
+async fn tls_finding(source: &Server, conn: &mut Conn, config: &SourceConfig) -> Finding {
+    let mode = config.tls.name();
+    match source.tls_session(conn).await {
+        Ok(Some((version, cipher))) => {
+            Finding::ok("tls", format!("{version}, {cipher} (tls = \"{mode}\")"))
+        }
+        Ok(None) if config.tls == TlsMode::Disabled => {
+            Finding::ok("tls", "plain TCP (tls = \"disabled\")")
+        }
+        // Loopback traffic crosses no network.
+        Ok(None) if source.is_loopback() => Finding::ok(
+            "tls",
+            format!("plain TCP on loopback: the server offers no TLS (tls = \"{mode}\")"),
+        ),
+        Ok(None) => Finding::warn(
+            "tls",
+            format!("plain TCP: the server offers no TLS (tls = \"{mode}\")"),
+            "turn TLS on at the server (ssl_cert, ssl_key) and set `source.tls = \"verify_identity\"` with `tls_ca`: changes and the password otherwise cross the network in clear",
+        ),
+        Err(e) => Finding::fail("tls", e.to_string(), "report this with the server version"),
+    }
+}
+
+/// Runs, read-only, every statement `binlake source` runs before it streams and while it
+/// snapshots, on the same kind of connection: a statement the server refuses here would stop
+/// capture at start.
+async fn statements_start_runs(
+    source: &Server,
+    conn: &mut Conn,
+    info: &ServerInfo,
+    config: &SourceConfig,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let user = grant_target(config);
+    match source.binlog_status(conn, info).await {
+        Ok(status) => out.push(Finding::ok(
+            "binlog position",
+            format!(
+                "{}: {}:{}",
+                info.binlog_status_statement(),
+                status.file,
+                status.pos
+            ),
+        )),
+        Err(e) => out.push(Finding::fail(
+            "binlog position",
+            e.to_string(),
+            format!("GRANT REPLICATION CLIENT ON *.* TO {user} (MariaDB: BINLOG MONITOR), and turn on log_bin"),
+        )),
+    }
+    match source.oldest_binlog(conn).await {
+        Ok(file) => out.push(Finding::ok("binlog files", format!("oldest {file}"))),
+        Err(e) => out.push(Finding::fail(
+            "binlog files",
+            e.to_string(),
+            format!("GRANT REPLICATION CLIENT ON *.* TO {user} (MariaDB: BINLOG MONITOR)"),
+        )),
+    }
+    let session = info.replication_session(config.heartbeat_secs * 1_000_000_000);
+    let mut failed = None;
+    for statement in &session {
+        if let Err(e) = conn.query_drop(statement).await {
+            failed = Some(format!("{statement}: {e}"));
+            break;
+        }
+    }
+    match failed {
+        None => out.push(Finding::ok("replication session", session.join("; "))),
+        Some(e) => out.push(Finding::fail(
+            "replication session",
+            e,
+            "the server refuses the session variables its binlog sender reads; report this with the server version",
+        )),
+    }
+    let filter = match TableFilter::new(&config.include, &config.exclude) {
+        Ok(f) => f,
+        Err(e) => {
+            out.push(Finding::fail(
+                "tables",
+                e,
+                "fix `source.include` / `source.exclude`",
+            ));
+            return out;
+        }
+    };
+    let tables = match source.load_schema(conn, &filter).await {
+        Ok(schema) => {
+            let ids: Vec<_> = schema.tables().map(|(id, _)| id.clone()).collect();
+            if ids.is_empty() && config.include.is_empty() {
+                out.push(Finding::ok(
+                    "tables",
+                    "no tables yet; tables created later are captured",
+                ));
+            } else if ids.is_empty() {
+                out.push(Finding::warn(
+                    "tables",
+                    "no table matches `source.include` / `source.exclude`",
+                    "check the globs, and that the user can see the tables (SELECT)",
+                ));
+            } else {
+                out.push(Finding::ok(
+                    "tables",
+                    format!(
+                        "{} tables: information_schema and SHOW CREATE TABLE answered",
+                        ids.len()
+                    ),
+                ));
+            }
+            ids
+        }
+        Err(e) => {
+            out.push(Finding::fail(
+                "tables",
+                e.to_string(),
+                format!("GRANT SELECT ON <db>.* TO {user} for every captured database"),
+            ));
+            Vec::new()
+        }
+    };
+    if config.snapshot == SnapshotMode::Never {
+        return out;
+    }
+    let mut snapshot = vec![
+        "SET SESSION time_zone = '+00:00'".to_string(),
+        "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ".to_string(),
+    ];
+    if info.has_snapshot_position() {
+        snapshot.push("START TRANSACTION WITH CONSISTENT SNAPSHOT".into());
+        snapshot.push("SHOW STATUS LIKE 'binlog_snapshot_%'".into());
+    } else {
+        snapshot.push("START TRANSACTION WITH CONSISTENT SNAPSHOT".into());
+    }
+    for id in &tables {
+        snapshot.push(format!(
+            "SELECT * FROM `{}`.`{}` LIMIT 0",
+            id.db.replace('`', "``"),
+            id.table.replace('`', "``")
+        ));
+    }
+    let mut failed = None;
+    for statement in &snapshot {
+        if let Err(e) = conn.query_drop(statement).await {
+            failed = Some(format!("{statement}: {e}"));
+            break;
+        }
+    }
+    let _ = conn.query_drop("ROLLBACK").await;
+    match failed {
+        None => out.push(Finding::ok(
+            "snapshot reads",
+            format!(
+                "consistent-snapshot transaction and SELECT on {} tables",
+                tables.len()
+            ),
+        )),
+        Some(e) => out.push(Finding::fail(
+            "snapshot reads",
+            e,
+            format!("GRANT SELECT ON <db>.* TO {user} for every captured database"),
+        )),
+    }
+    out
 }
 
 /// `'user'@'%'` for GRANT hints.

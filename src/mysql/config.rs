@@ -65,6 +65,49 @@ pub struct SourceConfig {
     /// Rows per snapshot chunk (one SELECT ordered by primary key).
     #[serde(default = "default_chunk_rows")]
     pub snapshot_chunk_rows: u64,
+    /// TLS to the server, as the MySQL client's `--ssl-mode`.
+    #[serde(default)]
+    pub tls: TlsMode,
+    /// PEM file of the CA(s) that sign the server's certificate (`verify_ca`,
+    /// `verify_identity`); without it, the public web roots.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate (chain), for servers that require one (`REQUIRE X509`).
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// `[source] tls`: the MySQL client's `--ssl-mode`, with its meanings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsMode {
+    /// Plain TCP.
+    Disabled,
+    /// TLS when the server offers it, plain TCP when it does not; the certificate is not
+    /// checked.
+    #[default]
+    Preferred,
+    /// TLS or no connection; the certificate is not checked.
+    Required,
+    /// TLS with a certificate signed by `tls_ca` (or a public root); any host name.
+    VerifyCa,
+    /// As `verify_ca`, and the certificate must name the host binlake connects to.
+    VerifyIdentity,
+}
+
+impl TlsMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsMode::Disabled => "disabled",
+            TlsMode::Preferred => "preferred",
+            TlsMode::Required => "required",
+            TlsMode::VerifyCa => "verify_ca",
+            TlsMode::VerifyIdentity => "verify_identity",
+        }
+    }
 }
 
 fn default_heartbeat() -> u64 {
@@ -101,6 +144,34 @@ impl SourceConfig {
                     return Err(invalid(key, format!("{g:?} is not a `db.table` glob")));
                 }
                 globset::Glob::new(g).map_err(|e| invalid(key, format!("{g:?}: {e}")))?;
+            }
+        }
+        if source.tls_cert.is_some() != source.tls_key.is_some() {
+            return Err(invalid(
+                if source.tls_cert.is_some() {
+                    "source.tls_key"
+                } else {
+                    "source.tls_cert"
+                },
+                "a client certificate needs both `tls_cert` and `tls_key`".into(),
+            ));
+        }
+        if source.tls == TlsMode::Disabled && (source.tls_ca.is_some() || source.tls_cert.is_some())
+        {
+            return Err(invalid(
+                "source.tls",
+                "\"disabled\" with `tls_ca` or `tls_cert` set: choose a TLS mode, or remove the files".into(),
+            ));
+        }
+        for (key, path) in [
+            ("source.tls_ca", &source.tls_ca),
+            ("source.tls_cert", &source.tls_cert),
+            ("source.tls_key", &source.tls_key),
+        ] {
+            if let Some(path) = path {
+                if !path.is_file() {
+                    return Err(invalid(key, format!("{}: no such file", path.display())));
+                }
             }
         }
         if source.heartbeat_secs == 0 || source.read_timeout_secs <= source.heartbeat_secs {

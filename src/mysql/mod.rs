@@ -10,6 +10,7 @@ pub mod config;
 pub mod cursor;
 pub mod decoder;
 pub mod events;
+pub mod flavor;
 pub mod gtid;
 pub mod jsonb;
 pub mod replication;
@@ -18,6 +19,7 @@ pub mod schema;
 pub mod server;
 pub mod snapshot;
 pub mod table_map;
+pub mod tls;
 
 use thiserror::Error;
 

@@ -51,9 +51,10 @@ use super::checkpoint::{
 use super::config::{ResumeBy, SnapshotMode, SourceConfig, TableFilter};
 use super::decoder::{BinlogDecoder, Commit, Ddl, DecodeSink};
 use super::events::{parse_rotate, HEARTBEAT, ROTATE, TRANSACTION_PAYLOAD};
+use super::flavor::ServerInfo;
 use super::gtid::GtidSet;
 use super::schema::SchemaTracker;
-use super::server::{Server, ServerInfo};
+use super::server::Server;
 use super::snapshot::{run_snapshot, SnapshotTarget};
 use super::{BinlogError, SourceError, SourceOutput};
 use crate::event::{now_ms, ChangeEvent};
@@ -249,7 +250,7 @@ impl LiveSource {
         let mut conn = self.server.connect().await?;
         let info = self.server.server_info(&mut conn).await?;
         let target = if options.exit_when_caught_up {
-            Some(self.server.current_position(&mut conn).await?)
+            Some(self.server.current_position(&mut conn, &info).await?)
         } else {
             None
         };
@@ -338,7 +339,7 @@ impl LiveSource {
                 SnapshotTarget {
                     conn: &mut conn,
                     url: &self.server.display_url,
-                    is_mariadb: info.is_mariadb,
+                    info: &info,
                     server_id,
                     chunk_rows: self.config.snapshot_chunk_rows,
                 },
@@ -356,7 +357,7 @@ impl LiveSource {
                 }
             } else {
                 // No table to snapshot: stream from where the server is now.
-                let (file, pos) = self.server.current_position(&mut conn).await?;
+                let (file, pos) = self.server.current_position(&mut conn, &info).await?;
                 resume.file = file;
                 resume.pos = pos;
             }
@@ -453,11 +454,7 @@ impl LiveSource {
         let again = |e: SourceError| Retry::Again(e.to_string());
         let mut conn = self.server.connect().await.map_err(again)?;
         let heartbeat_ns = self.config.heartbeat_secs * 1_000_000_000;
-        let mut setup = vec![format!("SET @master_heartbeat_period = {heartbeat_ns}")];
-        if info.is_mariadb {
-            // Without it MariaDB replaces its GTID events with dummy queries.
-            setup.push("SET @mariadb_slave_capability = 4".into());
-        }
+        let mut setup = info.replication_session(heartbeat_ns);
         let resume = tracker.committed.clone();
         let mysql_gtid = self.config.resume_by == ResumeBy::Gtid
             && !info.is_mariadb

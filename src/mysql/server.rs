@@ -1,20 +1,26 @@
-//! The source server outside the replication stream: connecting (options, timeouts), the
+//! The source server outside the replication stream: connecting (options, timeouts, TLS), the
 //! server's version and flavour, its binlog position and files, and the schema of the included
 //! tables, read from `information_schema` and `SHOW CREATE TABLE`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder};
+use mysql_async::{Conn, Opts, OptsBuilder, SslOpts};
 
 use super::config::{SourceConfig, SourceUrl, TableFilter};
+use super::flavor::ServerInfo;
 use super::schema::SchemaTracker;
+use super::tls::{explain, is_no_tls_offered, name_the_certificate_holds, TlsSettings};
 use super::SourceError;
 
-/// A connected source's view of the server.
-pub struct ServerInfo {
-    pub version: String,
-    pub is_mariadb: bool,
+/// Where the server is writing its binlog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BinlogStatus {
+    pub file: String,
+    pub pos: u64,
+    /// MySQL: `Executed_Gtid_Set` (empty without GTIDs, and on MariaDB).
+    pub executed_gtids: String,
 }
 
 /// How to reach the server, and the statements binlake runs on it.
@@ -24,6 +30,10 @@ pub struct Server {
     /// The URL without the password, for messages.
     pub(super) display_url: String,
     connect_timeout: Duration,
+    tls: TlsSettings,
+    /// Set once a `preferred` connection found the server offers no TLS: later connections
+    /// go plain at once.
+    plain_only: AtomicBool,
 }
 
 impl Server {
@@ -35,7 +45,18 @@ impl Server {
             password: config.password.clone(),
             display_url,
             connect_timeout: Duration::from_secs(config.connect_timeout_secs),
+            tls: TlsSettings::from_config(config),
+            plain_only: AtomicBool::new(false),
         })
+    }
+
+    /// Whether the server is on this machine's loopback interface.
+    pub fn is_loopback(&self) -> bool {
+        let host = self.url.host.trim_start_matches('[').trim_end_matches(']');
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
     }
 
     /// `mysql://user@host:port`, without the password.
@@ -74,19 +95,79 @@ impl Server {
         .await
     }
 
+    /// Connects with the TLS options of `[source] tls`; `preferred` goes plain when the
+    /// server offers no TLS.
     async fn connect_with(&self, opts: Opts) -> Result<Conn, SourceError> {
-        let timeout = self.connect_timeout;
-        match tokio::time::timeout(timeout, Conn::new(opts)).await {
-            Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(SourceError::Connect {
-                url: self.display_url.clone(),
-                reason: e.to_string(),
-            }),
-            Err(_) => Err(SourceError::Connect {
-                url: self.display_url.clone(),
-                reason: format!("no answer within {} s", timeout.as_secs()),
-            }),
+        let ssl = if self.plain_only.load(Ordering::Relaxed) {
+            None
+        } else {
+            self.tls.ssl_opts()
+        };
+        let tried_tls = ssl.is_some();
+        let first = self
+            .attempt(OptsBuilder::from_opts(opts.clone()).ssl_opts(ssl).into())
+            .await;
+        match first {
+            Err(Some(e)) if tried_tls && self.tls.any_name() => {
+                let Some(name) = name_the_certificate_holds(&e) else {
+                    return Err(self.connect_error(Some(e)));
+                };
+                let ssl = self
+                    .tls
+                    .ssl_opts()
+                    .map(|s| s.with_danger_tls_hostname_override(Some(name)));
+                self.attempt(OptsBuilder::from_opts(opts).ssl_opts(ssl).into())
+                    .await
+                    .map_err(|e| self.connect_error(e))
+            }
+            Err(Some(e))
+                if tried_tls && self.tls.falls_back_to_plain() && is_no_tls_offered(&e) =>
+            {
+                tracing::info!(url = %self.display_url, "the server offers no TLS; connecting without it (tls = \"preferred\")");
+                self.plain_only.store(true, Ordering::Relaxed);
+                let plain = OptsBuilder::from_opts(opts)
+                    .ssl_opts(None::<SslOpts>)
+                    .into();
+                self.attempt(plain).await.map_err(|e| self.connect_error(e))
+            }
+            other => other.map_err(|e| self.connect_error(e)),
         }
+    }
+
+    /// One connection attempt; `Err(None)` is a timeout.
+    async fn attempt(&self, opts: Opts) -> Result<Conn, Option<mysql_async::Error>> {
+        match tokio::time::timeout(self.connect_timeout, Conn::new(opts)).await {
+            Ok(result) => result.map_err(Some),
+            Err(_) => Err(None),
+        }
+    }
+
+    fn connect_error(&self, e: Option<mysql_async::Error>) -> SourceError {
+        SourceError::Connect {
+            url: self.display_url.clone(),
+            reason: match e {
+                Some(e) => explain(&e, &self.tls, &self.url.host),
+                None => format!("no answer within {} s", self.connect_timeout.as_secs()),
+            },
+        }
+    }
+
+    /// The TLS version and cipher of `conn` (None: plain TCP).
+    pub async fn tls_session(
+        &self,
+        conn: &mut Conn,
+    ) -> Result<Option<(String, String)>, SourceError> {
+        let rows: Vec<(String, String)> = conn
+            .query("SHOW SESSION STATUS WHERE Variable_name IN ('Ssl_version', 'Ssl_cipher')")
+            .await
+            .map_err(self.server_err("SHOW SESSION STATUS LIKE 'Ssl_%'"))?;
+        let get = |name: &str| {
+            rows.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+                .filter(|v| !v.is_empty())
+        };
+        Ok(get("Ssl_version").zip(get("Ssl_cipher")))
     }
 
     pub fn server_err(&self, what: &str) -> impl Fn(mysql_async::Error) -> SourceError + '_ {
@@ -104,26 +185,49 @@ impl Server {
             .await
             .map_err(self.server_err("SELECT VERSION()"))?
             .unwrap_or_default();
-        Ok(ServerInfo {
-            is_mariadb: version.to_ascii_lowercase().contains("mariadb"),
-            version,
-        })
+        Ok(ServerInfo::parse(&version))
     }
 
     /// The server's current binlog file and position (the end of the last event).
-    pub async fn current_position(&self, conn: &mut Conn) -> Result<(String, u64), SourceError> {
+    pub async fn current_position(
+        &self,
+        conn: &mut Conn,
+        info: &ServerInfo,
+    ) -> Result<(String, u64), SourceError> {
+        let status = self.binlog_status(conn, info).await?;
+        Ok((status.file, status.pos))
+    }
+
+    /// The binlog file and position being written, and on MySQL the executed GTID set, with
+    /// the statement `info`'s release documents.
+    pub async fn binlog_status(
+        &self,
+        conn: &mut Conn,
+        info: &ServerInfo,
+    ) -> Result<BinlogStatus, SourceError> {
+        let statement = info.binlog_status_statement();
         let row: Option<mysql_async::Row> = conn
-            .query_first("SHOW MASTER STATUS")
+            .query_first(statement)
             .await
-            .map_err(self.server_err("SHOW MASTER STATUS"))?;
+            .map_err(self.server_err(statement))?;
         let row = row.ok_or_else(|| SourceError::Server {
             url: self.display_url.clone(),
-            what: "SHOW MASTER STATUS".into(),
+            what: statement.into(),
             reason: "the binary log is off (log_bin); binlake check says how to turn it on".into(),
         })?;
-        let file: String = row.get(0).unwrap_or_default();
-        let pos: u64 = row.get(1).unwrap_or_default();
-        Ok((file, pos))
+        let executed_gtids = if info.is_mariadb {
+            String::new()
+        } else {
+            row.get::<Option<String>, _>(4)
+                .flatten()
+                .unwrap_or_default()
+                .replace('\n', "")
+        };
+        Ok(BinlogStatus {
+            file: row.get(0).unwrap_or_default(),
+            pos: row.get(1).unwrap_or_default(),
+            executed_gtids,
+        })
     }
 
     /// The oldest binlog file the server still has.

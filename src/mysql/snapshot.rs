@@ -18,6 +18,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Value as MyValue};
 
 use super::checkpoint::{Checkpoint, CheckpointStore, KeyValue, SnapshotState, CHECKPOINT_VERSION};
+use super::flavor::ServerInfo;
 use super::schema::{DeclaredTable, SchemaTracker};
 use super::{SourceError, SourceOutput};
 use crate::event::{
@@ -172,7 +173,7 @@ pub struct SnapshotTarget<'a> {
     pub conn: &'a mut Conn,
     /// The server URL without password, for messages.
     pub url: &'a str,
-    pub is_mariadb: bool,
+    pub info: &'a ServerInfo,
     pub server_id: u32,
     pub chunk_rows: u64,
 }
@@ -189,7 +190,7 @@ pub async fn run_snapshot(
     let SnapshotTarget {
         conn,
         url,
-        is_mariadb,
+        info,
         server_id,
         chunk_rows,
     } = target;
@@ -278,7 +279,7 @@ pub async fn run_snapshot(
             if !keys.is_empty() {
                 sql.push_str(&format!(" ORDER BY {} LIMIT {chunk_rows}", keys.join(", ")));
             }
-            let (file, pos, gtid) = consistent_snapshot(conn, is_mariadb, url).await?;
+            let (file, pos, gtid) = consistent_snapshot(conn, info, url).await?;
             let rows: Vec<mysql_async::Row> = conn
                 .exec(&sql, params)
                 .await
@@ -365,7 +366,7 @@ pub async fn run_snapshot(
 /// the executed GTID set there).
 async fn consistent_snapshot(
     conn: &mut Conn,
-    is_mariadb: bool,
+    info: &ServerInfo,
     url: &str,
 ) -> Result<(String, u64, String), SourceError> {
     let err = |what: &str| {
@@ -376,7 +377,7 @@ async fn consistent_snapshot(
             reason: e.to_string(),
         }
     };
-    if is_mariadb {
+    if info.has_snapshot_position() {
         conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
             .await
             .map_err(err("START TRANSACTION WITH CONSISTENT SNAPSHOT"))?;
@@ -410,7 +411,8 @@ async fn consistent_snapshot(
         let result = async {
             conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
                 .await?;
-            let row: Option<mysql_async::Row> = conn.query_first("SHOW MASTER STATUS").await?;
+            let row: Option<mysql_async::Row> =
+                conn.query_first(info.binlog_status_statement()).await?;
             Ok::<_, mysql_async::Error>(row)
         }
         .await;
@@ -422,7 +424,7 @@ async fn consistent_snapshot(
                 .map_err(err("consistent snapshot"))?
                 .ok_or_else(|| SourceError::Server {
                     url: url.to_string(),
-                    what: "SHOW MASTER STATUS".into(),
+                    what: info.binlog_status_statement().into(),
                     reason: "the binary log is off".into(),
                 })?;
         let file: String = row.get(0).unwrap_or_default();

@@ -299,10 +299,16 @@ fn check_passes_a_ready_server_and_names_every_fix_on_a_wrong_one() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
-    assert!(
-        stdout.contains("ok    binlog_format        ROW"),
-        "{stdout}"
-    );
+    for expected in [
+        "ok    binlog_format        ROW",
+        // The statements start runs, with the names MariaDB 10.11 documents.
+        "ok    binlog position      SHOW BINLOG STATUS: mariadb-bin.000001:",
+        "ok    binlog files         oldest mariadb-bin.000001",
+        "ok    replication session  SET @master_heartbeat_period = 1000000000; SET @source_heartbeat_period = 1000000000; SET @mariadb_slave_capability = 4",
+        "ok    tls                  plain TCP on loopback",
+    ] {
+        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+    }
     assert!(stdout.ends_with("capture can start\n"), "{stdout}");
 
     let bad = MariaDb::start_with(&[
@@ -335,6 +341,10 @@ fn check_passes_a_ready_server_and_names_every_fix_on_a_wrong_one() {
         "WARN  binlog retention     1 h",
         "FAIL  privileges           missing REPLICATION SLAVE, BINLOG MONITOR",
         "GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'weak'@'%'",
+        // Statements start would run, refused here, not passed over.
+        "FAIL  binlog position      mysql://weak@127.0.0.1:",
+        "FAIL  binlog files         mysql://weak@127.0.0.1:",
+        "FAIL  replicas             SHOW REPLICA HOSTS: ",
         "capture cannot start until the failures are fixed",
     ] {
         assert!(

@@ -17,5 +17,6 @@ mod mutations;
 mod oracle;
 mod pipelines;
 mod status_page;
+mod tls;
 
 pub use support::{fixture, read_checkpoint, replay, replay_ok, run_ok, KillOnDrop};

@@ -530,6 +530,27 @@ pub enum Value<'a> {
 }
 
 impl Value<'_> {
+    /// The value as text that is the same whichever way it was read (a binlog row image or a
+    /// snapshot's SELECT), for telling whether two reads hold the same key: integers by value
+    /// whatever their signedness form, DECIMAL by its digits, strings by their bytes.
+    pub fn comparable(&self) -> String {
+        match self {
+            Value::Null => "NULL".into(),
+            Value::Int(v) => v.to_string(),
+            Value::UInt(v) => v.to_string(),
+            Value::Float(v) => v.to_string(),
+            Value::Double(v) => v.to_string(),
+            Value::Decimal(d) => d.to_string(),
+            Value::DecimalText(t) => t.to_string(),
+            Value::Text(t) => format!("{:?}", t.as_bytes()),
+            Value::Bytes(b) | Value::JsonBinary(b) | Value::Geometry(b) | Value::Vector(b) => {
+                format!("{:?}", b.as_ref())
+            }
+            Value::JsonText(t) => format!("{:?}", t.as_bytes()),
+            other => format!("{other:?}"),
+        }
+    }
+
     pub fn into_owned(self) -> Value<'static> {
         match self {
             Value::Null => Value::Null,

@@ -65,6 +65,17 @@ pub struct SourceConfig {
     /// Rows per snapshot chunk (one SELECT ordered by primary key).
     #[serde(default = "default_chunk_rows")]
     pub snapshot_chunk_rows: u64,
+    /// How each snapshot chunk's place in the binlog is found.
+    #[serde(default)]
+    pub snapshot_positions: SnapshotPositions,
+    /// Whether the snapshot may take MySQL's global read lock (`"global"`: the old way, for
+    /// servers where the watermark table cannot be written).
+    #[serde(default)]
+    pub snapshot_locking: SnapshotLocking,
+    /// `db.table` the watermark snapshot writes its watermarks to (created when missing; the
+    /// user needs CREATE, INSERT and DELETE on it).
+    #[serde(default = "default_watermark_table")]
+    pub watermark_table: String,
     /// TLS to the server, as the MySQL client's `--ssl-mode`.
     #[serde(default)]
     pub tls: TlsMode,
@@ -78,6 +89,58 @@ pub struct SourceConfig {
     /// PEM private key of `tls_cert`.
     #[serde(default)]
     pub tls_key: Option<PathBuf>,
+}
+
+/// `[source] snapshot_positions`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotPositions {
+    /// MariaDB: the server's own (`server`); MySQL: `watermark`, or with
+    /// `snapshot_locking = "global"` a position read under the lock.
+    #[default]
+    Auto,
+    /// The position the server reports for a consistent read: MariaDB's
+    /// `binlog_snapshot_position`; on MySQL only under the global read lock.
+    Server,
+    /// Low and high watermarks written to `watermark_table` around each chunk's read and
+    /// reconciled with the binlog stream (DBLog): no lock, on any server.
+    Watermark,
+}
+
+/// `[source] snapshot_locking`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotLocking {
+    /// Never a global lock.
+    #[default]
+    None,
+    /// MySQL: a brief `FLUSH TABLES WITH READ LOCK` per chunk to read its position (needs
+    /// RELOAD; managed services do not grant it).
+    Global,
+}
+
+fn default_watermark_table() -> String {
+    "binlake.watermarks".into()
+}
+
+impl SourceConfig {
+    /// Whether the snapshot on a server of `flavor` uses watermarks.
+    pub fn uses_watermarks(&self, mariadb: bool) -> bool {
+        match self.snapshot_positions {
+            SnapshotPositions::Watermark => true,
+            SnapshotPositions::Server => false,
+            SnapshotPositions::Auto => !mariadb && self.snapshot_locking == SnapshotLocking::None,
+        }
+    }
+
+    /// The watermark table as (db, table).
+    pub fn watermark_table_id(&self) -> (String, String) {
+        let (db, table) = self
+            .watermark_table
+            .split_once('.')
+            .unwrap_or(("binlake", "watermarks"));
+        (db.to_string(), table.to_string())
+    }
 }
 
 /// `[source] tls`: the MySQL client's `--ssl-mode`, with its meanings.
@@ -144,6 +207,15 @@ impl SourceConfig {
                     return Err(invalid(key, format!("{g:?} is not a `db.table` glob")));
                 }
                 globset::Glob::new(g).map_err(|e| invalid(key, format!("{g:?}: {e}")))?;
+            }
+        }
+        match source.watermark_table.split_once('.') {
+            Some((db, table)) if !db.is_empty() && !table.is_empty() && !table.contains('.') => {}
+            _ => {
+                return Err(invalid(
+                    "source.watermark_table",
+                    format!("{:?} is not `db.table`", source.watermark_table),
+                ))
             }
         }
         if source.tls_cert.is_some() != source.tls_key.is_some() {

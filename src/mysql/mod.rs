@@ -20,6 +20,7 @@ pub mod server;
 pub mod snapshot;
 pub mod table_map;
 pub mod tls;
+pub mod watermark;
 
 use thiserror::Error;
 

@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use mysql_async::prelude::Queryable;
-use mysql_async::BinlogStreamRequest;
+use mysql_async::{BinlogStreamRequest, Conn};
 
 use super::binlog_file::EventHeader;
 use super::checkpoint::{
@@ -56,8 +56,9 @@ use super::gtid::GtidSet;
 use super::schema::SchemaTracker;
 use super::server::Server;
 use super::snapshot::{run_snapshot, SnapshotTarget};
+use super::watermark::{ensure_table, read_chunks, Failure, Observed, Reconciler};
 use super::{BinlogError, SourceError, SourceOutput};
-use crate::event::{now_ms, ChangeEvent};
+use crate::event::{now_ms, ChangeEvent, TableId};
 
 impl From<SinkError> for SourceError {
     fn from(e: SinkError) -> Self {
@@ -65,6 +66,7 @@ impl From<SinkError> for SourceError {
             SinkError::Binlog(b) => SourceError::Binlog(b),
             SinkError::Output(o) => SourceError::Output(o),
             SinkError::Checkpoint(c) => SourceError::Checkpoint(c),
+            SinkError::Snapshot(s) => SourceError::Unsupported(s),
         }
     }
 }
@@ -74,6 +76,7 @@ enum SinkError {
     Binlog(BinlogError),
     Output(String),
     Checkpoint(CheckpointError),
+    Snapshot(String),
 }
 
 impl From<BinlogError> for SinkError {
@@ -155,6 +158,12 @@ struct Tracker<'a, O: SourceOutput> {
     interval: Duration,
     stats: SourceStats,
     dirty: bool,
+    /// The watermark snapshot while it runs (see [`super::watermark`]).
+    reconciler: Option<Reconciler>,
+    /// The watermark table, whose rows are never published.
+    watermarks: Option<TableId>,
+    /// `snapshot = "only"` with watermarks: stop once the snapshot is out.
+    stop_after_snapshot: bool,
 }
 
 impl<O: SourceOutput> Tracker<'_, O> {
@@ -167,8 +176,12 @@ impl<O: SourceOutput> Tracker<'_, O> {
             pos: self.committed.pos,
             gtid: self.committed.gtid_text(),
             schema: schema.to_entries(),
-            snapshot_done: true,
-            snapshot: None,
+            snapshot_done: !self.snapshot_running(),
+            snapshot: self
+                .reconciler
+                .as_ref()
+                .filter(|r| !r.finished())
+                .map(|r| r.state.clone()),
             written_at_ms: now_ms(),
         };
         self.store.save(&cp).map_err(SinkError::Checkpoint)?;
@@ -180,17 +193,40 @@ impl<O: SourceOutput> Tracker<'_, O> {
     }
 }
 
+impl<O: SourceOutput> Tracker<'_, O> {
+    /// Whether a watermark snapshot is still emitting chunks.
+    fn snapshot_running(&self) -> bool {
+        self.reconciler.as_ref().is_some_and(|r| !r.finished())
+    }
+}
+
 impl<O: SourceOutput> DecodeSink for Tracker<'_, O> {
     type Error = SinkError;
 
     fn change(&mut self, event: &ChangeEvent<'_>) -> Result<(), SinkError> {
-        // The decoder already dropped tables outside include/exclude.
+        // The decoder already dropped tables outside include/exclude (but the watermarks).
+        if let Some(reconciler) = &mut self.reconciler {
+            if let Observed::Watermark(rows) =
+                reconciler.observe(event).map_err(SinkError::Snapshot)?
+            {
+                for row in &rows {
+                    self.output.change(row).map_err(SinkError::Output)?;
+                }
+                self.stats.changes += rows.len() as u64;
+                return Ok(());
+            }
+        } else if self.watermarks.as_ref() == Some(&event.table.id) {
+            return Ok(());
+        }
         self.output.change(event).map_err(SinkError::Output)?;
         self.stats.changes += 1;
         Ok(())
     }
 
     fn commit(&mut self, commit: &Commit) -> Result<(), SinkError> {
+        if let Some(failure) = self.reconciler.as_ref().and_then(Reconciler::failure) {
+            return Err(SinkError::Snapshot(failure));
+        }
         self.output.commit(commit).map_err(SinkError::Output)?;
         self.committed.record(commit);
         self.stats.commits += 1;
@@ -329,7 +365,17 @@ impl LiveSource {
             }
         };
         let mut snapshot_rows = 0;
-        if let Some(state) = pending.as_mut() {
+        let watermarks = self.config.uses_watermarks(info.is_mariadb).then(|| {
+            let (db, table) = self.config.watermark_table_id();
+            TableId::new(db, table)
+        });
+        let mut reconciler = None;
+        if let (Some(state), Some(table)) = (pending.as_mut(), watermarks.as_ref()) {
+            reconciler = Some(
+                self.start_watermark_snapshot(&mut conn, &info, state, &schema, table, &mut resume)
+                    .await?,
+            );
+        } else if let Some(state) = pending.as_mut() {
             let server_id: u32 = conn
                 .query_first("SELECT @@server_id")
                 .await
@@ -384,7 +430,10 @@ impl LiveSource {
 
         let mut decoder = BinlogDecoder::new(Arc::from(resume.file.as_str()), schema);
         let filter = self.filter.clone();
-        decoder.set_table_filter(move |id| filter.matches(&id.db, &id.table));
+        let watermark_table = watermarks.clone();
+        decoder.set_table_filter(move |id| {
+            filter.matches(&id.db, &id.table) || watermark_table.as_ref() == Some(id)
+        });
         let mut tracker = Tracker {
             output,
             store: &self.store,
@@ -398,11 +447,15 @@ impl LiveSource {
                 ..Default::default()
             },
             dirty: false,
+            stop_after_snapshot: reconciler.is_some() && self.config.snapshot == SnapshotMode::Only,
+            reconciler,
+            watermarks,
         };
         let mut backoff = Duration::from_millis(250);
-        let already_there = target.as_ref().is_some_and(|(file, pos)| {
-            (tracker.committed.file.as_str(), tracker.committed.pos) >= (file.as_str(), *pos)
-        });
+        let already_there = !tracker.snapshot_running()
+            && target.as_ref().is_some_and(|(file, pos)| {
+                (tracker.committed.file.as_str(), tracker.committed.pos) >= (file.as_str(), *pos)
+            });
         loop {
             if *stop.borrow() || already_there {
                 break;
@@ -440,6 +493,76 @@ impl LiveSource {
         }
         tracker.checkpoint(decoder.schemas())?;
         Ok(tracker.stats)
+    }
+
+    /// Starts the watermark snapshot (see [`super::watermark`]): on a first start, streaming
+    /// begins at the binlog position now, recorded before any chunk is read; the reader task
+    /// then writes watermarks and reads chunks while the stream reconciles them.
+    async fn start_watermark_snapshot(
+        &self,
+        conn: &mut Conn,
+        info: &ServerInfo,
+        state: &mut SnapshotState,
+        schema: &SchemaTracker,
+        table: &TableId,
+        resume: &mut Resume,
+    ) -> Result<Reconciler, SourceError> {
+        ensure_table(conn, table)
+            .await
+            .map_err(self.server.server_err(&format!(
+                "creating the watermark table {table} (needs CREATE, INSERT and DELETE on it)"
+            )))?;
+        if state.start.is_none() {
+            let status = self.server.binlog_status(conn, info).await?;
+            resume.file = status.file.clone();
+            resume.pos = status.pos;
+            if let Ok(set) = GtidSet::parse(&status.executed_gtids) {
+                resume.executed = set;
+            }
+            state.start = Some((status.file, status.pos));
+            state.start_gtid = status.executed_gtids;
+            // Streaming starts here whatever happens next.
+            self.store.save(&Checkpoint {
+                version: CHECKPOINT_VERSION,
+                file: resume.file.clone(),
+                pos: resume.pos,
+                gtid: resume.gtid_text(),
+                schema: schema.to_entries(),
+                snapshot_done: false,
+                snapshot: Some(state.clone()),
+                written_at_ms: now_ms(),
+            })?;
+        }
+        let server_id: u32 = conn
+            .query_first("SELECT @@server_id")
+            .await
+            .map_err(self.server.server_err("SELECT @@server_id"))?
+            .unwrap_or(0);
+        let reader = self.server.connect().await?;
+        let run = format!("r{}", now_ms());
+        let (chunks, received) = tokio::sync::mpsc::channel(1);
+        let failure = Failure::default();
+        tokio::spawn(read_chunks(
+            reader,
+            self.server.display_url.clone(),
+            state.clone(),
+            schema.clone(),
+            table.clone(),
+            self.config.snapshot_chunk_rows,
+            run.clone(),
+            chunks,
+            failure.clone(),
+        ));
+        tracing::info!(watermarks = %table, file = %resume.file, pos = resume.pos, "snapshot with watermarks, no lock; streaming from here");
+        Ok(Reconciler::new(
+            received,
+            failure,
+            table.clone(),
+            run,
+            state.clone(),
+            schema,
+            server_id,
+        ))
     }
 
     /// One replication connection: from the last commit until it ends.
@@ -565,6 +688,18 @@ impl LiveSource {
                 tracker
                     .checkpoint(decoder.schemas())
                     .map_err(|e| Retry::Fatal(e.into()))?;
+            }
+            if idle && tracker.snapshot_running() {
+                if let Some(failure) = tracker.reconciler.as_ref().and_then(Reconciler::failure) {
+                    return Err(Retry::Fatal(SourceError::Unsupported(format!(
+                        "snapshot: {failure}"
+                    ))));
+                }
+                continue;
+            }
+            if idle && tracker.stop_after_snapshot && tracker.reconciler.is_some() {
+                // `snapshot = "only"` with watermarks: the last chunk is out.
+                return Ok(StreamEnd::CaughtUp);
             }
             if let Some((tfile, tpos)) = target {
                 let here = (decoder.file().to_string(), header.log_pos as u64);

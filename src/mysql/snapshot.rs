@@ -168,6 +168,64 @@ pub fn convert(col: &Column, v: MyValue) -> Result<Value<'static>, String> {
     })
 }
 
+/// The SELECT of the chunk after `last_key` (the whole table when it has no primary key), in
+/// primary-key order: `(k1 > ?) OR (k1 = ? AND k2 > ?) ...`, and its parameters.
+pub fn chunk_query(
+    table: &TableSchema,
+    last_key: Option<&Vec<KeyValue>>,
+    chunk_rows: u64,
+) -> (String, Vec<MyValue>) {
+    let columns: Vec<String> = table.columns.iter().map(|c| quote(&c.name)).collect();
+    let keys: Vec<String> = table
+        .primary_key
+        .iter()
+        .map(|&i| quote(&table.columns[i].name))
+        .collect();
+    let from = format!("{}.{}", quote(&table.id.db), quote(&table.id.table));
+    let mut params: Vec<MyValue> = Vec::new();
+    let mut sql = format!("SELECT {} FROM {from}", columns.join(", "));
+    if let Some(last) = last_key {
+        let mut ors = Vec::new();
+        for n in 0..keys.len() {
+            let mut ands = Vec::new();
+            for (k, key) in keys.iter().enumerate().take(n) {
+                ands.push(format!("{key} = ?"));
+                params.push(MyValue::from(&last[k]));
+            }
+            ands.push(format!("{} > ?", keys[n]));
+            params.push(MyValue::from(&last[n]));
+            ors.push(format!("({})", ands.join(" AND ")));
+        }
+        sql.push_str(&format!(" WHERE {}", ors.join(" OR ")));
+    }
+    if !keys.is_empty() {
+        sql.push_str(&format!(" ORDER BY {} LIMIT {chunk_rows}", keys.join(", ")));
+    }
+    (sql, params)
+}
+
+/// One SELECTed row as binlake's values, and its primary key as a checkpoint stores it.
+pub fn chunk_row(
+    table: &TableSchema,
+    row: mysql_async::Row,
+) -> Result<(crate::event::Row<'static>, Option<Vec<KeyValue>>), SourceError> {
+    let values = row.unwrap();
+    let key = (!table.primary_key.is_empty()).then(|| {
+        table
+            .primary_key
+            .iter()
+            .map(|&i| KeyValue::from(&values[i]))
+            .collect::<Vec<_>>()
+    });
+    let mut after = Vec::with_capacity(values.len());
+    for (col, v) in table.columns.iter().zip(values) {
+        after.push(Some(convert(col, v).map_err(|e| {
+            SourceError::Unsupported(format!("snapshot of {}: {e}", table.id))
+        })?));
+    }
+    Ok((after, key))
+}
+
 /// Where a snapshot runs: the server connection and what it knows of it.
 pub struct SnapshotTarget<'a> {
     pub conn: &'a mut Conn,
@@ -247,38 +305,9 @@ pub async fn run_snapshot(
             .await
             .map_err(server_err(format!("estimating the rows of {id}")))?
             .unwrap_or(0);
-        let columns: Vec<String> = table_schema
-            .columns
-            .iter()
-            .map(|c| quote(&c.name))
-            .collect();
-        let keys: Vec<String> = table_schema
-            .primary_key
-            .iter()
-            .map(|&i| quote(&table_schema.columns[i].name))
-            .collect();
-        let from = format!("{}.{}", quote(&id.db), quote(&id.table));
         loop {
-            // (k1 > ?) OR (k1 = ? AND k2 > ?) ...: the row after the last one emitted.
-            let mut params: Vec<MyValue> = Vec::new();
-            let mut sql = format!("SELECT {} FROM {from}", columns.join(", "));
-            if let Some(last) = &state.tables[t].last_key {
-                let mut ors = Vec::new();
-                for n in 0..keys.len() {
-                    let mut ands = Vec::new();
-                    for (k, key) in keys.iter().enumerate().take(n) {
-                        ands.push(format!("{key} = ?"));
-                        params.push(MyValue::from(&last[k]));
-                    }
-                    ands.push(format!("{} > ?", keys[n]));
-                    params.push(MyValue::from(&last[n]));
-                    ors.push(format!("({})", ands.join(" AND ")));
-                }
-                sql.push_str(&format!(" WHERE {}", ors.join(" OR ")));
-            }
-            if !keys.is_empty() {
-                sql.push_str(&format!(" ORDER BY {} LIMIT {chunk_rows}", keys.join(", ")));
-            }
+            let (sql, params) =
+                chunk_query(&table_schema, state.tables[t].last_key.as_ref(), chunk_rows);
             let (file, pos, gtid) = consistent_snapshot(conn, info, url).await?;
             let rows: Vec<mysql_async::Row> = conn
                 .exec(&sql, params)
@@ -295,21 +324,9 @@ pub async fn run_snapshot(
             let n = rows.len() as u64;
             let mut last_key = None;
             for (index, row) in rows.into_iter().enumerate() {
-                let values = row.unwrap();
-                if !table_schema.primary_key.is_empty() {
-                    last_key = Some(
-                        table_schema
-                            .primary_key
-                            .iter()
-                            .map(|&i| KeyValue::from(&values[i]))
-                            .collect::<Vec<_>>(),
-                    );
-                }
-                let mut after = Vec::with_capacity(values.len());
-                for (col, v) in table_schema.columns.iter().zip(values) {
-                    after.push(Some(convert(col, v).map_err(|e| {
-                        SourceError::Unsupported(format!("snapshot of {id}: {e}"))
-                    })?));
+                let (after, key) = chunk_row(&table_schema, row)?;
+                if key.is_some() {
+                    last_key = key;
                 }
                 let event = ChangeEvent {
                     table: table_schema.clone(),
@@ -341,7 +358,7 @@ pub async fn run_snapshot(
             if last_key.is_some() {
                 p.last_key = last_key;
             }
-            if keys.is_empty() || n < chunk_rows {
+            if table_schema.primary_key.is_empty() || n < chunk_rows {
                 p.done = true;
             }
             let rate = total as f64 / started.elapsed().as_secs_f64().max(1e-9);

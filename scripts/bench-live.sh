@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # Live-capture benchmarks against a private MariaDB (release build), printed in one run:
-#  1. snapshot rows/s of a 1M-row table (snapshot = "only"), with peak RSS;
+#  1. snapshot rows/s of a 1M-row table (snapshot = "only"), with peak RSS, with the server's
+#     snapshot positions and with watermarks (the lock-free algorithm MySQL uses), and their ratio;
 #  2. streaming row changes/s of sql/workload/bench_replay.sql (1M inserts in one transaction,
 #     200k updates, 100k deletes) read live from the server, with peak RSS: the 1M-row
 #     transaction is in this stream. It runs first, so the binlog holds only this workload.
 # Output goes to /dev/null through the ndjson transport; the JSON is fully produced.
 . scripts/bench-common.sh 13397
 
-config() { # snapshot mode, include
-  cat > "$dir/$1.toml" <<TOML
+config() { # snapshot mode, include[, snapshot_positions]
+  cat > "$dir/$1${3:+-$3}.toml" <<TOML
 [source]
 url = "mysql://root@127.0.0.1:$port"
 server_id = 9100
 snapshot = "$1"
 checkpoint = "state-$1"
 include = ["$2"]
+snapshot_positions = "${3:-auto}"
 [transport]
 kind = "ndjson"
 path = "/dev/null"
@@ -44,16 +46,26 @@ scripts/mariadb.sh sql "$dir/db" -e "CREATE DATABASE snap; USE snap; CREATE TABL
     (seq % 100000) / 100, TIMESTAMP('2024-01-01') + INTERVAL seq SECOND, CONCAT('{\"n\": ', seq, '}') FROM seq_1_to_1000000;
   SELECT COUNT(*) AS snapshot_rows FROM rows7"
 
-echo "== snapshot (snapshot = \"only\") of snap.rows7, 3 runs"
-config only "snap.*"
-for run in 1 2 3; do
-  rm -rf "$dir/state-only"
-  /usr/bin/time -f "%e %M" "$bin" source --config "$dir/only.toml" 2>"$dir/snap.log" || { cat "$dir/snap.log"; exit 1; }
-  tail -1 "$dir/snap.log"
-done > "$dir/snap.times"
-rows=$(grep -o 'rows=[0-9]*' "$dir/snap.log" | tail -1 | cut -d= -f2)
-secs=$(awk '{print $1}' "$dir/snap.times" | median)
-rss=$(awk '{print $2}' "$dir/snap.times" | sort -n | tail -1)
-echo "   runs (s, peak KB): $(tr '\n' ' ' < "$dir/snap.times")"
-echo "   snapshot: $rows rows, median $secs s = $(awk "BEGIN{printf \"%d\", $rows/$secs}") rows/s, peak RSS $rss KB"
+snapshot_runs() { # config file, label
+  for run in 1 2 3; do
+    rm -rf "$dir/state-only"
+    /usr/bin/time -f "%e %M" "$bin" source --config "$1" 2>"$dir/snap.log" || { cat "$dir/snap.log"; exit 1; }
+    tail -1 "$dir/snap.log"
+  done > "$dir/snap.times"
+  rows=$(grep -o 'rows=[0-9]*' "$dir/snap.log" | tail -1 | cut -d= -f2)
+  secs=$(awk '{print $1}' "$dir/snap.times" | median)
+  rss=$(awk '{print $2}' "$dir/snap.times" | sort -n | tail -1)
+  echo "   runs (s, peak KB): $(tr '\n' ' ' < "$dir/snap.times")"
+  echo "   snapshot ($2): $rows rows, median $secs s = $(awk "BEGIN{printf \"%d\", $rows/$secs}") rows/s, peak RSS $rss KB"
+  echo "$rows $secs" > "$dir/snap-$2.result"
+}
 
+echo "== snapshot (snapshot = \"only\") of snap.rows7 with the server's positions, 3 runs"
+config only "snap.*" server
+snapshot_runs "$dir/only-server.toml" server
+echo "== the same with watermarks (snapshot_positions = \"watermark\"), 3 runs"
+config only "snap.*" watermark
+snapshot_runs "$dir/only-watermark.toml" watermark
+read -r _ server_secs < "$dir/snap-server.result"
+read -r _ watermark_secs < "$dir/snap-watermark.result"
+echo "   watermark / server snapshot rate: $(awk "BEGIN{printf \"%.2f\", $server_secs/$watermark_secs}")"

@@ -230,10 +230,36 @@ pub async fn check(config: &SourceConfig) -> Result<Vec<Finding>, SourceError> {
     if !has("SELECT") {
         missing.push("SELECT");
     }
-    if !info.is_mariadb && !has("RELOAD") && config.snapshot != SnapshotMode::Never {
-        // MySQL has no lock-free consistent snapshot position; the fallback takes a brief
-        // FLUSH TABLES WITH READ LOCK per chunk.
+    let snapshots = config.snapshot != SnapshotMode::Never;
+    let watermarks = config.uses_watermarks(info.is_mariadb);
+    if !info.is_mariadb && !watermarks && !has("RELOAD") && snapshots {
+        // snapshot_locking = "global": a brief FLUSH TABLES WITH READ LOCK per chunk.
         missing.push("RELOAD");
+    }
+    if watermarks && snapshots {
+        let (db, table) = config.watermark_table_id();
+        let on_db = text.contains(&format!("ON `{}`.*", db.to_ascii_uppercase()))
+            || text.contains(&format!(
+                "ON `{}`.`{}`",
+                db.to_ascii_uppercase(),
+                table.to_ascii_uppercase()
+            ));
+        let global = ["CREATE", "INSERT", "DELETE"]
+            .iter()
+            .all(|p| text.contains(p))
+            && text.contains("ON *.*");
+        if all || on_db || global {
+            out.push(Finding::ok(
+                "snapshot",
+                format!("watermarks in {db}.{table}, no lock"),
+            ));
+        } else {
+            out.push(Finding::fail(
+                "snapshot",
+                format!("no write access to the watermark table {db}.{table}"),
+                format!("GRANT CREATE, INSERT, DELETE ON `{db}`.* TO {user} (the snapshot writes its watermarks there and takes no lock), or set `source.snapshot_locking = \"global\"`"),
+            ));
+        }
     }
     if missing.is_empty() {
         out.push(Finding::ok(

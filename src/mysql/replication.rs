@@ -48,7 +48,7 @@ use super::binlog_file::EventHeader;
 use super::checkpoint::{
     Checkpoint, CheckpointError, CheckpointStore, SnapshotState, CHECKPOINT_VERSION,
 };
-use super::config::{ResumeBy, SnapshotMode, SourceConfig, TableFilter};
+use super::config::{ResumeBy, SnapshotLocking, SnapshotMode, SourceConfig, TableFilter};
 use super::decoder::{BinlogDecoder, Commit, Ddl, DecodeSink};
 use super::events::{parse_rotate, HEARTBEAT, ROTATE, TRANSACTION_PAYLOAD};
 use super::flavor::ServerInfo;
@@ -376,6 +376,14 @@ impl LiveSource {
                     .await?,
             );
         } else if let Some(state) = pending.as_mut() {
+            if !info.has_snapshot_position()
+                && self.config.snapshot_locking == SnapshotLocking::None
+            {
+                return Err(SourceError::Unsupported(format!(
+                    "{}: {} reports no binlog position for a consistent read without the global read lock: keep snapshot_positions = \"auto\" (or \"watermark\"), or allow the lock with snapshot_locking = \"global\"",
+                    self.server.display_url, info.version
+                )));
+            }
             let server_id: u32 = conn
                 .query_first("SELECT @@server_id")
                 .await

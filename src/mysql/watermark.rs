@@ -439,14 +439,18 @@ impl Reconciler {
         }
         progress.done |= chunk.done;
         self.rows += out.len() as u64;
+        let done = progress.done;
         tracing::info!(
             table = %progress.table,
             changed_in_window = changed.len(),
             "snapshot {}: {} rows{}",
             progress.table,
             progress.rows,
-            if progress.done { ", done" } else { "" }
+            if done { ", done" } else { "" }
         );
+        if done && self.state.done() {
+            tracing::info!(rows = self.rows, "snapshot done");
+        }
         Ok(Observed::Watermark(out))
     }
 }

@@ -355,6 +355,50 @@ path = "-"
     }
 
     #[test]
+    fn managed_mysql_connectors_parse_with_their_tls_and_lock_free_snapshot() {
+        let env = |v: &str| {
+            ["BINLAKE_MYSQL_PASSWORD", "AZURE_STORAGE_ACCOUNT_KEY"]
+                .contains(&v)
+                .then(|| "secret".to_string())
+        };
+        let dir = tempfile::tempdir().unwrap();
+        // The CA files the connectors name come from each service; any file stands in here.
+        for file in ["global-bundle.pem", "server-ca.pem"] {
+            std::fs::write(dir.path().join(file), "not checked while parsing").unwrap();
+        }
+        for (name, mode, ca) in [
+            ("azure-mysql.toml", TlsMode::VerifyIdentity, None),
+            (
+                "aws-rds-mysql.toml",
+                TlsMode::VerifyIdentity,
+                Some("global-bundle.pem"),
+            ),
+            (
+                "gcp-cloudsql-mysql.toml",
+                TlsMode::VerifyCa,
+                Some("server-ca.pem"),
+            ),
+        ] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("connectors")
+                .join(name);
+            let text = std::fs::read_to_string(&path).unwrap();
+            let c = Config::parse(&text, name, dir.path(), &env)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let source = c.source.as_ref().unwrap();
+            assert_eq!(source.tls, mode, "{name}");
+            assert_eq!(
+                source.tls_ca,
+                ca.map(|f| dir.path().join(f)),
+                "{name}: the CA path is resolved against the config's folder"
+            );
+            assert_eq!(source.password.as_deref(), Some("secret"), "{name}");
+            assert!(source.uses_watermarks(false), "{name}: no global lock");
+            assert_eq!(c.transport.kind(), TransportKind::Embedded, "{name}");
+        }
+    }
+
+    #[test]
     fn a_transport_key_of_another_kind_is_an_error_naming_it() {
         let bad = MINIMAL.replace(
             "path = \"-\"",

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite on a fresh machine: installs what the tests need (MariaDB and Chromium
-# from Debian's packages, Azurite from npm, Python's deltalake from PyPI), then runs cargo fmt
+# The whole test suite on a fresh machine: installs what the tests need (MariaDB, Chromium and
+# openssl from Debian's packages, Azurite from npm, Python's deltalake from PyPI), then runs cargo fmt
 # --check, clippy and every test. The tests start and stop their
 # own private servers on 127.0.0.1.
 set -euo pipefail
@@ -19,6 +19,13 @@ if ! command -v mariadbd >/dev/null 2>&1; then
   as_root apt-get update -qq
   # The package's own service start fails without systemd; the tests start private servers.
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server mariadb-client >/dev/null
+fi
+
+# openssl makes the certificates of the TLS tests (tests/it/tls.rs).
+if ! command -v openssl >/dev/null 2>&1; then
+  echo "== installing openssl (Debian's openssl)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
 fi
 
 CACHE=${BINLAKE_CACHE:-$HOME/.cache/binlake}

@@ -248,7 +248,17 @@ pub async fn check(config: &SourceConfig) -> Result<Vec<Finding>, SourceError> {
             .iter()
             .all(|p| text.contains(p))
             && text.contains("ON *.*");
-        if all || on_db || global {
+        let in_order = variable(&mut conn, "binlog_order_commits").await;
+        if in_order
+            .as_deref()
+            .is_some_and(|v| v == "0" || v.eq_ignore_ascii_case("OFF"))
+        {
+            out.push(Finding::fail(
+                "snapshot",
+                "binlog_order_commits=OFF",
+                format!("SET GLOBAL binlog_order_commits = ON (and under {cnf}): the watermark snapshot relies on transactions committing in binlog order"),
+            ));
+        } else if all || on_db || global {
             out.push(Finding::ok(
                 "snapshot",
                 format!("watermarks in {db}.{table}, no lock"),

@@ -13,6 +13,7 @@ pub mod events;
 pub mod flavor;
 pub mod gtid;
 pub mod jsonb;
+mod progress;
 pub mod replication;
 pub mod rows;
 pub mod schema;

@@ -1,0 +1,192 @@
+//! Progress of the live source: the position after the last decoded commit (with the GTID state
+//! there), and the tracker that hands decoded changes to the output, reconciles a running
+//! watermark snapshot, and writes a checkpoint only after the output made everything before it
+//! durable. See [`super::replication`] for when it checkpoints and how a restart resumes.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::checkpoint::{Checkpoint, CheckpointError, CheckpointStore, CHECKPOINT_VERSION};
+use super::decoder::{Commit, Ddl, DecodeSink};
+use super::gtid::GtidSet;
+use super::schema::SchemaTracker;
+use super::watermark::{Observed, Reconciler};
+use super::{BinlogError, SourceError, SourceOutput};
+use crate::event::{now_ms, ChangeEvent, TableId};
+
+impl From<SinkError> for SourceError {
+    fn from(e: SinkError) -> Self {
+        match e {
+            SinkError::Binlog(b) => SourceError::Binlog(b),
+            SinkError::Output(o) => SourceError::Output(o),
+            SinkError::Checkpoint(c) => SourceError::Checkpoint(c),
+            SinkError::Snapshot(s) => SourceError::Unsupported(s),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(super) enum SinkError {
+    Binlog(BinlogError),
+    Output(String),
+    Checkpoint(CheckpointError),
+    Snapshot(String),
+}
+
+impl From<BinlogError> for SinkError {
+    fn from(e: BinlogError) -> Self {
+        SinkError::Binlog(e)
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceStats {
+    pub changes: u64,
+    pub commits: u64,
+    pub checkpoints: u64,
+    pub reconnects: u64,
+}
+
+/// The replication position: the event after the last commit, and GTID state there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Resume {
+    pub(super) file: String,
+    pub(super) pos: u64,
+    /// MariaDB: the last GTID per replication domain.
+    pub(super) domains: BTreeMap<u32, String>,
+    /// MySQL: the executed GTID set.
+    pub(super) executed: GtidSet,
+}
+
+impl Resume {
+    pub(super) fn gtid_text(&self) -> String {
+        if !self.domains.is_empty() {
+            self.domains.values().cloned().collect::<Vec<_>>().join(",")
+        } else {
+            self.executed.to_string()
+        }
+    }
+
+    pub(super) fn record(&mut self, commit: &Commit) {
+        self.file = commit.file.to_string();
+        self.pos = commit.next_pos;
+        if let Some(g) = &commit.gtid {
+            match parse_mariadb_gtid(g) {
+                Some(domain) => {
+                    self.domains.insert(domain, g.to_string());
+                }
+                None => {
+                    if let Err(e) = self.executed.add(g) {
+                        tracing::warn!("{e}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn parse_mariadb_gtid(g: &str) -> Option<u32> {
+    let mut parts = g.split('-');
+    let domain = parts.next()?.parse().ok()?;
+    parts.next()?.parse::<u32>().ok()?;
+    parts.next()?.parse::<u64>().ok()?;
+    parts.next().is_none().then_some(domain)
+}
+
+/// Adapts the output to the decoder and keeps positions and checkpoints.
+pub(super) struct Tracker<'a, O: SourceOutput> {
+    pub(super) output: &'a mut O,
+    pub(super) store: &'a CheckpointStore,
+    pub(super) committed: Resume,
+    pub(super) last_checkpoint: Instant,
+    pub(super) interval: Duration,
+    pub(super) stats: SourceStats,
+    pub(super) dirty: bool,
+    /// The watermark snapshot while it runs (see [`super::watermark`]).
+    pub(super) reconciler: Option<Reconciler>,
+    /// The watermark table, whose rows are never published.
+    pub(super) watermarks: Option<TableId>,
+    /// `snapshot = "only"` with watermarks: stop once the snapshot is out.
+    pub(super) stop_after_snapshot: bool,
+}
+
+impl<O: SourceOutput> Tracker<'_, O> {
+    pub(super) fn checkpoint(&mut self, schema: &SchemaTracker) -> Result<(), SinkError> {
+        // Durable downstream first; only then may the position move.
+        self.output.make_durable().map_err(SinkError::Output)?;
+        let cp = Checkpoint {
+            version: CHECKPOINT_VERSION,
+            file: self.committed.file.clone(),
+            pos: self.committed.pos,
+            gtid: self.committed.gtid_text(),
+            schema: schema.to_entries(),
+            snapshot_done: !self.snapshot_running(),
+            snapshot: self
+                .reconciler
+                .as_ref()
+                .filter(|r| !r.finished())
+                .map(|r| r.state.clone()),
+            written_at_ms: now_ms(),
+        };
+        self.store.save(&cp).map_err(SinkError::Checkpoint)?;
+        self.last_checkpoint = Instant::now();
+        self.stats.checkpoints += 1;
+        self.dirty = false;
+        tracing::debug!(file = %cp.file, pos = cp.pos, gtid = %cp.gtid, "checkpoint written");
+        Ok(())
+    }
+}
+
+impl<O: SourceOutput> Tracker<'_, O> {
+    /// Whether a watermark snapshot is still emitting chunks.
+    pub(super) fn snapshot_running(&self) -> bool {
+        self.reconciler.as_ref().is_some_and(|r| !r.finished())
+    }
+}
+
+impl<O: SourceOutput> DecodeSink for Tracker<'_, O> {
+    type Error = SinkError;
+
+    fn change(&mut self, event: &ChangeEvent<'_>) -> Result<(), SinkError> {
+        // The decoder already dropped tables outside include/exclude (but the watermarks).
+        if let Some(reconciler) = &mut self.reconciler {
+            if let Observed::Watermark(rows) =
+                reconciler.observe(event).map_err(SinkError::Snapshot)?
+            {
+                for row in &rows {
+                    self.output.change(row).map_err(SinkError::Output)?;
+                }
+                self.stats.changes += rows.len() as u64;
+                return Ok(());
+            }
+        } else if self.watermarks.as_ref() == Some(&event.table.id) {
+            return Ok(());
+        }
+        self.output.change(event).map_err(SinkError::Output)?;
+        self.stats.changes += 1;
+        Ok(())
+    }
+
+    fn commit(&mut self, commit: &Commit) -> Result<(), SinkError> {
+        if let Some(failure) = self.reconciler.as_ref().and_then(Reconciler::failure) {
+            return Err(SinkError::Snapshot(failure));
+        }
+        self.output.commit(commit).map_err(SinkError::Output)?;
+        self.committed.record(commit);
+        self.stats.commits += 1;
+        self.dirty = true;
+        Ok(())
+    }
+
+    fn ddl(&mut self, ddl: &Ddl) -> Result<(), SinkError> {
+        tracing::info!(db = %ddl.db, position = %ddl.position, "DDL: {}", ddl.sql);
+        Ok(())
+    }
+
+    fn previous_gtids(&mut self, set: &GtidSet) -> Result<(), SinkError> {
+        // Everything executed before this file; a continuous stream already holds it.
+        self.committed.executed.union(set);
+        Ok(())
+    }
+}

@@ -30,10 +30,19 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Every module path a file names (`crate::a::b`, `super::c`), resolved to a full path,
-/// outside its tests.
+/// Every module path a file's code names (`crate::a::b`, `super::c`), resolved to a full path,
+/// outside its tests and comments.
 fn references(module: &str, is_mod_file: bool, text: &str) -> BTreeSet<String> {
-    let code = text.split("#[cfg(test)]").next().unwrap_or("");
+    // Code only: no tests, and no comments (a doc link to another module is no import).
+    let code: String = text
+        .split("#[cfg(test)]")
+        .next()
+        .unwrap_or("")
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let code = code.as_str();
     let mut out = BTreeSet::new();
     let parent: Vec<&str> = {
         let mut p: Vec<&str> = module.split("::").filter(|s| !s.is_empty()).collect();

@@ -14,6 +14,7 @@ mod layout;
 mod live;
 mod mariadb_replay;
 mod mutations;
+mod mysql;
 mod oracle;
 mod pipelines;
 mod status_page;

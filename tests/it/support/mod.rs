@@ -5,6 +5,7 @@
 pub mod kafka;
 pub mod lake;
 pub mod mariadb;
+pub mod mysql_standin;
 pub mod scenario;
 
 use std::path::{Path, PathBuf};

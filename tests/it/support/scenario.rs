@@ -39,6 +39,20 @@ impl Scenario {
         self
     }
 
+    /// `[source]` as [`Scenario::source`], on a server at `127.0.0.1:port` as `user`, whose
+    /// password comes from the environment variable `password_env`.
+    pub fn source_at(port: u16, user: &str, password_env: &str, server_id: u32) -> Scenario {
+        Scenario {
+            source: Some(format!(
+                "url = \"mysql://{user}@127.0.0.1:{port}\"\npassword = \"${{{password_env}}}\"\nserver_id = {server_id}\ncheckpoint = \"state\"\nheartbeat_secs = 1\nread_timeout_secs = 3\n"
+            )),
+            snapshot: "never",
+            transport: String::new(),
+            lake: None,
+            sections: Vec::new(),
+        }
+    }
+
     /// Only the tables `glob` (`db.table`) matches.
     pub fn include(self, glob: &str) -> Scenario {
         self.source_keys(&format!("include = [\"{glob}\"]"))

@@ -1,0 +1,180 @@
+//! binlake against the MySQL stand-in (tests/it/support/mysql_standin.rs), as MySQL 8.0, 8.4 and
+//! 9.x: capture of a binlog a real MySQL 8.0.31 wrote (two compressed transactions) equals
+//! `binlake replay` of the same file, with each release's own statements; `check` passes; the
+//! statements 8.4 removed are refused as 8.4 refuses them and binlake never sends them; a binlog
+//! the server no longer has stops capture with the recovery.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::support::mysql_standin::{MySqlStandIn, StandInSpec};
+use crate::support::scenario::Scenario;
+use crate::{fixture, replay_ok};
+
+const FILE: &str = "binlogs/mysql-8/mysql-bin.000057";
+
+/// `binlake ARGS --config CONFIG` with the stand-in's password in the environment: (exit code,
+/// stdout, stderr).
+fn binlake_with_password(args: &[&str], config: &Path) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("STANDIN_PASSWORD", "s3cret")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// What two change events must agree on (processing time aside).
+fn essence(e: &Value) -> Value {
+    let s = &e["source"];
+    serde_json::json!({
+        "op": e["op"], "before": e["before"], "after": e["after"],
+        "db": s["db"], "table": s["table"], "file": s["file"], "pos": s["pos"],
+        "row": s["row"], "gtid": s["gtid"],
+    })
+}
+
+#[test]
+fn capture_from_each_mysql_release_equals_replay_with_its_own_statements() {
+    let expected: Vec<Value> = replay_ok(FILE).iter().map(essence).collect();
+    assert!(expected.len() >= 2, "the fixture holds changes");
+    for version in ["8.0.36", "8.4.3", "9.1.0"] {
+        let standin = MySqlStandIn::start(StandInSpec::mysql(version, &[fixture(FILE)]));
+        let dir = tempfile::tempdir().unwrap();
+        let config = Scenario::source_at(standin.port, "binlake", "STANDIN_PASSWORD", 4990)
+            .ndjson("out.ndjson")
+            .write(dir.path(), "source.toml");
+        let (code, _, stderr) =
+            binlake_with_password(&["source", "--exit-when-caught-up"], &config);
+        assert_eq!(code, Some(0), "{version}: {stderr}");
+        let events: Vec<Value> = std::fs::read_to_string(dir.path().join("out.ndjson"))
+            .unwrap()
+            .lines()
+            .map(|l| essence(&serde_json::from_str(l).unwrap()))
+            .collect();
+        assert_eq!(events, expected, "{version}");
+
+        let statements = standin.statements.lock().unwrap().clone();
+        let sent = |s: &str| statements.iter().any(|x| x.eq_ignore_ascii_case(s));
+        if version == "8.0.36" {
+            assert!(sent("SHOW MASTER STATUS"), "{statements:?}");
+        } else {
+            assert!(sent("SHOW BINARY LOG STATUS"), "{version}: {statements:?}");
+            assert!(!sent("SHOW MASTER STATUS"), "{version}: {statements:?}");
+        }
+        for heartbeat in [
+            "SET @source_heartbeat_period = 1000000000",
+            "SET @master_heartbeat_period = 1000000000",
+        ] {
+            assert!(sent(heartbeat), "{version}: {statements:?}");
+        }
+    }
+}
+
+#[test]
+fn check_passes_against_mysql_8_4_and_the_removed_statements_are_refused() {
+    let standin = MySqlStandIn::start(StandInSpec::mysql("8.4.3", &[fixture(FILE)]));
+    let dir = tempfile::tempdir().unwrap();
+    let config = Scenario::source_at(standin.port, "binlake", "STANDIN_PASSWORD", 4991)
+        .ndjson("out.ndjson")
+        .write(dir.path(), "source.toml");
+    let (code, stdout, stderr) = binlake_with_password(&["check"], &config);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    for expected in [
+        "ok    server               8.4.3",
+        "ok    binlog position      SHOW BINARY LOG STATUS: mysql-bin.000057:",
+        "ok    server_id            4991 (server 1)",
+        "ok    gtid                 gtid_mode=ON",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+    let statements = standin.statements.lock().unwrap().clone();
+    assert!(
+        statements.iter().any(|s| s == "SHOW REPLICAS"),
+        "{statements:?}"
+    );
+    assert!(
+        !statements
+            .iter()
+            .any(|s| s.contains("MASTER") || s.contains("SLAVE HOSTS")),
+        "{statements:?}"
+    );
+
+    // What MySQL 8.4 answers to the statements it removed.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use mysql_async::prelude::Queryable;
+        let opts = mysql_async::OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(standin.port)
+            .user(Some("binlake"))
+            .pass(Some("s3cret"))
+            .prefer_socket(false);
+        let mut conn = mysql_async::Conn::new(opts).await.unwrap();
+        for removed in ["SHOW MASTER STATUS", "SHOW SLAVE HOSTS"] {
+            match conn.query_drop(removed).await {
+                Err(mysql_async::Error::Server(e)) => assert_eq!(e.code, 1064, "{removed}"),
+                other => panic!("{removed}: {other:?}"),
+            }
+        }
+        let _ = conn.disconnect().await;
+    });
+}
+
+#[test]
+fn a_binlog_the_server_no_longer_has_stops_capture_with_the_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = MySqlStandIn::start(StandInSpec::mysql("8.4.3", &[fixture(FILE)]));
+    let config = Scenario::source_at(first.port, "binlake", "STANDIN_PASSWORD", 4992)
+        .ndjson("out.ndjson")
+        .write(dir.path(), "source.toml");
+    let (code, _, stderr) = binlake_with_password(&["source", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    drop(first);
+    // The same server after mysql-bin.000057 was purged: only a later file is left.
+    let purged = tempfile::tempdir().unwrap();
+    let next = purged.path().join("mysql-bin.000058");
+    std::fs::copy(fixture("binlogs/mysql-8/json.binlog.000001"), &next).unwrap();
+    let later = MySqlStandIn::start(StandInSpec::mysql("8.4.3", &[next]));
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &format!(":{}\"", later_port_placeholder(&config)),
+        &format!(":{}\"", later.port),
+    );
+    std::fs::write(&config, text).unwrap();
+    let (code, _, stderr) = binlake_with_password(&["source", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(1), "{stderr}");
+    for expected in [
+        "the binlog to resume from (mysql-bin.000057:",
+        "is no longer on the server: Could not find first log file name in binary log index file",
+        "recover with a new snapshot",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in {stderr}"
+        );
+    }
+}
+
+/// The port the config's URL names now.
+fn later_port_placeholder(config: &Path) -> String {
+    let text = std::fs::read_to_string(config).unwrap();
+    let url = text.lines().find(|l| l.starts_with("url = ")).unwrap();
+    url.rsplit_once(':')
+        .unwrap()
+        .1
+        .trim_end_matches('"')
+        .to_string()
+}

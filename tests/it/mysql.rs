@@ -178,3 +178,68 @@ fn later_port_placeholder(config: &Path) -> String {
         .trim_end_matches('"')
         .to_string()
 }
+
+/// Byte offsets of the GTID events (type 33) of a binlog file: where its transactions begin.
+fn transaction_starts(path: &Path) -> Vec<u64> {
+    let data = std::fs::read(path).unwrap();
+    let mut out = Vec::new();
+    let mut at = 4;
+    while at + 19 <= data.len() {
+        let size = u32::from_le_bytes(data[at + 9..at + 13].try_into().unwrap()) as usize;
+        if data[at + 4] == 33 {
+            out.push(at as u64);
+        }
+        at += size.max(19);
+    }
+    out
+}
+
+#[test]
+fn resume_by_gtid_after_a_stop_loses_and_repeats_no_transaction() {
+    let file = fixture(FILE);
+    let starts = transaction_starts(&file);
+    assert!(starts.len() >= 2, "two transactions: {starts:?}");
+    let dir = tempfile::tempdir().unwrap();
+    // The server has written the first transaction only.
+    let mut spec = StandInSpec::mysql("8.4.3", std::slice::from_ref(&file));
+    spec.written = Some(starts[1]);
+    let first = MySqlStandIn::start(spec);
+    let config = Scenario::source_at(first.port, "binlake", "STANDIN_PASSWORD", 4993)
+        .source_keys("resume_by = \"gtid\"")
+        .ndjson("out.ndjson")
+        .write(dir.path(), "source.toml");
+    let (code, _, stderr) = binlake_with_password(&["source", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    let checkpoint = crate::read_checkpoint(dir.path()).expect("a checkpoint");
+    let executed = checkpoint["gtid"].as_str().unwrap().to_string();
+    assert!(!executed.is_empty(), "{checkpoint}");
+    drop(first);
+
+    // Later: the whole file; binlake asks by GTID, and the server skips what it has.
+    let second = MySqlStandIn::start(StandInSpec::mysql("8.4.3", std::slice::from_ref(&file)));
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &format!(":{}\"", later_port_placeholder(&config)),
+        &format!(":{}\"", second.port),
+    );
+    std::fs::write(&config, text).unwrap();
+    let (code, _, stderr) = binlake_with_password(&["source", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("by_gtid=true"), "{stderr}");
+
+    let expected: Vec<Value> = replay_ok(FILE).iter().map(essence).collect();
+    let events: Vec<Value> = std::fs::read_to_string(dir.path().join("out.ndjson"))
+        .unwrap()
+        .lines()
+        .map(|l| essence(&serde_json::from_str(l).unwrap()))
+        .collect();
+    assert_eq!(
+        events, expected,
+        "every change once, in order, across the stop"
+    );
+    let after = crate::read_checkpoint(dir.path()).unwrap();
+    assert_ne!(
+        after["gtid"].as_str().unwrap(),
+        executed,
+        "the executed set moved on"
+    );
+}

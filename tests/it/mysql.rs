@@ -75,7 +75,71 @@ fn capture_from_each_mysql_release_equals_replay_with_its_own_statements() {
         ] {
             assert!(sent(heartbeat), "{version}: {statements:?}");
         }
+        // caching_sha2_password: the first login took the full path (the RSA key over plain
+        // TCP), the later ones the fast path.
+        use std::sync::atomic::Ordering;
+        assert_eq!(standin.auth.full.load(Ordering::Relaxed), 1, "{version}");
+        assert!(standin.auth.fast.load(Ordering::Relaxed) >= 1, "{version}");
     }
+}
+
+#[test]
+fn mysql_native_password_users_and_wrong_passwords() {
+    let mut spec = StandInSpec::mysql("8.4.3", &[fixture(FILE)]);
+    spec.users.push((
+        "legacy".into(),
+        "0ld-pass".into(),
+        "mysql_native_password".into(),
+    ));
+    let standin = MySqlStandIn::start(spec);
+    let dir = tempfile::tempdir().unwrap();
+    let native = Scenario::source_at(standin.port, "legacy", "LEGACY_PASSWORD", 4994)
+        .ndjson("out.ndjson")
+        .write(dir.path(), "native.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
+        .args(["check", "--config"])
+        .arg(&native)
+        .env("LEGACY_PASSWORD", "0ld-pass")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("ok    server               8.4.3"),
+        "{stdout}"
+    );
+    // A wrong password, on both plugins, is the server's access denied.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
+        .args(["check", "--config"])
+        .arg(&native)
+        .env("LEGACY_PASSWORD", "wrong")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("Access denied for user 'legacy'"),
+        "{stderr}"
+    );
+    let sha2 = Scenario::source_at(standin.port, "binlake", "STANDIN_PASSWORD", 4995)
+        .ndjson("out.ndjson")
+        .write(dir.path(), "sha2.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
+        .args(["check", "--config"])
+        .arg(&sha2)
+        .env("STANDIN_PASSWORD", "wrong")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("Access denied for user 'binlake'"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -307,3 +307,84 @@ fn resume_by_gtid_after_a_stop_loses_and_repeats_no_transaction() {
         "the executed set moved on"
     );
 }
+
+/// `binlake check` against `port` reached as `host` with `[source]` keys `keys`: (exit code,
+/// stdout, stderr).
+fn check_with(port: u16, host: &str, keys: &str) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Scenario::source_at(port, "binlake", "STANDIN_PASSWORD", 4996)
+        .source_keys(keys)
+        .ndjson("out.ndjson")
+        .write(dir.path(), "tls.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("@127.0.0.1:", &format!("@{host}:"));
+    std::fs::write(&config, text).unwrap();
+    binlake_with_password(&["check"], &config)
+}
+
+#[test]
+fn tls_to_mysql_in_every_mode_with_caching_sha2_full_path_inside_it() {
+    use std::sync::atomic::Ordering;
+    let certs = crate::support::certs::Certificates::make();
+    let mut spec = StandInSpec::mysql("8.4.3", &[fixture(FILE)]);
+    spec.tls = Some((
+        certs.path("server.pem").into(),
+        certs.path("server.key").into(),
+    ));
+    let standin = MySqlStandIn::start(spec);
+    let ca = certs.path("ca.pem");
+
+    // Verified TLS: capture equals replay; the first login's full path sent the password
+    // inside TLS, not RSA-encrypted.
+    let dir = tempfile::tempdir().unwrap();
+    let config = Scenario::source_at(standin.port, "binlake", "STANDIN_PASSWORD", 4997)
+        .source_keys(&format!("tls = \"verify_identity\"\ntls_ca = \"{ca}\""))
+        .ndjson("out.ndjson")
+        .write(dir.path(), "source.toml");
+    let (code, _, stderr) = binlake_with_password(&["source", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    let expected: Vec<Value> = replay_ok(FILE).iter().map(essence).collect();
+    let events: Vec<Value> = std::fs::read_to_string(dir.path().join("out.ndjson"))
+        .unwrap()
+        .lines()
+        .map(|l| essence(&serde_json::from_str(l).unwrap()))
+        .collect();
+    assert_eq!(events, expected);
+    assert_eq!(standin.auth.full.load(Ordering::Relaxed), 1);
+    assert!(standin.auth.fast.load(Ordering::Relaxed) >= 1);
+
+    let (code, stdout, stderr) = check_with(
+        standin.port,
+        "127.0.0.1",
+        &format!("tls = \"verify_identity\"\ntls_ca = \"{ca}\""),
+    );
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("ok    tls                  TLSv1.3, TLS13_"),
+        "{stdout}"
+    );
+
+    // A CA that did not sign the certificate; a host name it does not hold.
+    let other = certs.path("other-ca.pem");
+    let (code, _, stderr) = check_with(
+        standin.port,
+        "127.0.0.1",
+        &format!("tls = \"verify_ca\"\ntls_ca = \"{other}\""),
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("TLS certificate not trusted"), "{stderr}");
+    let (code, _, stderr) = check_with(
+        standin.port,
+        "localhost",
+        &format!("tls = \"verify_identity\"\ntls_ca = \"{ca}\""),
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("TLS host name mismatch"), "{stderr}");
+
+    // A MySQL without TLS and tls = "required".
+    let plain = MySqlStandIn::start(StandInSpec::mysql("8.4.3", &[fixture(FILE)]));
+    let (code, _, stderr) = check_with(plain.port, "127.0.0.1", "tls = \"required\"");
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("the server offers no TLS"), "{stderr}");
+}

@@ -2,6 +2,7 @@
 //! Kafka broker), scenario configs, reading the lake back, running the binary, and the binlog
 //! fixtures.
 
+pub mod certs;
 pub mod kafka;
 pub mod lake;
 pub mod mariadb;

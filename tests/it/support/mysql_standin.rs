@@ -9,7 +9,8 @@
 //! full path for a user not yet in the server's cache (0x01 0x04; the client asks for the RSA
 //! public key with 0x02 and sends the password XOR the nonce encrypted with RSA-OAEP), then the
 //! fast path (the client sends SHA256(pw) XOR SHA256(SHA256(SHA256(pw)), nonce); 0x01 0x03 and
-//! OK), `mysql_native_password` through an auth switch,
+//! OK), over TLS (an SSL request, then the handshake; the full path then sends the password in
+//! clear) or plain TCP, `mysql_native_password` through an auth switch,
 //! text result sets without CLIENT_DEPRECATE_EOF, COM_REGISTER_SLAVE and COM_BINLOG_DUMP as
 //! `sql/rpl_binlog_sender.cc` answers them (an artificial ROTATE naming the file, the
 //! FORMAT_DESCRIPTION, the events from the requested offset, then HEARTBEAT events at the
@@ -21,9 +22,9 @@
 //! answers, authenticates, and turns events a real MySQL wrote, delivered the way the binlog
 //! sender delivers them, into the same change events as `binlake replay`, and resumes by GTID
 //! (COM_BINLOG_DUMP_GTID, untagged sets) without losing or repeating a transaction. What only a
-//! real MySQL can show: the server's own behaviour under load and concurrent commits, TLS to a
-//! MySQL server (not served here yet: TLS is tested against MariaDB), privileges, and anything
-//! the statements below do not cover (docker-compose.yml runs MySQL 8.4 for that).
+//! real MySQL can show: the server's own behaviour under load and concurrent commits, MySQL's own
+//! TLS library and ciphers (the stand-in's TLS is rustls), privileges, and anything the
+//! statements below do not cover (docker-compose.yml runs MySQL 8.4 for that).
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -48,6 +49,8 @@ pub struct StandInSpec {
     pub users: Vec<(String, String, String)>,
     /// Serve only this many bytes of the newest file: what the server has written so far.
     pub written: Option<u64>,
+    /// TLS: the server's certificate chain and key (PEM); None offers no TLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl StandInSpec {
@@ -62,6 +65,7 @@ impl StandInSpec {
                 "caching_sha2_password".into(),
             )],
             written: None,
+            tls: None,
         }
     }
 
@@ -135,6 +139,7 @@ impl Drop for MySqlStandIn {
 const CLIENT_LONG_PASSWORD: u32 = 1;
 const CLIENT_CONNECT_WITH_DB: u32 = 8;
 const CLIENT_PROTOCOL_41: u32 = 512;
+const CLIENT_SSL: u32 = 2048;
 const CLIENT_TRANSACTIONS: u32 = 8192;
 const CLIENT_SECURE_CONNECTION: u32 = 32768;
 const CLIENT_MULTI_RESULTS: u32 = 1 << 17;
@@ -200,8 +205,62 @@ impl Auth {
     }
 }
 
+/// The connection, before and after a client's SSL request.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>),
+    Closed,
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+            Stream::Closed => Ok(0),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+            Stream::Closed => Err(std::io::ErrorKind::NotConnected.into()),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+            Stream::Closed => Ok(()),
+        }
+    }
+}
+
+/// The rustls server side of `spec.tls`.
+fn tls_config(cert: &PathBuf, key: &PathBuf) -> Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(key).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap(),
+    )
+}
+
 struct Session {
-    stream: TcpStream,
+    stream: Stream,
     auth: Arc<Auth>,
     spec: StandInSpec,
     id: u32,
@@ -291,13 +350,16 @@ impl Session {
         auth: Arc<Auth>,
     ) -> Session {
         stream.set_nonblocking(false).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
         let mut nonce = [0u8; 20];
         for (i, b) in nonce.iter_mut().enumerate() {
             // Printable, non-zero bytes, as the server's scramble.
             *b = 33 + ((id as usize * 31 + i * 7) % 90) as u8;
         }
         Session {
-            stream,
+            stream: Stream::Plain(stream),
             auth,
             spec,
             id,
@@ -380,8 +442,6 @@ impl Session {
     }
 
     fn run(mut self) -> std::io::Result<()> {
-        self.stream
-            .set_read_timeout(Some(Duration::from_secs(60)))?;
         self.handshake()?;
         loop {
             let packet = match self.read() {
@@ -408,7 +468,13 @@ impl Session {
     }
 
     fn handshake(&mut self) -> std::io::Result<()> {
-        let caps = CLIENT_LONG_PASSWORD
+        let tls = if self.spec.tls.is_some() {
+            CLIENT_SSL
+        } else {
+            0
+        };
+        let caps = tls
+            | CLIENT_LONG_PASSWORD
             | CLIENT_CONNECT_WITH_DB
             | CLIENT_PROTOCOL_41
             | CLIENT_TRANSACTIONS
@@ -433,7 +499,18 @@ impl Session {
         g.extend_from_slice(b"caching_sha2_password\0");
         self.seq = 0;
         self.write(&g)?;
-        let response = self.read()?;
+        let mut response = self.read()?;
+        let client_caps = u32::from_le_bytes(response[0..4].try_into().unwrap());
+        if response.len() == 32 && client_caps & CLIENT_SSL != 0 {
+            // An SSL request: the TLS handshake, then the real response inside it.
+            let (cert, key) = self.spec.tls.clone().expect("TLS was offered");
+            let conn = rustls::ServerConnection::new(tls_config(&cert, &key)).unwrap();
+            let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Closed) else {
+                unreachable!("TLS starts once")
+            };
+            self.stream = Stream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp)));
+            response = self.read()?;
+        }
         // HandshakeResponse41: caps, max packet, charset, 23 zeros, user NUL, auth data.
         let mut at = 32;
         let end = at + response[at..].iter().position(|b| *b == 0).unwrap();
@@ -479,6 +556,25 @@ impl Session {
             // clear, otherwise encrypted with the server's RSA key the client asks for.
             self.write(&[0x01, 0x04])?;
             let mut answer = self.read()?;
+            if matches!(self.stream, Stream::Tls(_)) {
+                // Over TLS the client sends the password itself.
+                let ok = answer == [password.as_bytes(), &[0]].concat();
+                if ok {
+                    self.auth.cached.lock().unwrap().insert(user.clone());
+                    self.auth.full.fetch_add(1, Ordering::Relaxed);
+                }
+                return if ok {
+                    self.ok()
+                } else {
+                    self.err(
+                        1045,
+                        "28000",
+                        &format!(
+                            "Access denied for user '{user}'@'127.0.0.1' (using password: YES)"
+                        ),
+                    )
+                };
+            }
             if answer == [0x02] {
                 let mut key = vec![0x01];
                 key.extend_from_slice(&std::fs::read(self.auth.dir.path().join("public.pem"))?);
@@ -640,7 +736,26 @@ impl Session {
                 self.result_set(&[Col("TABLE_SCHEMA", 253), Col("TABLE_NAME", 253)], &[])
             }
             _ if upper.starts_with("SHOW SESSION STATUS") => {
-                self.result_set(&[Col("Variable_name", 253), Col("Value", 253)], &[])
+                let rows = match &self.stream {
+                    Stream::Tls(s) => {
+                        let version = match s.conn.protocol_version() {
+                            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+                            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+                            _ => "TLS",
+                        };
+                        let cipher = s
+                            .conn
+                            .negotiated_cipher_suite()
+                            .map(|c| format!("{:?}", c.suite()))
+                            .unwrap_or_default();
+                        vec![
+                            vec![Some("Ssl_cipher".into()), Some(cipher)],
+                            vec![Some("Ssl_version".into()), Some(version.into())],
+                        ]
+                    }
+                    _ => Vec::new(),
+                };
+                self.result_set(&[Col("Variable_name", 253), Col("Value", 253)], &rows)
             }
             _ => {
                 let near: String = sql.chars().take(40).collect();

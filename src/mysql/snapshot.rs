@@ -204,6 +204,50 @@ pub fn chunk_query(
     (sql, params)
 }
 
+/// Readies a snapshot connection: values come back in UTC (as the binlog has TIMESTAMPs), and
+/// each chunk reads one consistent snapshot.
+pub async fn prepare_session(conn: &mut Conn, url: &str) -> Result<(), SourceError> {
+    for statement in [
+        "SET SESSION time_zone = '+00:00'",
+        "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+    ] {
+        conn.query_drop(statement)
+            .await
+            .map_err(|e| SourceError::Server {
+                url: url.to_string(),
+                what: statement.into(),
+                reason: e.to_string(),
+            })?;
+    }
+    Ok(())
+}
+
+/// Runs a chunk's SELECT inside the consistent-snapshot transaction the caller opened, and
+/// ends the transaction.
+pub async fn read_chunk(
+    conn: &mut Conn,
+    url: &str,
+    table: &TableId,
+    sql: String,
+    params: Vec<MyValue>,
+) -> Result<Vec<mysql_async::Row>, SourceError> {
+    let err = |what: String| {
+        move |e: mysql_async::Error| SourceError::Server {
+            url: url.to_string(),
+            what,
+            reason: e.to_string(),
+        }
+    };
+    let rows = conn
+        .exec(&sql, params)
+        .await
+        .map_err(err(format!("snapshot of {table}")))?;
+    conn.query_drop("COMMIT")
+        .await
+        .map_err(err("COMMIT".into()))?;
+    Ok(rows)
+}
+
 /// One SELECTed row as binlake's values, and its primary key as a checkpoint stores it.
 pub fn chunk_row(
     table: &TableSchema,
@@ -278,12 +322,7 @@ pub async fn run_snapshot(
             })?;
             Ok(())
         };
-    conn.query_drop("SET SESSION time_zone = '+00:00'")
-        .await
-        .map_err(server_err("SET time_zone".into()))?;
-    conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        .await
-        .map_err(server_err("SET TRANSACTION ISOLATION LEVEL".into()))?;
+    prepare_session(conn, url).await?;
     let mut total = 0u64;
     let started = Instant::now();
     for t in 0..state.tables.len() {
@@ -309,13 +348,7 @@ pub async fn run_snapshot(
             let (sql, params) =
                 chunk_query(&table_schema, state.tables[t].last_key.as_ref(), chunk_rows);
             let (file, pos, gtid) = consistent_snapshot(conn, info, url).await?;
-            let rows: Vec<mysql_async::Row> = conn
-                .exec(&sql, params)
-                .await
-                .map_err(server_err(format!("snapshot of {id}")))?;
-            conn.query_drop("COMMIT")
-                .await
-                .map_err(server_err("COMMIT".into()))?;
+            let rows = read_chunk(conn, url, &id, sql, params).await?;
             if state.start.is_none() {
                 state.start = Some((file.clone(), pos));
                 state.start_gtid = gtid;

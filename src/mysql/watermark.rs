@@ -51,7 +51,7 @@ use mysql_async::Conn;
 
 use super::checkpoint::{KeyValue, SnapshotState};
 use super::schema::SchemaTracker;
-use super::snapshot::{chunk_query, chunk_row, snapshot_schema};
+use super::snapshot::{chunk_query, chunk_row, prepare_session, read_chunk, snapshot_schema};
 use super::SourceError;
 use crate::event::{
     now_ms, ChangeEvent, Op, Position, Row, SourceInfo, TableId, TableSchema, Value,
@@ -143,12 +143,7 @@ async fn read_all(
             reason: e.to_string(),
         }
     };
-    conn.query_drop("SET SESSION time_zone = '+00:00'")
-        .await
-        .map_err(server_err("SET time_zone".into()))?;
-    conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        .await
-        .map_err(server_err("SET TRANSACTION ISOLATION LEVEL".into()))?;
+    prepare_session(conn, url).await?;
     let insert = format!(
         "INSERT INTO {}.{} (id, kind, table_name) VALUES (?, ?, ?)",
         quote(&watermarks.db),
@@ -194,13 +189,7 @@ async fn read_all(
                 .map_err(server_err(
                     "START TRANSACTION WITH CONSISTENT SNAPSHOT".into(),
                 ))?;
-            let rows: Vec<mysql_async::Row> = conn
-                .exec(&sql, params)
-                .await
-                .map_err(server_err(format!("snapshot of {id}")))?;
-            conn.query_drop("COMMIT")
-                .await
-                .map_err(server_err("COMMIT".into()))?;
+            let rows = read_chunk(conn, url, &id, sql, params).await?;
             let n = rows.len() as u64;
             let mut converted = Vec::with_capacity(rows.len());
             for row in rows {

@@ -19,11 +19,21 @@ const FILE: &str = "binlogs/mysql-8/mysql-bin.000057";
 /// `binlake ARGS --config CONFIG` with the stand-in's password in the environment: (exit code,
 /// stdout, stderr).
 fn binlake_with_password(args: &[&str], config: &Path) -> (Option<i32>, String, String) {
+    binlake_with_env(args, config, "STANDIN_PASSWORD", "s3cret")
+}
+
+/// `binlake ARGS --config CONFIG` with `var=value` in the environment.
+fn binlake_with_env(
+    args: &[&str],
+    config: &Path,
+    var: &str,
+    value: &str,
+) -> (Option<i32>, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
         .args(args)
         .arg("--config")
         .arg(config)
-        .env("STANDIN_PASSWORD", "s3cret")
+        .env(var, value)
         .output()
         .unwrap();
     (
@@ -104,31 +114,16 @@ fn mysql_native_password_users_and_wrong_passwords() {
     let native = Scenario::source_at(standin.port, "legacy", "LEGACY_PASSWORD", 4994)
         .ndjson("out.ndjson")
         .write(dir.path(), "native.toml");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
-        .args(["check", "--config"])
-        .arg(&native)
-        .env("LEGACY_PASSWORD", "0ld-pass")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, stdout, stderr) =
+        binlake_with_env(&["check"], &native, "LEGACY_PASSWORD", "0ld-pass");
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(
         stdout.contains("ok    server               8.4.3"),
         "{stdout}"
     );
     // A wrong password, on both plugins, is the server's access denied.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
-        .args(["check", "--config"])
-        .arg(&native)
-        .env("LEGACY_PASSWORD", "wrong")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (code, _, stderr) = binlake_with_env(&["check"], &native, "LEGACY_PASSWORD", "wrong");
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains("Access denied for user 'legacy'"),
         "{stderr}"
@@ -136,14 +131,8 @@ fn mysql_native_password_users_and_wrong_passwords() {
     let sha2 = Scenario::source_at(standin.port, "binlake", "STANDIN_PASSWORD", 4995)
         .ndjson("out.ndjson")
         .write(dir.path(), "sha2.toml");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
-        .args(["check", "--config"])
-        .arg(&sha2)
-        .env("STANDIN_PASSWORD", "wrong")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (code, _, stderr) = binlake_with_env(&["check"], &sha2, "STANDIN_PASSWORD", "wrong");
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains("Access denied for user 'binlake'"),
         "{stderr}"

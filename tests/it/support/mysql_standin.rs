@@ -51,6 +51,8 @@ pub struct StandInSpec {
     pub written: Option<u64>,
     /// TLS: the server's certificate chain and key (PEM); None offers no TLS.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// A pause before each transaction sent: commits arriving over time, as on a live server.
+    pub pace: Option<Duration>,
 }
 
 impl StandInSpec {
@@ -66,6 +68,7 @@ impl StandInSpec {
             )],
             written: None,
             tls: None,
+            pace: None,
         }
     }
 
@@ -876,6 +879,16 @@ impl Session {
                     break;
                 }
                 let kind = data[at + 4];
+                if let (GTID_EVENT | ANONYMOUS_GTID_EVENT, Some(pace)) = (kind, self.spec.pace) {
+                    // Idle until the next commit: heartbeats at the replica's period, as the
+                    // sender sends them while it waits (`wait_with_heartbeat`).
+                    let period = Duration::from_nanos(period_ns.max(100_000_000));
+                    let until = Instant::now() + pace;
+                    while Instant::now() < until {
+                        std::thread::sleep(period.min(until - Instant::now()));
+                        self.send_artificial(HEARTBEAT_EVENT, &file, at as u64, checksum)?;
+                    }
+                }
                 if kind == GTID_EVENT {
                     let sid: [u8; 16] = data[at + 20..at + 36].try_into().unwrap();
                     let gno = u64::from_le_bytes(data[at + 36..at + 44].try_into().unwrap());

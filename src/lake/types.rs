@@ -246,7 +246,10 @@ pub fn build_array(
         .map(|i| i as i32)),
         DataType::Timestamp(TimeUnit::Microsecond, None) => fill!(
             TimestampMicrosecondBuilder::with_capacity(n),
-            |v| int(v, i64::MIN / 1000, i64::MAX / 1000).map(|i| i * datetime_scale)
+            // The bound is the scale's: milliseconds (fsp 0-3) become microseconds, and
+            // microseconds (fsp 4-6) are taken as they are, up to MySQL's 9999-12-31.
+            |v| int(v, i64::MIN / datetime_scale, i64::MAX / datetime_scale)
+                .map(|i| i * datetime_scale)
         ),
         DataType::Timestamp(TimeUnit::Microsecond, Some(tz)) => {
             fill!(
@@ -362,6 +365,31 @@ mod tests {
         Decimal128Array, Int16Array, StringArray, TimestampMicrosecondArray,
     };
     use serde_json::json;
+
+    #[test]
+    fn datetime_keeps_mysqls_largest_value_at_every_precision() {
+        // '9999-12-31 23:59:59.999999' and '9999-12-31 23:59:59': a common "never expires".
+        let micros: i64 = 253_402_300_799_999_999;
+        for (fsp, value, expected) in [
+            (6u8, json!(micros), micros),
+            (3u8, json!(253_402_300_799_999i64), 253_402_300_799_999_000),
+            (0u8, json!(253_402_300_799_000i64), 253_402_300_799_000_000),
+            (
+                6u8,
+                json!(-62_135_596_800_000_000i64),
+                -62_135_596_800_000_000,
+            ),
+        ] {
+            let column = col(ColumnType::DateTime { fsp }, false);
+            let array = build_array(&column, &arrow_type(&column), &[Some(&value)])
+                .unwrap_or_else(|e| panic!("DATETIME({fsp}) {value}: {e}"));
+            let array = array
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .unwrap();
+            assert_eq!(array.value(0), expected, "DATETIME({fsp}) {value}");
+        }
+    }
 
     fn col(t: ColumnType, unsigned: bool) -> Column {
         Column {

@@ -128,6 +128,40 @@ pub fn assert_shop_tables(db: &MariaDb, url: &dyn Fn(&str) -> String, options: &
     );
 }
 
+/// MySQL's largest DATETIME, a common "never expires" value, at every precision reaches silver
+/// (it went to dead letters: the bound checked was the millisecond one).
+#[test]
+fn the_largest_datetime_reaches_silver_at_every_precision() {
+    let db = MariaDb::start();
+    db.sql(
+        "CREATE DATABASE shop; CREATE TABLE shop.expiry (id INT PRIMARY KEY, d0 DATETIME, \
+         d3 DATETIME(3), d6 DATETIME(6)); INSERT INTO shop.expiry VALUES \
+         (1, '9999-12-31 23:59:59', '9999-12-31 23:59:59.999', '9999-12-31 23:59:59.999999'), \
+         (2, '1000-01-01 00:00:00', '1000-01-01 00:00:00.000', '1000-01-01 00:00:00.000000');",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_run_config(dir.path(), &db, "kind = \"embedded\"", "url = \"lake\"");
+    let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    let lake = dir.path().join("lake");
+    assert_eq!(
+        lake_query(
+            &table_url(&lake, "silver/shop/expiry"),
+            &[],
+            "SELECT id, to_char(d0, '%Y-%m-%d %H:%M:%S'), to_char(d3, '%Y-%m-%d %H:%M:%S.%3f'), \
+             to_char(d6, '%Y-%m-%d %H:%M:%S.%6f') FROM t ORDER BY id"
+        ),
+        [
+            "1|9999-12-31 23:59:59|9999-12-31 23:59:59.999|9999-12-31 23:59:59.999999",
+            "2|1000-01-01 00:00:00|1000-01-01 00:00:00.000|1000-01-01 00:00:00.000000",
+        ]
+    );
+    assert!(
+        !lake.join("dead_letters").exists(),
+        "no change went to dead letters"
+    );
+}
+
 #[test]
 fn embedded_run_builds_silver_history_and_bronze_exactly_once() {
     let db = MariaDb::start();

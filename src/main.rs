@@ -53,12 +53,12 @@ enum Command {
     /// bronze/silver/history → gold on a local lake; prints what it built.
     Demo(commands::demo::Args),
     /// Per table: the source position, what bronze and silver hold, lag in seconds and rows.
-    Status(commands::status::Args),
+    Status(commands::ConfigFile),
     /// The gold layer.
     #[command(subcommand)]
     Gold(commands::gold::GoldCommand),
     /// Check that the server is ready for capture; exits 1 when something blocks it.
-    Check(commands::check::Args),
+    Check(commands::ConfigFile),
     /// Benchmarks that print their figures.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),

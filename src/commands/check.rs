@@ -3,14 +3,8 @@
 
 use binlake::mysql::check::{check, format_report, Verdict};
 
-#[derive(clap::Args)]
-pub struct Args {
-    #[command(flatten)]
-    config: super::ConfigFile,
-}
-
-pub fn run(args: Args) -> anyhow::Result<()> {
-    let config = args.config.load()?;
+pub fn run(config: super::ConfigFile) -> anyhow::Result<()> {
+    let config = config.load()?;
     let runtime = super::current_thread_runtime()?;
     let findings = runtime.block_on(check(config.source("check")?))?;
     print!("{}", format_report(&findings));

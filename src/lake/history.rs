@@ -18,7 +18,7 @@ use super::change::LakeChange;
 use super::config::LakeConfig;
 use super::guard::Applied;
 use super::keys::{self, Located};
-use super::layer::{conform, df_err, qualified, quote, Layer};
+use super::layer::{conform, df_err, insert_all, qualified, Layer};
 use super::layout::{CDC_OP, END_AT, END_POSITION, START_AT, START_POSITION};
 use super::read_back::read_located;
 use super::state::LayerState;
@@ -201,11 +201,7 @@ pub(super) async fn write_history(
                 u.update(END_AT, qualified("s", END_AT))
                     .update(END_POSITION, qualified("s", END_POSITION))
             })?
-            .when_not_matched_insert(|i| {
-                columns.iter().fold(i.predicate(close().not()), |i, c| {
-                    i.set(quote(c), qualified("s", c))
-                })
-            })
+            .when_not_matched_insert(|i| insert_all(i, columns, close().not()))
         })
         .await
 }
@@ -216,11 +212,6 @@ pub(super) async fn truncate_history(
     t: &LakeChange,
     state: LayerState,
 ) -> Result<(), LakeError> {
-    if !layer.exists() {
-        // Nothing to empty; the truncate's position is remembered with the next commit.
-        layer.state = state;
-        return Ok(());
-    }
     let end_position = lit(t.order.clone());
     let end_at = Expr::Literal(
         deltalake::datafusion::scalar::ScalarValue::TimestampMicrosecond(
@@ -230,7 +221,7 @@ pub(super) async fn truncate_history(
         None,
     );
     layer
-        .commit_with(state, |table, properties| async move {
+        .commit_if_exists(state, |table, properties| async move {
             let (table, _) = table
                 .update()
                 .with_predicate(col(END_POSITION).is_null())

@@ -36,6 +36,17 @@ pub(super) fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// A MERGE's insert of every source column (`s.<column>`), for the source rows `when` selects.
+pub(super) fn insert_all(
+    insert: deltalake::operations::merge::InsertBuilder,
+    columns: &[String],
+    when: Expr,
+) -> deltalake::operations::merge::InsertBuilder {
+    columns.iter().fold(insert.predicate(when), |i, c| {
+        i.set(quote(c), qualified("s", c))
+    })
+}
+
 pub(super) fn qualified(alias: &str, name: &str) -> Expr {
     col(format!("{alias}.{}", quote(name)))
 }
@@ -172,6 +183,24 @@ impl Layer {
             }
         }
         state
+    }
+
+    /// [`Layer::commit_with`] for an operation on the rows the table holds (a TRUNCATE): a
+    /// table that does not exist yet has none, and `state` is kept for its first commit.
+    pub(super) async fn commit_if_exists<F, Fut>(
+        &mut self,
+        state: LayerState,
+        operation: F,
+    ) -> Result<(), LakeError>
+    where
+        F: FnOnce(DeltaTable, CommitProperties) -> Fut,
+        Fut: std::future::Future<Output = Result<DeltaTable, DeltaTableError>>,
+    {
+        if !self.exists() {
+            self.state = state;
+            return Ok(());
+        }
+        self.commit_with(state, operation).await
     }
 
     /// Runs one Delta operation on the table that commits `state` with its data: `operation`

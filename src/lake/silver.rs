@@ -18,7 +18,7 @@ use super::change::LakeChange;
 use super::config::LakeConfig;
 use super::guard::Applied;
 use super::keys::Located;
-use super::layer::{df_err, qualified, quote, Layer};
+use super::layer::{df_err, insert_all, qualified, quote, Layer};
 use super::layout::{CDC_OP, CDC_POSITION, CDC_PREFIX, CDC_TS};
 use super::state::LayerState;
 use super::types::{typed_columns, utc_micros};
@@ -125,11 +125,7 @@ pub(super) async fn write_silver(
                         u.update(quote(c), qualified("s", c))
                     })
                 })?
-                .when_not_matched_insert(|i| {
-                    columns.iter().fold(i.predicate(delete().not()), |i, c| {
-                        i.set(quote(c), qualified("s", c))
-                    })
-                })
+                .when_not_matched_insert(|i| insert_all(i, columns, delete().not()))
         })
         .await
 }
@@ -140,14 +136,9 @@ pub(super) async fn truncate_silver(
     t: &LakeChange,
     state: LayerState,
 ) -> Result<(), LakeError> {
-    if !layer.exists() {
-        // Nothing to empty; the truncate's position is remembered with the next commit.
-        layer.state = state;
-        return Ok(());
-    }
     let before = col(CDC_POSITION).lt(lit(t.order.clone()));
     layer
-        .commit_with(state, |table, properties| async move {
+        .commit_if_exists(state, |table, properties| async move {
             let (table, _) = table
                 .delete()
                 .with_predicate(before)

@@ -360,12 +360,12 @@ impl Reconciler {
                 });
                 Ok(Observed::Watermark(Vec::new()))
             }
-            "high" => self.high(&id, event),
+            "high" => self.high(&id, &table, event),
             _ => Ok(Observed::Watermark(Vec::new())),
         }
     }
 
-    fn high(&mut self, id: &str, event: &ChangeEvent<'_>) -> Result<Observed, String> {
+    fn high(&mut self, id: &str, table: &str, event: &ChangeEvent<'_>) -> Result<Observed, String> {
         let chunk = match self.early.take() {
             Some(c) if c.id == id => c,
             other => {
@@ -376,7 +376,8 @@ impl Reconciler {
                         Ok(c) => self.early = Some(c),
                         Err(_) => {
                             return Err(format!(
-                                "snapshot: the high watermark {id} came before its chunk; {}",
+                                "snapshot of {table}: the high watermark {id} (at {}) came before its chunk; {}",
+                                event.position,
                                 self.failure()
                                     .unwrap_or_else(|| "the reader stopped".into())
                             ))
@@ -390,7 +391,8 @@ impl Reconciler {
             // The low watermark was before where this stream started: every key is in doubt.
             _ => {
                 return Err(format!(
-                    "snapshot: the high watermark {id} came without its low watermark"
+                    "snapshot of {table}: the high watermark {id} (at {}) came without its low watermark",
+                    event.position
                 ))
             }
         };

@@ -43,6 +43,15 @@ fn binlake_with_env(
     )
 }
 
+/// The change events `binlake source` wrote to `dir/out.ndjson`, as [`essence`]s.
+fn captured(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("out.ndjson"))
+        .unwrap()
+        .lines()
+        .map(|l| essence(&serde_json::from_str(l).unwrap()))
+        .collect()
+}
+
 /// What two change events must agree on (processing time aside).
 fn essence(e: &Value) -> Value {
     let s = &e["source"];
@@ -72,11 +81,7 @@ fn capture_from_each_mysql_release_equals_replay_with_its_own_statements() {
         let (code, _, stderr) =
             binlake_with_password(&["source", "--exit-when-caught-up"], &config);
         assert_eq!(code, Some(0), "{version}: {stderr}");
-        let events: Vec<Value> = std::fs::read_to_string(dir.path().join("out.ndjson"))
-            .unwrap()
-            .lines()
-            .map(|l| essence(&serde_json::from_str(l).unwrap()))
-            .collect();
+        let events: Vec<Value> = captured(dir.path());
         assert_eq!(events, expected, "{version}");
 
         let statements = standin.statements.lock().unwrap().clone();
@@ -288,11 +293,7 @@ fn resume_by_gtid_after_a_stop_loses_and_repeats_no_transaction() {
     assert!(stderr.contains("by_gtid=true"), "{stderr}");
 
     let expected: Vec<Value> = replay_ok(FILE).iter().map(essence).collect();
-    let events: Vec<Value> = std::fs::read_to_string(dir.path().join("out.ndjson"))
-        .unwrap()
-        .lines()
-        .map(|l| essence(&serde_json::from_str(l).unwrap()))
-        .collect();
+    let events: Vec<Value> = captured(dir.path());
     assert_eq!(
         events, expected,
         "every change once, in order, across the stop"
@@ -342,11 +343,7 @@ fn tls_to_mysql_in_every_mode_with_caching_sha2_full_path_inside_it() {
     let (code, _, stderr) = binlake_with_password(&["source", "--exit-when-caught-up"], &config);
     assert_eq!(code, Some(0), "{stderr}");
     let expected: Vec<Value> = replay_ok(FILE).iter().map(essence).collect();
-    let events: Vec<Value> = std::fs::read_to_string(dir.path().join("out.ndjson"))
-        .unwrap()
-        .lines()
-        .map(|l| essence(&serde_json::from_str(l).unwrap()))
-        .collect();
+    let events: Vec<Value> = captured(dir.path());
     assert_eq!(events, expected);
     assert_eq!(standin.auth.full.load(Ordering::Relaxed), 1);
     assert!(standin.auth.fast.load(Ordering::Relaxed) >= 1);
@@ -426,11 +423,7 @@ fn sigkill_mid_stream_then_resume_by_gtid_loses_nothing_and_repeats_only_positio
     // A change written after the last checkpoint may come again, at the same position; folded
     // by position, the output is the file's changes exactly.
     let mut seen = std::collections::BTreeMap::new();
-    for line in std::fs::read_to_string(dir.path().join("out.ndjson"))
-        .unwrap()
-        .lines()
-    {
-        let e = essence(&serde_json::from_str(line).unwrap());
+    for e in captured(dir.path()) {
         let at = (
             e["file"].as_str().unwrap().to_string(),
             e["pos"].as_u64().unwrap(),

@@ -7,8 +7,9 @@
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
-use super::config::{SnapshotMode, SourceConfig, TableFilter, TlsMode};
+use super::config::{SnapshotMode, SnapshotPositions, SourceConfig, TableFilter, TlsMode};
 use super::flavor::ServerInfo;
+use super::managed::{self, Service};
 use super::server::Server;
 use super::SourceError;
 
@@ -79,6 +80,21 @@ pub async fn check(config: &SourceConfig) -> Result<Vec<Finding>, SourceError> {
     } else {
         "[mysqld]"
     };
+    let host = super::config::SourceUrl::parse(&config.url)
+        .map(|u| u.host)
+        .unwrap_or_default();
+    let service = managed::detect(&mut conn, &host).await.map(|d| {
+        out.push(Finding::ok(
+            "service",
+            format!("{} ({})", d.service.name(), d.signal),
+        ));
+        d.service
+    });
+    // A managed service takes settings through its own parameters, not SET GLOBAL / my.cnf.
+    let set = |name: &str, value: &str, by_hand: String| match service {
+        Some(s) => s.set_parameter(name, value),
+        None => by_hand,
+    };
 
     let log_bin = variable(&mut conn, "log_bin").await.unwrap_or_default();
     if log_bin == "1" || log_bin.eq_ignore_ascii_case("ON") {
@@ -100,7 +116,7 @@ pub async fn check(config: &SourceConfig) -> Result<Vec<Finding>, SourceError> {
         out.push(Finding::fail(
             "binlog_format",
             format.clone(),
-            format!("SET GLOBAL binlog_format = 'ROW' and add `binlog_format = ROW` under {cnf}; sessions opened before keep their format"),
+            set("binlog_format", "ROW", format!("SET GLOBAL binlog_format = 'ROW' and add `binlog_format = ROW` under {cnf}; sessions opened before keep their format")),
         ));
     }
 
@@ -113,7 +129,7 @@ pub async fn check(config: &SourceConfig) -> Result<Vec<Finding>, SourceError> {
         out.push(Finding::fail(
             "binlog_row_image",
             image,
-            format!("SET GLOBAL binlog_row_image = 'FULL' and add `binlog_row_image = FULL` under {cnf}: without it updates lack their before image and rows their unchanged columns"),
+            format!("{}: without it updates lack their before image and rows their unchanged columns", set("binlog_row_image", "FULL", format!("SET GLOBAL binlog_row_image = 'FULL' and add `binlog_row_image = FULL` under {cnf}"))),
         ));
     }
 
@@ -122,7 +138,7 @@ pub async fn check(config: &SourceConfig) -> Result<Vec<Finding>, SourceError> {
         Some(m) => out.push(Finding::warn(
             "binlog_row_metadata",
             m,
-            format!("SET GLOBAL binlog_row_metadata = 'FULL' (and under {cnf}): binlake then reads column names, ENUM/SET members and keys from the binlog instead of relying on tracked DDL alone"),
+            format!("{}: binlake then reads column names, ENUM/SET members and keys from the binlog instead of relying on tracked DDL alone", set("binlog_row_metadata", "FULL", format!("SET GLOBAL binlog_row_metadata = 'FULL' (and under {cnf})"))),
         )),
         None => out.push(Finding::warn(
             "binlog_row_metadata",
@@ -188,27 +204,33 @@ pub async fn check(config: &SourceConfig) -> Result<Vec<Finding>, SourceError> {
             out.push(Finding::warn(
                 "gtid",
                 format!("gtid_mode={mode}"),
-                format!("positions are file/offset only; for failover-safe positions set gtid_mode=ON and enforce_gtid_consistency=ON under {cnf}"),
+                match service {
+                    Some(s) => format!("positions are file/offset only; for failover-safe positions {}, then gtid_mode = ON the same way", s.set_parameter("enforce_gtid_consistency", "ON")),
+                    None => format!("positions are file/offset only; for failover-safe positions set gtid_mode=ON and enforce_gtid_consistency=ON under {cnf}"),
+                },
             ));
         }
     }
 
-    let seconds = match variable(&mut conn, "binlog_expire_logs_seconds").await {
-        Some(s) => s.parse::<u64>().ok(),
-        None => variable(&mut conn, "expire_logs_days")
-            .await
-            .and_then(|d| d.parse::<f64>().ok())
-            .map(|d| (d * 86_400.0) as u64),
-    };
-    match seconds {
-        Some(0) => out.push(Finding::ok("binlog retention", "binlogs are never purged automatically")),
-        Some(s) if s >= 3 * 86_400 => out.push(Finding::ok("binlog retention", format!("{} h", s / 3600))),
-        Some(s) => out.push(Finding::warn(
-            "binlog retention",
-            format!("{} h", s / 3600),
-            "binlake must run again before a binlog it needs is purged, or it needs a new snapshot; keep at least 3 days (binlog_expire_logs_seconds = 259200)",
-        )),
-        None => out.push(Finding::warn("binlog retention", "unknown", "check the server's binlog expiry settings")),
+    match service {
+        Some(s @ (Service::RdsMySql | Service::AuroraMySql)) => {
+            out.push(rds_retention_finding(&mut conn, s).await)
+        }
+        _ => out.push(retention_finding(&mut conn, service).await),
+    }
+    if service.is_some() {
+        match variable(&mut conn, "require_secure_transport").await {
+            Some(v) if v == "1" || v.eq_ignore_ascii_case("ON") => out.push(Finding::ok(
+                "secure transport",
+                "require_secure_transport=ON",
+            )),
+            Some(v) => out.push(Finding::warn(
+                "secure transport",
+                format!("require_secure_transport={v}: the service lets clients in over plain TCP"),
+                set("require_secure_transport", "ON", String::new()),
+            )),
+            None => {}
+        }
     }
 
     let grants: Vec<String> = conn.query("SHOW GRANTS").await.unwrap_or_default();
@@ -232,7 +254,8 @@ pub async fn check(config: &SourceConfig) -> Result<Vec<Finding>, SourceError> {
     }
     let snapshots = config.snapshot != SnapshotMode::Never;
     let watermarks = config.uses_watermarks(info.is_mariadb);
-    if !info.is_mariadb && !watermarks && !has("RELOAD") && snapshots {
+    let read_only = config.snapshot_positions == SnapshotPositions::ReadOnly;
+    if !info.is_mariadb && !watermarks && !read_only && !has("RELOAD") && snapshots {
         // snapshot_locking = "global": a brief FLUSH TABLES WITH READ LOCK per chunk.
         missing.push("RELOAD");
     }
@@ -267,9 +290,12 @@ pub async fn check(config: &SourceConfig) -> Result<Vec<Finding>, SourceError> {
             out.push(Finding::fail(
                 "snapshot",
                 format!("no write access to the watermark table {db}.{table}"),
-                format!("GRANT CREATE, INSERT, DELETE ON `{db}`.* TO {user} (the snapshot writes its watermarks there and takes no lock), or set `source.snapshot_locking = \"global\"`"),
+                format!("GRANT CREATE, INSERT, DELETE ON `{db}`.* TO {user} (the snapshot writes its watermarks there and takes no lock), or, with GTIDs on, `source.snapshot_positions = \"read_only\"` (no writes), or `source.snapshot_locking = \"global\"`"),
             ));
         }
+    }
+    if snapshots && read_only {
+        out.push(read_only_finding(&mut conn, &info, cnf).await);
     }
     if missing.is_empty() {
         out.push(Finding::ok(
@@ -281,14 +307,92 @@ pub async fn check(config: &SourceConfig) -> Result<Vec<Finding>, SourceError> {
             },
         ));
     } else {
+        let by = service.map_or(String::new(), |s| format!(" (as {})", s.admin()));
         out.push(Finding::fail(
             "privileges",
             format!("missing {}", missing.join(", ")),
-            format!("GRANT {} ON *.* TO {user}", missing.join(", ")),
+            format!("GRANT {} ON *.* TO {user}{by}", missing.join(", ")),
         ));
     }
     out.extend(statements_start_runs(&source, &mut conn, &info, config).await);
     Ok(out)
+}
+
+/// Binlog retention from `binlog_expire_logs_seconds` (or `expire_logs_days` before MySQL 8).
+async fn retention_finding(conn: &mut Conn, service: Option<Service>) -> Finding {
+    let seconds = match variable(conn, "binlog_expire_logs_seconds").await {
+        Some(s) => s.parse::<u64>().ok(),
+        None => variable(conn, "expire_logs_days")
+            .await
+            .and_then(|d| d.parse::<f64>().ok())
+            .map(|d| (d * 86_400.0) as u64),
+    };
+    let fix = service.map_or(
+        "binlake must run again before a binlog it needs is purged, or it needs a new snapshot; keep at least 3 days (binlog_expire_logs_seconds = 259200)",
+        Service::retention_fix,
+    );
+    match seconds {
+        Some(0) => Finding::ok("binlog retention", "binlogs are never purged automatically"),
+        Some(s) if s >= 3 * 86_400 => Finding::ok("binlog retention", format!("{} h", s / 3600)),
+        Some(s) => Finding::warn("binlog retention", format!("{} h", s / 3600), fix),
+        None => Finding::warn("binlog retention", "unknown", fix),
+    }
+}
+
+/// RDS and Aurora keep binlogs for `binlog retention hours` (mysql.rds_set_configuration),
+/// whatever binlog_expire_logs_seconds says.
+async fn rds_retention_finding(conn: &mut Conn, service: Service) -> Finding {
+    match managed::rds_binlog_retention_hours(conn).await {
+        Ok(Some(h)) if h >= 72 => Finding::ok("binlog retention", format!("{h} h (binlog retention hours)")),
+        Ok(Some(h)) => Finding::warn(
+            "binlog retention",
+            format!("{h} h (binlog retention hours)"),
+            service.retention_fix(),
+        ),
+        Ok(None) => Finding::warn(
+            "binlog retention",
+            "binlog retention hours is not set: RDS purges binlogs as soon as it can, so a stopped binlake soon needs a new snapshot",
+            service.retention_fix(),
+        ),
+        Err(e) => Finding::warn(
+            "binlog retention",
+            format!("CALL mysql.rds_show_configuration: {e}"),
+            format!("{}; ask the master user to check it with CALL mysql.rds_show_configuration", service.retention_fix()),
+        ),
+    }
+}
+
+/// `snapshot_positions = "read_only"`: what places each chunk's read in the stream. MySQL needs
+/// GTIDs and `@@global.gtid_executed` readable; MariaDB reports its snapshot's position.
+async fn read_only_finding(conn: &mut Conn, info: &ServerInfo, cnf: &str) -> Finding {
+    if info.is_mariadb {
+        return Finding::ok(
+            "snapshot",
+            "read-only: each chunk placed by MariaDB's binlog_snapshot_position; no lock, no writes",
+        );
+    }
+    let mode = variable(conn, "gtid_mode").await.unwrap_or_default();
+    if !mode.eq_ignore_ascii_case("ON") {
+        return Finding::fail(
+            "snapshot",
+            format!("snapshot_positions = \"read_only\" with gtid_mode={mode}"),
+            format!("the read-only snapshot places chunks by the executed GTID set: set gtid_mode=ON and enforce_gtid_consistency=ON under {cnf}, or use snapshot_positions = \"watermark\""),
+        );
+    }
+    match conn
+        .query_first::<Option<String>, _>("SELECT @@global.gtid_executed")
+        .await
+    {
+        Ok(_) => Finding::ok(
+            "snapshot",
+            "read-only: each chunk placed by @@global.gtid_executed; no lock, no writes",
+        ),
+        Err(e) => Finding::fail(
+            "snapshot",
+            format!("SELECT @@global.gtid_executed: {e}"),
+            "report this with the server version",
+        ),
+    }
 }
 
 /// The connection's TLS, as `[source] tls` asked for it.

@@ -105,6 +105,10 @@ pub enum SnapshotPositions {
     /// Low and high watermarks written to `watermark_table` around each chunk's read and
     /// reconciled with the binlog stream (DBLog): no lock, on any server.
     Watermark,
+    /// No lock and no writes: each chunk's read is placed in the stream by what it saw, the
+    /// executed GTID set (MySQL, needs `gtid_mode = ON`) or the binlog position MariaDB
+    /// reports for it. For servers where the watermark table cannot be written.
+    ReadOnly,
 }
 
 /// `[source] snapshot_locking`.
@@ -128,7 +132,7 @@ impl SourceConfig {
     pub fn uses_watermarks(&self, mariadb: bool) -> bool {
         match self.snapshot_positions {
             SnapshotPositions::Watermark => true,
-            SnapshotPositions::Server => false,
+            SnapshotPositions::Server | SnapshotPositions::ReadOnly => false,
             SnapshotPositions::Auto => !mariadb && self.snapshot_locking == SnapshotLocking::None,
         }
     }

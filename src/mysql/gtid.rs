@@ -60,6 +60,34 @@ impl GtidSet {
         Ok(())
     }
 
+    /// Whether `gtid` (`uuid:n` or `uuid:tag:n`) is a member.
+    pub fn contains(&self, gtid: &str) -> bool {
+        let parts: Vec<&str> = gtid.split(':').collect();
+        let (uuid, tag, n) = match parts.as_slice() {
+            [uuid, n] => (*uuid, "", *n),
+            [uuid, tag, n] => (*uuid, *tag, *n),
+            _ => return false,
+        };
+        let Ok(n) = n.parse::<u64>() else {
+            return false;
+        };
+        self.sets
+            .get(&(uuid.to_ascii_lowercase(), tag.to_ascii_lowercase()))
+            .is_some_and(|v| v.iter().any(|&(s, e)| s <= n && n < e))
+    }
+
+    /// Whether every member of `other` is a member.
+    pub fn contains_set(&self, other: &GtidSet) -> bool {
+        other.sets.iter().all(|(id, intervals)| {
+            let Some(mine) = self.sets.get(id) else {
+                return intervals.is_empty();
+            };
+            intervals
+                .iter()
+                .all(|&(s, e)| mine.iter().any(|&(ms, me)| ms <= s && e <= me))
+        })
+    }
+
     /// Adds every member of `other`.
     pub fn union(&mut self, other: &GtidSet) {
         for ((uuid, tag), intervals) in &other.sets {

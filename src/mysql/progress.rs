@@ -4,13 +4,15 @@
 //! durable. See [`super::replication`] for when it checkpoints and how a restart resumes.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::checkpoint::{Checkpoint, CheckpointError, CheckpointStore, CHECKPOINT_VERSION};
 use super::decoder::{Commit, Ddl, DecodeSink};
 use super::gtid::GtidSet;
+use super::reconcile::{Observed, Reconciler};
 use super::schema::SchemaTracker;
-use super::watermark::{Observed, Reconciler};
+use super::snapshot_chunk::Chunk;
 use super::{BinlogError, SourceError, SourceOutput};
 use crate::event::{now_ms, ChangeEvent, TableId};
 
@@ -139,6 +141,31 @@ impl<O: SourceOutput> Tracker<'_, O> {
 }
 
 impl<O: SourceOutput> Tracker<'_, O> {
+    /// The read-only snapshot: emits a chunk's rows at the position after the last commit, or
+    /// inside a transaction keeps the chunk for its end.
+    pub(super) fn place_chunk(
+        &mut self,
+        chunk: Chunk,
+        in_transaction: bool,
+    ) -> Result<(), SinkError> {
+        let Some(reconciler) = &mut self.reconciler else {
+            return Ok(());
+        };
+        if in_transaction {
+            reconciler.hold(chunk);
+            return Ok(());
+        }
+        let file: Arc<str> = Arc::from(self.committed.file.as_str());
+        let rows = reconciler.place(chunk, &file, self.committed.pos);
+        for row in &rows {
+            self.output.change(row).map_err(SinkError::Output)?;
+        }
+        self.stats.changes += rows.len() as u64;
+        // The snapshot's progress moved: the next checkpoint records it.
+        self.dirty = true;
+        Ok(())
+    }
+
     /// Whether a watermark snapshot is still emitting chunks.
     pub(super) fn snapshot_running(&self) -> bool {
         self.reconciler.as_ref().is_some_and(|r| !r.finished())
@@ -176,6 +203,9 @@ impl<O: SourceOutput> DecodeSink for Tracker<'_, O> {
         self.committed.record(commit);
         self.stats.commits += 1;
         self.dirty = true;
+        if let Some(chunk) = self.reconciler.as_mut().and_then(Reconciler::ready_chunk) {
+            self.place_chunk(chunk, false)?;
+        }
         Ok(())
     }
 

@@ -46,17 +46,22 @@ use mysql_async::{BinlogStreamRequest, Conn};
 
 use super::binlog_file::EventHeader;
 use super::checkpoint::{Checkpoint, CheckpointStore, SnapshotState, CHECKPOINT_VERSION};
-use super::config::{ResumeBy, SnapshotLocking, SnapshotMode, SourceConfig, TableFilter};
+use super::config::{
+    ResumeBy, SnapshotLocking, SnapshotMode, SnapshotPositions, SourceConfig, TableFilter,
+};
 use super::decoder::BinlogDecoder;
 use super::events::{parse_rotate, HEARTBEAT, ROTATE, TRANSACTION_PAYLOAD};
 use super::flavor::ServerInfo;
 use super::gtid::GtidSet;
 pub use super::progress::SourceStats;
 use super::progress::{parse_mariadb_gtid, Resume, Tracker};
+use super::read_only::StreamStart;
+use super::reconcile::Reconciler;
 use super::schema::SchemaTracker;
 use super::server::Server;
 use super::snapshot::{run_snapshot, SnapshotTarget};
-use super::watermark::{ensure_table, read_chunks, Failure, Reconciler};
+use super::snapshot_chunk::Failure;
+use super::watermark::ensure_table;
 use super::{BinlogError, SourceError, SourceOutput};
 use crate::event::{now_ms, TableId};
 
@@ -192,11 +197,22 @@ impl LiveSource {
             let (db, table) = self.config.watermark_table_id();
             TableId::new(db, table)
         });
+        let read_only = self.config.snapshot_positions == SnapshotPositions::ReadOnly;
         let mut reconciler = None;
-        if let (Some(state), Some(table)) = (pending.as_mut(), watermarks.as_ref()) {
+        if let Some(state) = pending
+            .as_mut()
+            .filter(|_| watermarks.is_some() || read_only)
+        {
             reconciler = Some(
-                self.start_watermark_snapshot(&mut conn, &info, state, &schema, table, &mut resume)
-                    .await?,
+                self.start_lock_free_snapshot(
+                    &mut conn,
+                    &info,
+                    state,
+                    &schema,
+                    watermarks.as_ref(),
+                    &mut resume,
+                )
+                .await?,
             );
         } else if let Some(state) = pending.as_mut() {
             if !info.has_snapshot_position()
@@ -326,23 +342,38 @@ impl LiveSource {
         Ok(tracker.stats)
     }
 
-    /// Starts the watermark snapshot (see [`super::watermark`]): on a first start, streaming
-    /// begins at the binlog position now, recorded before any chunk is read; the reader task
-    /// then writes watermarks and reads chunks while the stream reconciles them.
-    async fn start_watermark_snapshot(
+    /// Starts a lock-free snapshot: with watermarks in `watermarks` ([`super::watermark`]), or
+    /// read-only without ([`super::read_only`]). On a first start, streaming begins at the
+    /// binlog position now, recorded before any chunk is read; the reader task then reads
+    /// chunks while the stream reconciles them ([`super::reconcile`]).
+    async fn start_lock_free_snapshot(
         &self,
         conn: &mut Conn,
         info: &ServerInfo,
         state: &mut SnapshotState,
         schema: &SchemaTracker,
-        table: &TableId,
+        watermarks: Option<&TableId>,
         resume: &mut Resume,
     ) -> Result<Reconciler, SourceError> {
-        ensure_table(conn, table)
-            .await
-            .map_err(self.server.server_err(&format!(
-                "creating the watermark table {table} (needs CREATE, INSERT and DELETE on it)"
-            )))?;
+        if let Some(table) = watermarks {
+            ensure_table(conn, table)
+                .await
+                .map_err(self.server.server_err(&format!(
+                    "creating the watermark table {table} (needs CREATE, INSERT and DELETE on it)"
+                )))?;
+        } else if !info.is_mariadb {
+            let mode: Option<String> = conn
+                .query_first("SELECT @@global.gtid_mode")
+                .await
+                .map_err(self.server.server_err("SELECT @@global.gtid_mode"))?;
+            let mode = mode.unwrap_or_default();
+            if !mode.eq_ignore_ascii_case("ON") {
+                return Err(SourceError::Unsupported(format!(
+                    "{}: snapshot_positions = \"read_only\" places each chunk by the executed GTID set, and the server has gtid_mode = {mode}: turn GTIDs on (gtid_mode = ON, enforce_gtid_consistency = ON), or use snapshot_positions = \"watermark\"",
+                    self.server.display_url
+                )));
+            }
+        }
         if state.start.is_none() {
             let status = self.server.binlog_status(conn, info).await?;
             resume.file = status.file.clone();
@@ -373,22 +404,52 @@ impl LiveSource {
         let run = format!("r{}", now_ms());
         let (chunks, received) = tokio::sync::mpsc::channel(1);
         let failure = Failure::default();
-        tokio::spawn(read_chunks(
-            reader,
-            self.server.display_url.clone(),
-            state.clone(),
-            schema.clone(),
-            table.clone(),
-            self.config.snapshot_chunk_rows,
-            run.clone(),
-            chunks,
-            failure.clone(),
-        ));
-        tracing::info!(watermarks = %table, file = %resume.file, pos = resume.pos, "snapshot with watermarks, no lock; streaming from here");
+        let url = self.server.display_url.clone();
+        let chunk_rows = self.config.snapshot_chunk_rows;
+        match watermarks {
+            Some(table) => {
+                tokio::spawn(super::watermark::read_chunks(
+                    reader,
+                    url,
+                    state.clone(),
+                    schema.clone(),
+                    table.clone(),
+                    chunk_rows,
+                    run.clone(),
+                    chunks,
+                    failure.clone(),
+                ));
+                tracing::info!(watermarks = %table, file = %resume.file, pos = resume.pos, "snapshot with watermarks, no lock; streaming from here");
+            }
+            None => {
+                let start = if info.is_mariadb {
+                    StreamStart::At {
+                        file: resume.file.clone(),
+                        pos: resume.pos,
+                    }
+                } else {
+                    StreamStart::Executed(resume.executed.clone())
+                };
+                tokio::spawn(super::read_only::read_chunks(
+                    reader,
+                    url,
+                    info.is_mariadb,
+                    start,
+                    state.clone(),
+                    schema.clone(),
+                    chunk_rows,
+                    run.clone(),
+                    chunks,
+                    failure.clone(),
+                ));
+                tracing::info!(file = %resume.file, pos = resume.pos, "read-only snapshot, no lock and no writes; streaming from here");
+            }
+        }
         Ok(Reconciler::new(
             received,
             failure,
-            table.clone(),
+            watermarks.cloned(),
+            info.is_mariadb,
             run,
             state.clone(),
             schema,
@@ -457,6 +518,22 @@ impl LiveSource {
             let next = tokio::select! {
                 n = tokio::time::timeout(read_timeout, stream.next()) => n,
                 _ = stop.changed() => return Ok(StreamEnd::Stopped),
+                chunk = next_chunk(&mut tracker.reconciler) => {
+                    let Some(chunk) = chunk else {
+                        let failure = tracker.reconciler.as_ref().and_then(Reconciler::failure);
+                        return Err(Retry::Fatal(SourceError::Unsupported(format!(
+                            "snapshot: {}",
+                            failure.unwrap_or_else(|| "the reader stopped before the last chunk".into())
+                        ))));
+                    };
+                    tracker
+                        .place_chunk(chunk, decoder.in_transaction())
+                        .map_err(|e| Retry::Fatal(e.into()))?;
+                    if tracker.stop_after_snapshot && !tracker.snapshot_running() {
+                        return Ok(StreamEnd::CaughtUp);
+                    }
+                    continue;
+                }
             };
             let event = match next {
                 Err(_) => {
@@ -593,6 +670,14 @@ fn strip_unverified_checksum<'a>(header: &EventHeader, data: &'a [u8]) -> &'a [u
         body
     } else {
         data
+    }
+}
+
+/// The read-only snapshot's next chunk; never, without a read-only snapshot running.
+async fn next_chunk(reconciler: &mut Option<Reconciler>) -> Option<super::snapshot_chunk::Chunk> {
+    match reconciler {
+        Some(r) => r.next_chunk().await,
+        None => std::future::pending().await,
     }
 }
 

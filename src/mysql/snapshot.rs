@@ -412,6 +412,47 @@ pub async fn run_snapshot(
     Ok(total)
 }
 
+/// MariaDB: starts a consistent-snapshot transaction and returns the binlog position it
+/// corresponds to (every transaction before it visible, none after), which MariaDB reports
+/// without a lock.
+pub async fn mariadb_snapshot_position(
+    conn: &mut Conn,
+    url: &str,
+) -> Result<(String, u64), SourceError> {
+    let err = |what: &str| {
+        let what = what.to_string();
+        move |e: mysql_async::Error| SourceError::Server {
+            url: url.to_string(),
+            what: what.clone(),
+            reason: e.to_string(),
+        }
+    };
+    conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+        .await
+        .map_err(err("START TRANSACTION WITH CONSISTENT SNAPSHOT"))?;
+    let rows: Vec<(String, String)> = conn
+        .query("SHOW STATUS LIKE 'binlog_snapshot_%'")
+        .await
+        .map_err(err("SHOW STATUS LIKE 'binlog_snapshot_%'"))?;
+    let get = |name: &str| {
+        rows.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let file = get("binlog_snapshot_file").unwrap_or_default();
+    let pos = get("binlog_snapshot_position")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    if file.is_empty() {
+        return Err(SourceError::Server {
+            url: url.to_string(),
+            what: "reading binlog_snapshot_file".into(),
+            reason: "the server reports no binlog position (is log_bin on?)".into(),
+        });
+    }
+    Ok((file, pos))
+}
+
 /// Starts a consistent-snapshot transaction and returns its binlog position (and, on MySQL,
 /// the executed GTID set there).
 async fn consistent_snapshot(
@@ -428,29 +469,7 @@ async fn consistent_snapshot(
         }
     };
     if info.has_snapshot_position() {
-        conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-            .await
-            .map_err(err("START TRANSACTION WITH CONSISTENT SNAPSHOT"))?;
-        let rows: Vec<(String, String)> = conn
-            .query("SHOW STATUS LIKE 'binlog_snapshot_%'")
-            .await
-            .map_err(err("SHOW STATUS LIKE 'binlog_snapshot_%'"))?;
-        let get = |name: &str| {
-            rows.iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.clone())
-        };
-        let file = get("binlog_snapshot_file").unwrap_or_default();
-        let pos = get("binlog_snapshot_position")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
-        if file.is_empty() {
-            return Err(SourceError::Server {
-                url: url.to_string(),
-                what: "reading binlog_snapshot_file".into(),
-                reason: "the server reports no binlog position (is log_bin on?)".into(),
-            });
-        }
+        let (file, pos) = mariadb_snapshot_position(conn, url).await?;
         Ok((file, pos, String::new()))
     } else {
         conn.query_drop("FLUSH TABLES WITH READ LOCK")

@@ -306,6 +306,159 @@ fn resume_by_gtid_after_a_stop_loses_and_repeats_no_transaction() {
     );
 }
 
+/// `binlake check` against stand-ins dressed as each managed service (their own variables, and
+/// RDS's `mysql.rds_show_configuration`): the service is named, and each fix says how that
+/// service sets it (parameter group, server parameter, database flag), not SET GLOBAL.
+#[test]
+fn check_recognises_managed_services_and_names_their_own_fixes() {
+    let persona = |variables: &[(&str, &str)], rds: Option<Option<&str>>| {
+        let mut spec = StandInSpec::mysql("8.4.3", &[fixture(FILE)]);
+        spec.variables = variables
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        spec.rds_configuration = rds.map(|hours| {
+            vec![
+                (
+                    "binlog retention hours".to_string(),
+                    hours.map(str::to_string),
+                ),
+                ("source delay".to_string(), Some("0".to_string())),
+            ]
+        });
+        let standin = MySqlStandIn::start(spec);
+        let (code, stdout, stderr) = check_with(standin.port, "127.0.0.1", "");
+        (code, stdout, stderr)
+    };
+
+    // RDS without binlog retention hours: capture can start, with the procedure to call.
+    let (code, stdout, stderr) = persona(&[("basedir", "/rdsdbbin/mysql/")], Some(None));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    for expected in [
+        "ok    service              Amazon RDS for MySQL (basedir=/rdsdbbin/mysql/)",
+        "WARN  binlog retention     binlog retention hours is not set",
+        "fix: as the master user: CALL mysql.rds_set_configuration('binlog retention hours', 72);",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+    let (_, stdout, _) = persona(&[("basedir", "/rdsdbbin/mysql/")], Some(Some("168")));
+    assert!(
+        stdout.contains("ok    binlog retention     168 h (binlog retention hours)"),
+        "{stdout}"
+    );
+
+    // Aurora with a MINIMAL row image: a failure whose fix is the cluster parameter group.
+    let (code, stdout, _) = persona(
+        &[
+            ("aurora_version", "3.08.0"),
+            ("basedir", "/rdsdbbin/oscar/"),
+            ("binlog_row_image", "MINIMAL"),
+        ],
+        Some(Some("72")),
+    );
+    assert_eq!(code, Some(1), "{stdout}");
+    for expected in [
+        "ok    service              Amazon Aurora MySQL (aurora_version=3.08.0)",
+        "FAIL  binlog_row_image     MINIMAL",
+        "fix: set binlog_row_image = FULL in the DB cluster parameter group",
+        "ok    binlog retention     72 h (binlog retention hours)",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+
+    // Azure with GTIDs off and plain TCP allowed: server parameters through the az CLI.
+    let (code, stdout, _) = persona(
+        &[
+            ("aad_auth_only", "OFF"),
+            ("gtid_mode", "OFF"),
+            ("require_secure_transport", "OFF"),
+            ("binlog_expire_logs_seconds", "3600"),
+        ],
+        None,
+    );
+    assert_eq!(code, Some(0), "{stdout}");
+    for expected in [
+        "ok    service              Azure Database for MySQL flexible server (aad_auth_only=OFF)",
+        "az mysql flexible-server parameter set --resource-group <group> --server-name <server> --name enforce_gtid_consistency --value ON",
+        "WARN  secure transport     require_secure_transport=OFF",
+        "--name require_secure_transport --value ON",
+        "WARN  binlog retention     1 h",
+        "fix: set the server parameter binlog_expire_logs_seconds to 259200",
+    ] {
+        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+    }
+
+    // Cloud SQL: database flags.
+    let (_, stdout, _) = persona(
+        &[
+            ("cloudsql_iam_authentication", "off"),
+            ("binlog_row_metadata", "MINIMAL"),
+        ],
+        None,
+    );
+    for expected in [
+        "ok    service              Google Cloud SQL for MySQL (cloudsql_iam_authentication=off)",
+        "gcloud sql instances patch <instance> --database-flags=binlog_row_metadata=FULL",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+
+    // A server run by hand is none of them, and keeps the my.cnf advice.
+    let (_, stdout, _) = persona(&[("binlog_row_metadata", "MINIMAL")], None);
+    assert!(!stdout.contains("service"), "{stdout}");
+    assert!(
+        stdout.contains("SET GLOBAL binlog_row_metadata = 'FULL' (and under [mysqld])"),
+        "{stdout}"
+    );
+}
+
+/// `snapshot_positions = "read_only"` needs GTIDs on MySQL: `check` says so, and passes once
+/// they are on, without asking for write access.
+#[test]
+fn check_of_the_read_only_snapshot_asks_for_gtids_not_writes() {
+    let run = |gtid_mode: &str| {
+        let mut spec = StandInSpec::mysql("8.4.3", &[fixture(FILE)]);
+        spec.variables = vec![
+            ("gtid_mode".into(), gtid_mode.into()),
+            (
+                "gtid_executed".into(),
+                "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-57".into(),
+            ),
+        ];
+        let standin = MySqlStandIn::start(spec);
+        let dir = tempfile::tempdir().unwrap();
+        let config = Scenario::source_at(standin.port, "binlake", "STANDIN_PASSWORD", 4993)
+            .snapshot("initial")
+            .source_keys("snapshot_positions = \"read_only\"")
+            .ndjson("out.ndjson")
+            .write(dir.path(), "ro.toml");
+        binlake_with_password(&["check"], &config)
+    };
+    let (code, stdout, stderr) = run("OFF");
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(
+            "FAIL  snapshot             snapshot_positions = \"read_only\" with gtid_mode=OFF"
+        ),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = run("ON");
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("ok    snapshot             read-only: each chunk placed by @@global.gtid_executed; no lock, no writes"),
+        "{stdout}"
+    );
+}
+
 /// `binlake check` against `port` reached as `host` with `[source]` keys `keys`: (exit code,
 /// stdout, stderr).
 fn check_with(port: u16, host: &str, keys: &str) -> (Option<i32>, String, String) {

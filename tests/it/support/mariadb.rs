@@ -92,6 +92,31 @@ impl MariaDb {
         })
     }
 
+    /// Samples the server's processlist every 100 ms until [`LockWatch::finish`], keeping every
+    /// session that waits for a lock (global read lock, metadata or table locks) or runs
+    /// FLUSH TABLES / LOCK TABLES.
+    pub fn watch_locks(&self) -> LockWatch {
+        let dir = self.dir.path().to_path_buf();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let db = MariaDbClient { dir };
+            let (mut samples, mut seen) = (0usize, Vec::new());
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                let out = db.run(
+                    "SELECT CONCAT(COALESCE(STATE,''), ' | ', LEFT(COALESCE(INFO,''), 100)) \
+                     FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND \
+                     (STATE LIKE 'Waiting for%lock%' OR INFO LIKE 'FLUSH TABLES%' OR INFO LIKE 'LOCK TABLE%')",
+                );
+                samples += 1;
+                seen.extend(out.lines().map(str::to_string));
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            (samples, seen)
+        });
+        LockWatch { stop, thread }
+    }
+
     pub fn datadir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
@@ -106,31 +131,11 @@ impl MariaDb {
     }
 
     fn run_client(&self, input: &[u8]) -> String {
-        use std::io::Write;
-        let mut child = Command::new("bash")
-            .arg(script())
-            .args([
-                "sql",
-                self.dir.path().to_str().unwrap(),
-                "-N",
-                "-B",
-                "--raw",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(input).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "SQL failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        MariaDbClient {
+            dir: self.dir.path().to_path_buf(),
+        }
+        .run_bytes(input)
     }
-
     /// The server's binlog files, oldest first, after closing the current one.
     pub fn binlogs(&self) -> Vec<PathBuf> {
         self.sql("FLUSH BINARY LOGS");
@@ -151,5 +156,50 @@ impl Drop for MariaDb {
             .arg(script())
             .args(["stop", self.dir.path().to_str().unwrap()])
             .status();
+    }
+}
+
+/// A client of a test server, usable from another thread.
+struct MariaDbClient {
+    dir: PathBuf,
+}
+
+impl MariaDbClient {
+    fn run(&self, sql: &str) -> String {
+        self.run_bytes(sql.as_bytes())
+    }
+
+    fn run_bytes(&self, input: &[u8]) -> String {
+        use std::io::Write;
+        let mut child = Command::new("bash")
+            .arg(script())
+            .args(["sql", self.dir.to_str().unwrap(), "-N", "-B", "--raw"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "SQL failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+/// What [`MariaDb::watch_locks`] saw.
+pub struct LockWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(usize, Vec<String>)>,
+}
+
+impl LockWatch {
+    /// Stops sampling: how many samples were taken, and every lock wait or locking statement.
+    pub fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
     }
 }

@@ -53,6 +53,12 @@ pub struct StandInSpec {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// A pause before each transaction sent: commits arriving over time, as on a live server.
     pub pace: Option<Duration>,
+    /// Global variables beyond (or instead of) a self-run server's: a managed service's own
+    /// (`aurora_version`, `aad_auth_only`, `basedir` = `/rdsdbbin/mysql/`, ...).
+    pub variables: Vec<(String, String)>,
+    /// RDS and Aurora: the rows `CALL mysql.rds_show_configuration` answers (name, value);
+    /// `None`: the procedure does not exist, as on any other server.
+    pub rds_configuration: Option<Vec<(String, Option<String>)>>,
 }
 
 impl StandInSpec {
@@ -69,6 +75,8 @@ impl StandInSpec {
             written: None,
             tls: None,
             pace: None,
+            variables: Vec::new(),
+            rds_configuration: None,
         }
     }
 
@@ -407,10 +415,37 @@ impl Session {
     }
 
     fn eof(&mut self) -> std::io::Result<()> {
-        self.write(&[0xfe, 0x00, 0x00, 0x02, 0x00])
+        self.eof_with(0x0002)
+    }
+
+    /// An EOF packet with server status `status` (SERVER_STATUS_AUTOCOMMIT is 0x0002).
+    fn eof_with(&mut self, status: u16) -> std::io::Result<()> {
+        let mut p = vec![0xfe, 0x00, 0x00];
+        p.extend_from_slice(&status.to_le_bytes());
+        self.write(&p)
+    }
+
+    /// A stored procedure's answer: its result set, ending with SERVER_MORE_RESULTS_EXISTS,
+    /// then the OK packet of the CALL itself (MySQL's `sp_head::execute_procedure`).
+    fn procedure_result(
+        &mut self,
+        columns: &[Col],
+        rows: &[Vec<Option<String>>],
+    ) -> std::io::Result<()> {
+        self.result_set_until(columns, rows, 0x0002 | 0x0008)?;
+        self.ok()
     }
 
     fn result_set(&mut self, columns: &[Col], rows: &[Vec<Option<String>>]) -> std::io::Result<()> {
+        self.result_set_until(columns, rows, 0x0002)
+    }
+
+    fn result_set_until(
+        &mut self,
+        columns: &[Col],
+        rows: &[Vec<Option<String>>],
+        final_status: u16,
+    ) -> std::io::Result<()> {
         let mut count = Vec::new();
         lenenc_int(&mut count, columns.len() as u64);
         self.write(&count)?;
@@ -441,7 +476,7 @@ impl Session {
             }
             self.write(&r)?;
         }
-        self.eof()
+        self.eof_with(final_status)
     }
 
     fn run(mut self) -> std::io::Result<()> {
@@ -665,6 +700,8 @@ impl Session {
                 &[Col("@@max_allowed_packet", 8), Col("@@wait_timeout", 8)],
                 &[vec![Some("67108864".into()), Some("28800".into())]],
             ),
+            // A snapshot's transaction (no tables are served, so there is nothing to read).
+            "START TRANSACTION WITH CONSISTENT SNAPSHOT" | "COMMIT" | "ROLLBACK" => self.ok(),
             "SELECT VERSION()" => {
                 let v = self.spec.version.clone();
                 self.result_set(&[Col("VERSION()", 253)], &[vec![Some(v)]])
@@ -712,7 +749,13 @@ impl Session {
             ),
             _ if upper.starts_with("SELECT @@GLOBAL.") => {
                 let name = upper["SELECT @@GLOBAL.".len()..].to_ascii_lowercase();
-                let value = match name.as_str() {
+                let extra = self
+                    .spec
+                    .variables
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v.clone());
+                let value = extra.as_deref().or(match name.as_str() {
                     "log_bin" => Some("1"),
                     "binlog_format" => Some("ROW"),
                     "binlog_row_image" => Some("FULL"),
@@ -722,7 +765,7 @@ impl Session {
                     "binlog_expire_logs_seconds" => Some("2592000"),
                     "binlog_order_commits" => Some("1"),
                     _ => None,
-                };
+                });
                 match value {
                     Some(v) => self.result_set(
                         &[Col("@@global", 253)],
@@ -734,6 +777,22 @@ impl Session {
                         &format!("Unknown system variable '{name}'"),
                     ),
                 }
+            }
+            // RDS's stored procedure (RDS User Guide, "mysql.rds_show_configuration"): name,
+            // value, description.
+            "CALL MYSQL.RDS_SHOW_CONFIGURATION" if self.spec.rds_configuration.is_some() => {
+                let rows: Vec<Vec<Option<String>>> = self
+                    .spec
+                    .rds_configuration
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(name, value)| vec![Some(name), value, Some(String::new())])
+                    .collect();
+                self.procedure_result(
+                    &[Col("name", 253), Col("value", 253), Col("description", 253)],
+                    &rows,
+                )
             }
             _ if upper.starts_with("SELECT TABLE_SCHEMA, TABLE_NAME FROM INFORMATION_SCHEMA.TABLES") => {
                 self.result_set(&[Col("TABLE_SCHEMA", 253), Col("TABLE_NAME", 253)], &[])

@@ -48,55 +48,11 @@ use super::checkpoint::SnapshotState;
 use super::gtid::GtidSet;
 use super::schema::SchemaTracker;
 use super::snapshot::{mariadb_snapshot_position, prepare_session, snapshot_schema};
-use super::snapshot_chunk::{key_of, read_in_snapshot, Chunk, Failure};
+use super::snapshot_chunk::{
+    key_of, read_in_snapshot, Chunk, Failure, Stamp, StreamStart, Visibility,
+};
 use super::SourceError;
 use crate::event::{ChangeEvent, TableId};
-
-/// Which transactions a chunk's read saw.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Visibility {
-    /// MySQL: the executed GTID set read just before the read.
-    Executed(GtidSet),
-    /// MariaDB: every transaction before this binlog position.
-    Before { file: String, pos: u64 },
-}
-
-/// The transaction that last changed a key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Stamp {
-    Gtid(Arc<str>),
-    At(Arc<str>, u64),
-}
-
-impl Visibility {
-    fn covers(&self, stamp: &Stamp) -> bool {
-        match (self, stamp) {
-            (Visibility::Executed(set), Stamp::Gtid(gtid)) => set.contains(gtid),
-            (Visibility::Before { file, pos }, Stamp::At(f, p)) => {
-                (f.as_ref(), *p) < (file.as_str(), *pos)
-            }
-            _ => false,
-        }
-    }
-
-    /// Whether everything before the stream's starting point is visible.
-    pub fn covers_start(&self, start: &StreamStart) -> bool {
-        match (self, start) {
-            (Visibility::Executed(set), StreamStart::Executed(start)) => set.contains_set(start),
-            (Visibility::Before { file, pos }, StreamStart::At { file: f, pos: p }) => {
-                (f.as_str(), *p) <= (file.as_str(), *pos)
-            }
-            _ => false,
-        }
-    }
-}
-
-/// Where the stream starts, as the reader must see it before its first chunk.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StreamStart {
-    Executed(GtidSet),
-    At { file: String, pos: u64 },
-}
 
 /// The stream's memory: per table whose snapshot is not done, the last change to each key.
 #[derive(Debug, Default)]
@@ -292,43 +248,4 @@ pub fn unfinished(state: &SnapshotState) -> HashSet<TableId> {
         .filter(|t| !t.done)
         .map(|t| t.table.clone())
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const A: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
-
-    #[test]
-    fn an_executed_set_covers_its_members_and_a_position_what_is_before_it() {
-        let v = Visibility::Executed(GtidSet::parse(&format!("{A}:1-10")).unwrap());
-        assert!(v.covers(&Stamp::Gtid(format!("{A}:10").into())));
-        assert!(!v.covers(&Stamp::Gtid(format!("{A}:11").into())));
-        assert!(
-            !v.covers(&Stamp::At("b.000001".into(), 4)),
-            "no GTID: never covered"
-        );
-        assert!(v.covers_start(&StreamStart::Executed(
-            GtidSet::parse(&format!("{A}:1-9")).unwrap()
-        )));
-        assert!(!v.covers_start(&StreamStart::Executed(
-            GtidSet::parse(&format!("{A}:1-11")).unwrap()
-        )));
-        let v = Visibility::Before {
-            file: "b.000002".into(),
-            pos: 500,
-        };
-        assert!(v.covers(&Stamp::At("b.000002".into(), 499)));
-        assert!(v.covers(&Stamp::At("b.000001".into(), 90_000)));
-        assert!(!v.covers(&Stamp::At("b.000002".into(), 500)));
-        assert!(v.covers_start(&StreamStart::At {
-            file: "b.000002".into(),
-            pos: 500
-        }));
-        assert!(!v.covers_start(&StreamStart::At {
-            file: "b.000003".into(),
-            pos: 4
-        }));
-    }
 }

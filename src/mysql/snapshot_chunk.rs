@@ -1,13 +1,14 @@
 //! A chunk of the lock-free snapshots ([`super::watermark`], [`super::read_only`]): the rows a
 //! reader task SELECTed in one consistent read, what the stream needs to place them, and the
-//! key a chunk's rows are reconciled with the stream's changes by.
+//! key a chunk's rows are reconciled with the stream's changes by, and, read-only, which
+//! transactions its read saw.
 
 use std::sync::{Arc, Mutex};
 
 use mysql_async::Conn;
 
 use super::checkpoint::KeyValue;
-use super::read_only::Visibility;
+use super::gtid::GtidSet;
 use super::snapshot::{chunk_query, chunk_row, read_chunk};
 use super::SourceError;
 use crate::event::{Row, TableSchema, Value};
@@ -25,6 +26,52 @@ pub struct Chunk {
     /// The read-only snapshot: which transactions the read saw (the watermark snapshot finds
     /// that out from its watermarks in the stream instead).
     pub visible: Option<Visibility>,
+}
+
+/// Which transactions a chunk's read saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Visibility {
+    /// MySQL: the executed GTID set read just before the read.
+    Executed(GtidSet),
+    /// MariaDB: every transaction before this binlog position.
+    Before { file: String, pos: u64 },
+}
+
+/// The transaction that last changed a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stamp {
+    Gtid(Arc<str>),
+    At(Arc<str>, u64),
+}
+
+impl Visibility {
+    pub fn covers(&self, stamp: &Stamp) -> bool {
+        match (self, stamp) {
+            (Visibility::Executed(set), Stamp::Gtid(gtid)) => set.contains(gtid),
+            (Visibility::Before { file, pos }, Stamp::At(f, p)) => {
+                (f.as_ref(), *p) < (file.as_str(), *pos)
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether everything before the stream's starting point is visible.
+    pub fn covers_start(&self, start: &StreamStart) -> bool {
+        match (self, start) {
+            (Visibility::Executed(set), StreamStart::Executed(start)) => set.contains_set(start),
+            (Visibility::Before { file, pos }, StreamStart::At { file: f, pos: p }) => {
+                (f.as_str(), *p) <= (file.as_str(), *pos)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Where the stream starts, as the reader must see it before its first chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamStart {
+    Executed(GtidSet),
+    At { file: String, pos: u64 },
 }
 
 /// Where a reader reports a failure the stream must stop on.
@@ -83,4 +130,43 @@ pub async fn read_in_snapshot(
         done: table.primary_key.is_empty() || n < chunk_rows,
         visible: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+
+    #[test]
+    fn an_executed_set_covers_its_members_and_a_position_what_is_before_it() {
+        let v = Visibility::Executed(GtidSet::parse(&format!("{A}:1-10")).unwrap());
+        assert!(v.covers(&Stamp::Gtid(format!("{A}:10").into())));
+        assert!(!v.covers(&Stamp::Gtid(format!("{A}:11").into())));
+        assert!(
+            !v.covers(&Stamp::At("b.000001".into(), 4)),
+            "no GTID: never covered"
+        );
+        assert!(v.covers_start(&StreamStart::Executed(
+            GtidSet::parse(&format!("{A}:1-9")).unwrap()
+        )));
+        assert!(!v.covers_start(&StreamStart::Executed(
+            GtidSet::parse(&format!("{A}:1-11")).unwrap()
+        )));
+        let v = Visibility::Before {
+            file: "b.000002".into(),
+            pos: 500,
+        };
+        assert!(v.covers(&Stamp::At("b.000002".into(), 499)));
+        assert!(v.covers(&Stamp::At("b.000001".into(), 90_000)));
+        assert!(!v.covers(&Stamp::At("b.000002".into(), 500)));
+        assert!(v.covers_start(&StreamStart::At {
+            file: "b.000002".into(),
+            pos: 500
+        }));
+        assert!(!v.covers_start(&StreamStart::At {
+            file: "b.000003".into(),
+            pos: 4
+        }));
+    }
 }

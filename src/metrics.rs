@@ -38,6 +38,8 @@ pub struct Metrics {
     pub gold_failures: Counter,
     /// Seconds from the source commit of the newest applied change to its apply.
     pub lag_seconds: Gauge<f64, AtomicU64>,
+    /// Tables whose apply stopped on a change the lake cannot take.
+    pub tables_stopped: Gauge,
     pub batch_seconds: Histogram,
     registry: Arc<Mutex<Registry>>,
     board: Arc<Mutex<Board>>,
@@ -52,6 +54,8 @@ const BUCKETS: usize = 60;
 struct Board {
     tables: BTreeMap<String, TableBoard>,
     gold: Vec<GoldPreview>,
+    /// Stopped tables: (table, message).
+    stopped: Vec<(String, String)>,
 }
 
 #[derive(Default)]
@@ -93,6 +97,7 @@ impl Metrics {
             gold_refreshes: Counter::default(),
             gold_failures: Counter::default(),
             lag_seconds: Gauge::default(),
+            tables_stopped: Gauge::default(),
             batch_seconds: Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0]),
             registry: Arc::new(Mutex::new(Registry::with_prefix("binlake"))),
             board: Arc::new(Mutex::new(Board::default())),
@@ -133,6 +138,11 @@ impl Metrics {
                 m.lag_seconds.clone(),
             );
             r.register(
+                "tables_stopped",
+                "Tables whose apply stopped on a change the lake cannot take (see the status page or binlake status)",
+                m.tables_stopped.clone(),
+            );
+            r.register(
                 "batch_seconds",
                 "Seconds to apply one batch to the lake",
                 m.batch_seconds.clone(),
@@ -165,6 +175,15 @@ impl Metrics {
         }
     }
 
+    /// The tables stopped so far, with why.
+    pub fn set_stopped(&self, stopped: &[crate::lake::stopped::StoppedTable]) {
+        self.tables_stopped.set(stopped.len() as i64);
+        self.board.lock().expect("lock").stopped = stopped
+            .iter()
+            .map(|s| (s.table.clone(), s.message()))
+            .collect();
+    }
+
     /// The gold models' latest rows.
     pub fn set_gold(&self, previews: &[GoldPreview]) {
         self.board.lock().expect("lock").gold = previews.to_vec();
@@ -190,6 +209,18 @@ impl Metrics {
             self.errors.get(),
             self.lag_seconds.get()
         );
+        if !board.stopped.is_empty() {
+            h.push_str("<h2 class=\"err\">Stopped tables</h2><ul>");
+            for (table, message) in &board.stopped {
+                let _ = write!(
+                    h,
+                    "<li class=\"err\"><b>{}</b>: {}</li>",
+                    escape(table),
+                    escape(message)
+                );
+            }
+            h.push_str("</ul>");
+        }
         h.push_str("<h2>Tables</h2><table><tr><th>table</th><th>lag (s)</th><th>changes applied</th><th>throughput, last 10 minutes (changes per 10 s)</th></tr>");
         let now_bucket = crate::event::now_ms() / 1000 / BUCKET_SECS;
         for (name, t) in &board.tables {
@@ -296,6 +327,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn stopped_tables_are_counted_and_shown_with_why() {
+        let m = Metrics::new();
+        m.set_stopped(&[crate::lake::stopped::StoppedTable {
+            table: "shop.orders".into(),
+            topic: "t.shop.orders".into(),
+            reason: "column id: 99999999999 is out of range".into(),
+            position: "binlog b.000001:4 row 0".into(),
+            since_ms: 0,
+        }]);
+        assert!(m.render().contains("binlake_tables_stopped 1"));
+        let html = m.render_html();
+        assert!(
+            html.contains("<h2 class=\"err\">Stopped tables</h2>")
+                && html.contains("<b>shop.orders</b>: shop.orders: stopped applying: column id: 99999999999 is out of range (change at binlog b.000001:4 row 0)."),
+            "{html}"
+        );
+    }
+
+    #[test]
     fn the_endpoint_serves_prometheus_text() {
         let m = Metrics::new();
         m.changes_applied.inc_by(42);
@@ -317,6 +367,7 @@ mod tests {
         assert!(body.contains("binlake_dead_letters_total 1"), "{body}");
         assert!(body.contains("binlake_lag_seconds 1.5"), "{body}");
         assert!(body.contains("binlake_batch_seconds_count 1"), "{body}");
+        assert!(body.contains("binlake_tables_stopped 0"), "{body}");
 
         m.record_table("shop.orders", 120, crate::event::now_ms() as i64 - 2500);
         m.set_gold(&[GoldPreview {

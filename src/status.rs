@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::event::{now_ms, TableId};
 use crate::lake::state::LayerState;
+use crate::lake::stopped::StoppedTable;
 use crate::lake::storage::LakeStorage;
 use crate::lake::writer::LakeWriter;
 use crate::lake::LakeError;
@@ -59,7 +60,30 @@ fn applied(state: &Option<LayerState>) -> Option<String> {
     })
 }
 
+/// What `binlake status` reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    /// Where the source's checkpoint stands.
+    pub source: Option<String>,
+    pub tables: Vec<TableStatus>,
+    /// Tables whose apply stopped, with why (from the lake's stop records).
+    pub stopped: Vec<StoppedTable>,
+}
+
 /// Collects the status of every table in the lake.
+pub async fn collect_all(config: &Config) -> Result<Status, StatusError> {
+    let (source, tables) = collect(config).await?;
+    let lake = config.lake("status")?;
+    let storage = LakeStorage::new(&lake.url, &lake.storage, &config.base)?;
+    let stopped = crate::lake::stopped::list(&storage).await?;
+    Ok(Status {
+        source,
+        tables,
+        stopped,
+    })
+}
+
+/// Collects the source's position and the status of every table in the lake.
 pub async fn collect(config: &Config) -> Result<(Option<String>, Vec<TableStatus>), StatusError> {
     let checkpoint = match &config.source {
         Some(s) => CheckpointStore::new(&s.checkpoint)
@@ -137,6 +161,15 @@ pub async fn collect(config: &Config) -> Result<(Option<String>, Vec<TableStatus
         }
     }
     Ok((source, tables))
+}
+
+/// The status as a text table, followed by one line per stopped table.
+pub fn render_all(status: &Status) -> String {
+    let mut out = render(&status.source, &status.tables);
+    for s in &status.stopped {
+        let _ = writeln!(out, "STOPPED {}", s.message());
+    }
+    out
 }
 
 /// The status as a text table.

@@ -39,6 +39,22 @@ pub struct LakeConfig {
     /// How silver drops the rows a batch replaces or deletes.
     #[serde(default)]
     pub silver_deletes: SilverDeletes,
+    /// What a change of a replicated table the lake cannot take (a value its column cannot
+    /// hold) does: stop that table's apply, or go to `dead_letters`.
+    #[serde(default)]
+    pub on_unappliable: OnUnappliable,
+}
+
+/// `[lake] on_unappliable`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnUnappliable {
+    /// The table stops at that change (the others go on), visibly, with the change unapplied:
+    /// silver never silently differs from the source.
+    #[default]
+    Stop,
+    /// The change goes to `dead_letters` and the table goes on without it.
+    DeadLetter,
 }
 
 /// `[lake] silver_deletes`.
@@ -85,6 +101,7 @@ impl Default for LakeConfig {
             vacuum_retention_hours: default_vacuum_retention(),
             checkpoint_interval: default_checkpoint_interval(),
             silver_deletes: SilverDeletes::default(),
+            on_unappliable: OnUnappliable::default(),
         }
     }
 }

@@ -101,8 +101,14 @@ pub(super) fn convertible(c: &LakeChange) -> Result<(), String> {
     for row in [&c.before, &c.after].into_iter().flatten() {
         for column in &c.schema.columns {
             let value = row.get(&column.name);
-            build_array(column, &arrow_type(column), &[value])
-                .map_err(|e| format!("column {}: {e}", column.name))?;
+            // One value: the array's "row 0: " says nothing.
+            build_array(column, &arrow_type(column), &[value]).map_err(|e| {
+                format!(
+                    "column {}: {}",
+                    column.name,
+                    e.strip_prefix("row 0: ").unwrap_or(&e)
+                )
+            })?;
         }
     }
     Ok(())

@@ -27,6 +27,7 @@ mod parallel;
 mod read_back;
 mod silver;
 pub mod state;
+pub mod stopped;
 pub mod storage;
 pub mod types;
 pub mod writer;

@@ -9,6 +9,8 @@ use std::sync::Once;
 
 use url::Url;
 
+use object_store::ObjectStoreExt;
+
 use super::LakeError;
 
 /// The lake's root, normalised to a URL delta-rs can open, and the storage options.
@@ -179,6 +181,59 @@ impl LakeStorage {
                 out.push(name);
             }
         }
+        Ok(out)
+    }
+
+    /// Writes a small file at `path` under the root (replacing it).
+    pub async fn put(&self, path: &str, bytes: Vec<u8>) -> Result<(), LakeError> {
+        self.object_store()?
+            .put(&deltalake::Path::from(path), bytes.into())
+            .await
+            .map(|_| ())
+            .map_err(|e| LakeError::Storage {
+                table: path.into(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Deletes `path` under the root; a missing file is fine.
+    pub async fn delete(&self, path: &str) -> Result<(), LakeError> {
+        match self
+            .object_store()?
+            .delete(&deltalake::Path::from(path))
+            .await
+        {
+            Ok(()) | Err(deltalake::ObjectStoreError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(LakeError::Storage {
+                table: path.into(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// The files directly under `prefix`, with their bytes.
+    pub async fn read_all(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, LakeError> {
+        let store = self.object_store()?;
+        let fail = |e: deltalake::ObjectStoreError| LakeError::Storage {
+            table: prefix.into(),
+            reason: e.to_string(),
+        };
+        let listed = store
+            .list_with_delimiter(Some(&deltalake::Path::from(prefix)))
+            .await
+            .map_err(fail)?;
+        let mut out = Vec::new();
+        for meta in listed.objects {
+            let bytes = store
+                .get(&meta.location)
+                .await
+                .map_err(fail)?
+                .bytes()
+                .await
+                .map_err(fail)?;
+            out.push((meta.location.to_string(), bytes.to_vec()));
+        }
+        out.sort();
         Ok(out)
     }
 

@@ -12,14 +12,19 @@
 //! A batch is cut into segments, one per schema version or TRUNCATE, each applied to history
 //! and silver in its own commits, so a schema change lands between the rows written before and
 //! after it.
+//!
+//! A change the lake cannot take (a value its column cannot hold) stops its table at that
+//! change under `[lake] on_unappliable = "stop"` (see [`super::stopped`]): the table's changes
+//! before it are applied, it and everything after stay unapplied, and the other tables go on.
+//! Under `"dead_letter"` it goes to the dead-letter table instead.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::bronze::bronze_batch;
 use super::change::{parse, LakeChange};
-use super::config::LakeConfig;
+use super::config::{LakeConfig, OnUnappliable};
 use super::dead_letters::{convertible, write_dead_letters, DeadLetter};
 use super::evolution::apply_column_defaults;
 use super::guard::applied_positions;
@@ -30,6 +35,7 @@ use super::maintenance::maintain;
 use super::metrics::LakeMetrics;
 use super::silver::{truncate_silver, write_silver, SilverKeys};
 use super::state::LayerState;
+use super::stopped::{self, StoppedTable};
 use super::storage::LakeStorage;
 use super::LakeError;
 use crate::event::{Op, TableId};
@@ -42,6 +48,10 @@ pub struct LakeWriter {
     tables: HashMap<TableId, TableLayers>,
     dead_letters: Option<Layer>,
     pub metrics: LakeMetrics,
+    /// Tables stopped in this run, and why.
+    stopped: BTreeMap<TableId, StoppedTable>,
+    /// Tables with a stop record in the lake (from an earlier run), loaded on first use.
+    recorded_stops: Option<HashSet<String>>,
 }
 
 impl LakeWriter {
@@ -52,7 +62,19 @@ impl LakeWriter {
             tables: HashMap::new(),
             dead_letters: None,
             metrics: LakeMetrics::default(),
+            stopped: BTreeMap::new(),
+            recorded_stops: None,
         }
+    }
+
+    /// The tables stopped in this run, and why.
+    pub fn stopped(&self) -> Vec<StoppedTable> {
+        self.stopped.values().cloned().collect()
+    }
+
+    /// The topics of stopped tables: their records must not be acknowledged.
+    pub fn stopped_topics(&self) -> HashSet<String> {
+        self.stopped.values().map(|s| s.topic.clone()).collect()
     }
 
     pub fn storage(&self) -> &LakeStorage {
@@ -149,16 +171,24 @@ impl LakeWriter {
                     reason: format!("{} on the topic of {id}", s.schema.id),
                 });
             }
-            // A value that does not fit its column makes its record poison; the rest of the
-            // table's batch still applies. Checked one by one only when the batch fails to
-            // convert.
-            let mine = match self.apply_table(&id, &mine, &consumed).await {
-                Err(LakeError::Value { .. }) => mine,
+            if self.stopped.contains_key(&id) {
+                // Stopped earlier in this run: nothing more of it applies until a restart.
+                continue;
+            }
+            // A value that does not fit its column: checked change by change only when the
+            // batch fails to convert.
+            let (mine, error) = match self.apply_table(&id, &mine, &consumed).await {
+                Err(e @ LakeError::Value { .. }) => (mine, e),
                 other => {
                     other?;
+                    self.clear_stop(&id).await?;
                     continue;
                 }
             };
+            if self.settings.on_unappliable == OnUnappliable::Stop {
+                self.stop_at(&id, &mine, error).await?;
+                continue;
+            }
             {
                 let mut ok = Vec::with_capacity(mine.len());
                 for c in mine {
@@ -174,6 +204,7 @@ impl LakeWriter {
                     }
                 }
                 self.apply_table(&id, &ok, &consumed).await?;
+                self.clear_stop(&id).await?;
             }
         }
         if !dead.is_empty() {
@@ -186,6 +217,60 @@ impl LakeWriter {
             self.metrics.commits += commits;
         }
         self.metrics.last_batch = started.elapsed();
+        Ok(())
+    }
+
+    /// Stops `id` at the first of `changes` the lake cannot take, after applying those before
+    /// it. `error` is the batch's own, returned when no single change fails alone.
+    async fn stop_at(
+        &mut self,
+        id: &TableId,
+        changes: &[LakeChange],
+        error: LakeError,
+    ) -> Result<(), LakeError> {
+        let Some((bad, reason)) = changes
+            .iter()
+            .enumerate()
+            .find_map(|(i, c)| convertible(c).err().map(|r| (i, r)))
+        else {
+            return Err(error);
+        };
+        if bad > 0 {
+            let before = &changes[..bad];
+            let mut consumed = Offsets::default();
+            for c in before {
+                if let Some(o) = c.offset {
+                    consumed.advance(c.source_partition(), o + 1);
+                }
+            }
+            self.apply_table(id, before, &consumed).await?;
+        }
+        let stop = StoppedTable::new(id, &changes[bad], reason);
+        tracing::error!(table = %id, "{}", stop.message());
+        stopped::record(&self.storage, &stop).await?;
+        self.recorded_stops
+            .get_or_insert_with(HashSet::new)
+            .insert(stop.table.clone());
+        self.stopped.insert(id.clone(), stop);
+        Ok(())
+    }
+
+    /// `id` applied: a stop recorded by an earlier run is over.
+    async fn clear_stop(&mut self, id: &TableId) -> Result<(), LakeError> {
+        if self.recorded_stops.is_none() {
+            let recorded = stopped::list(&self.storage).await?;
+            self.recorded_stops = Some(recorded.into_iter().map(|s| s.table).collect());
+        }
+        let name = id.to_string();
+        if self
+            .recorded_stops
+            .as_ref()
+            .is_some_and(|r| r.contains(&name))
+        {
+            stopped::clear(&self.storage, id).await?;
+            self.recorded_stops.as_mut().expect("loaded").remove(&name);
+            tracing::info!(table = %id, "applying again after a stop");
+        }
         Ok(())
     }
 

@@ -2,6 +2,7 @@
 //! the lake holds them; with `--exit-when-caught-up`, finished at the end the topics had at
 //! start (or, under `run`, when the source has finished).
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,11 +77,18 @@ impl RecordSource for KafkaRecords<'_> {
             .map_err(PipelineError::Transport)
     }
 
-    fn applied(&mut self, batch: &[Record]) {
+    fn applied(&mut self, batch: &[Record], held: &HashSet<String>) {
         let offsets = Offsets::after(batch);
         // The lake holds them: now the group may move on. The lake's own record is what
-        // resuming trusts, so a failed group commit only costs re-reading (and skipping).
-        if let Err(e) = self.input.commit(&offsets) {
+        // resuming trusts, so a failed group commit only costs re-reading (and skipping). A
+        // stopped table's partitions stay where they are, so a restart reads its unapplied
+        // changes again.
+        let committable = if held.is_empty() {
+            offsets.clone()
+        } else {
+            Offsets::after(batch.iter().filter(|r| !held.contains(&r.topic)))
+        };
+        if let Err(e) = self.input.commit(&committable) {
             tracing::warn!("{e}; the lake has the records, the group will re-read them");
         }
         self.consumed.advance_all(&offsets);

@@ -20,4 +20,7 @@ pub enum PipelineError {
     Lake(#[from] LakeError),
     #[error("transport: {0}")]
     Transport(String),
+    /// Tables stopped on changes the lake cannot take (`[lake] on_unappliable = "stop"`).
+    #[error("{0}")]
+    Stopped(String),
 }

@@ -1,6 +1,7 @@
 //! The sink loop: batches records from any [`RecordSource`], applies each batch to the lake,
 //! reports it to the metrics, acknowledges it to the source, and refreshes gold models.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use super::PipelineError;
@@ -34,8 +35,9 @@ pub trait RecordSource {
     fn prepare(&mut self, _batch: &mut [Record]) -> Result<(), PipelineError> {
         Ok(())
     }
-    /// The lake committed `batch`: acknowledge it.
-    fn applied(&mut self, _batch: &[Record]) {}
+    /// The lake committed `batch`: acknowledge it, but not the records of `held` topics (their
+    /// tables stopped: those records must come again after a restart).
+    fn applied(&mut self, _batch: &[Record], _held: &HashSet<String>) {}
     /// Checked between batches: whether the sink has caught up with what it was asked to.
     async fn finished(&mut self, _writer: &mut LakeWriter) -> Result<bool, PipelineError> {
         Ok(false)
@@ -99,7 +101,7 @@ pub async fn run_sink<S: RecordSource>(
                 return Err(e.into());
             }
             observe(metrics, writer, &before, batch.len());
-            source.applied(&batch);
+            source.applied(&batch, &writer.stopped_topics());
             stats.records += batch.len() as u64;
             stats.batches += 1;
             if let Some(g) = gold.as_deref_mut() {
@@ -115,13 +117,33 @@ pub async fn run_sink<S: RecordSource>(
             first_at = None;
         }
         if let Some(ack) = ack {
-            let _ = ack.send(Ok(()));
+            // A stopped table's changes are not in the lake: what flushes (the embedded source's
+            // checkpoint) must not move past them.
+            let _ = ack.send(match stopped_message(writer) {
+                None => Ok(()),
+                Some(m) => Err(m),
+            });
         }
         if end || source.finished(writer).await? {
             break;
         }
     }
-    Ok(stats)
+    match stopped_message(writer) {
+        None => Ok(stats),
+        Some(m) => Err(PipelineError::Stopped(m)),
+    }
+}
+
+/// Every stopped table's message, one per line; `None` when no table stopped.
+fn stopped_message(writer: &LakeWriter) -> Option<String> {
+    let stopped = writer.stopped();
+    (!stopped.is_empty()).then(|| {
+        stopped
+            .iter()
+            .map(|s| s.message())
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
 }
 
 /// Reports one applied batch to the metrics.
@@ -137,6 +159,7 @@ fn observe(metrics: Option<&Metrics>, writer: &LakeWriter, before: &LakeMetrics,
         .inc_by(now.dead_letters - before.dead_letters);
     m.commits.inc_by(now.commits - before.commits);
     m.batch_seconds.observe(now.last_batch.as_secs_f64());
+    m.set_stopped(&writer.stopped());
     if now.newest_source_ts_ms > 0 {
         let lag = (crate::event::now_ms() as i64 - now.newest_source_ts_ms).max(0);
         m.lag_seconds.set(lag as f64 / 1000.0);

@@ -403,6 +403,169 @@ fn poison_messages_go_to_dead_letters_and_the_sink_goes_on() {
     assert!(stderr.contains("dead_letters=3"), "{stderr}");
 }
 
+/// A change of a replicated table whose value its column cannot hold (here an INT key of
+/// 99999999999, produced with the table's real schema header) stops that table at the change,
+/// visibly: the sink exits non-zero naming table, column, value and offset, the other tables
+/// are applied, `binlake status` shows the stop, and the change is read again by the next run
+/// (not acknowledged). With `on_unappliable = "dead_letter"` it goes to dead letters instead,
+/// the table catches up with the source, and the stop is cleared.
+#[test]
+fn a_change_the_lake_cannot_take_stops_its_table_visibly_and_stays_unapplied() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message, OwnedHeaders};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let db = MariaDb::start();
+    db.sql(SHOP_WORKLOAD);
+    let b = crate::support::kafka::broker();
+    let prefix = unique_prefix("unappliable");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_run_config(
+        dir.path(),
+        &db,
+        &kafka_transport(&b, &prefix),
+        "url = \"lake\"",
+    );
+    let (code, stderr) = binlake(&["source", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+
+    // An insert of shop.orders as the source published it, with the schema header it carries.
+    let topic = format!("{prefix}.shop.orders");
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &b.bootstrap)
+        .set("group.id", format!("{prefix}-peek"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(&topic), std::time::Duration::from_secs(10))
+        .unwrap();
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for p in metadata.topics()[0].partitions() {
+        assignment
+            .add_partition_offset(&topic, p.id(), rdkafka::Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let (headers, value) = loop {
+        let m = consumer
+            .poll(std::time::Duration::from_secs(10))
+            .expect("a record of shop.orders")
+            .unwrap();
+        let value: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+        if value["op"] == "c" {
+            let h = m.headers().unwrap().detach();
+            break (h, value);
+        }
+    };
+    // At the binlog's current end: after every change the lake has, before the next ones.
+    let status = db.sql("SHOW BINLOG STATUS");
+    let mut fields = status.split('\t');
+    let (file, pos) = (fields.next().unwrap(), fields.next().unwrap());
+    let mut poison = value.clone();
+    poison["after"]["id"] = serde_json::json!(99_999_999_999i64);
+    poison["source"]["file"] = serde_json::json!(file);
+    poison["source"]["pos"] = serde_json::json!(pos.trim().parse::<u64>().unwrap());
+    poison["source"]["row"] = serde_json::json!(0);
+    let mut sent = OwnedHeaders::new();
+    for h in headers.iter() {
+        sent = sent.insert(h);
+    }
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &b.bootstrap)
+        .create()
+        .unwrap();
+    producer
+        .send(
+            BaseRecord::<str, [u8]>::to(&topic)
+                .key("{\"id\":99999999999}")
+                .payload(&serde_json::to_vec(&poison).unwrap()[..])
+                .headers(sent),
+        )
+        .map_err(|(e, _)| e)
+        .unwrap();
+    producer.flush(std::time::Duration::from_secs(10)).unwrap();
+    // Later changes: one of the stopped table, one of another table.
+    db.sql(
+        "INSERT INTO shop.orders VALUES (8, 'hal', 80.00, 'new', '2024-04-01 09:00:00.000', NULL, NULL); \
+         INSERT INTO shop.tmp VALUES (77, 77);",
+    );
+    let (code, stderr) = binlake(&["source", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+
+    let lake = dir.path().join("lake");
+    for run in ["first", "second"] {
+        let (code, stderr) = binlake(&["sink", "--exit-when-caught-up"], &config);
+        assert_ne!(
+            code,
+            Some(0),
+            "{run} run: a stopped table fails the run\n{stderr}"
+        );
+        assert!(
+            stderr
+                .contains("shop.orders: stopped applying: column id: 99999999999 is out of range"),
+            "{run} run: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("{topic} partition ")) && stderr.contains(" offset "),
+            "{run} run: names the offset: {stderr}"
+        );
+        assert_eq!(
+            lake_query(
+                &table_url(&lake, "silver/shop/tmp"),
+                &[],
+                "SELECT id, v FROM t ORDER BY id"
+            ),
+            source_rows(&db, "SELECT id, v FROM shop.tmp ORDER BY id"),
+            "{run} run: the other tables go on"
+        );
+        let ids = lake_query(
+            &table_url(&lake, "silver/shop/orders"),
+            &[],
+            "SELECT id FROM t ORDER BY id",
+        );
+        // Changes of other keys (other partitions) may be applied, each key in order; the
+        // bad change is not, nor anything after it in its partition.
+        assert!(
+            ids.starts_with(&["1", "2", "3", "5", "6"].map(String::from))
+                && !ids.contains(&"99999999999".to_string()),
+            "{run} run: {ids:?}"
+        );
+    }
+    let (code, status) = crate::support::binlake_stdout(&["status"], &config);
+    assert_eq!(code, Some(0), "{status}");
+    assert!(
+        status.contains(
+            "STOPPED shop.orders: stopped applying: column id: 99999999999 is out of range"
+        ),
+        "{status}"
+    );
+
+    // The user chooses to skip such changes: the table catches up, the stop is over.
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "url = \"lake\"",
+        "url = \"lake\"\non_unappliable = \"dead_letter\"",
+    );
+    std::fs::write(&config, text).unwrap();
+    let (code, stderr) = binlake(&["sink", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        lake_query(&table_url(&lake, "silver/shop/orders"), &[], ORDERS_LAKE),
+        source_rows(&db, ORDERS_SELECT),
+        "silver shop.orders equals the source"
+    );
+    let dead = lake_query(
+        &table_url(&lake, "dead_letters"),
+        &[],
+        "SELECT topic, reason FROM t",
+    );
+    assert_eq!(
+        dead,
+        [format!("{topic}|column id: 99999999999 is out of range")]
+    );
+    let (_, status) = crate::support::binlake_stdout(&["status"], &config);
+    assert!(!status.contains("STOPPED"), "{status}");
+}
+
 #[test]
 fn sink_survives_broker_errors_without_loss_or_doubles() {
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};

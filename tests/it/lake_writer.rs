@@ -225,3 +225,103 @@ fn maintenance_keeps_deletion_vector_tables_exact() {
     assert!(commits.contains("\"OPTIMIZE\""), "no compaction");
     assert!(commits.contains("VACUUM"), "no vacuum");
 }
+
+/// A change whose value its column cannot hold stops its table there, in this process too: the
+/// changes before it are applied, it and the table's later batches are not, the lake's own
+/// resume offset stays at it, and the stop is recorded for `binlake status`. Another table in
+/// the same batch is applied.
+#[test]
+fn a_stopped_table_keeps_its_bad_change_and_everything_after_unapplied() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let bad = || {
+        let mut r = k_record("c", 3, "three", 300, Some(2));
+        let mut v: serde_json::Value = serde_json::from_slice(r.value.as_ref().unwrap()).unwrap();
+        v["after"]["id"] = serde_json::json!("not a number");
+        r.value = Some(serde_json::to_vec(&v).unwrap());
+        r
+    };
+    let other = {
+        let mut r = k_record("c", 1, "elsewhere", 100, Some(0));
+        r.topic = "t.shop.other".into();
+        let mut v: serde_json::Value = serde_json::from_slice(r.value.as_ref().unwrap()).unwrap();
+        v["source"]["table"] = serde_json::json!("other");
+        r.value = Some(serde_json::to_vec(&v).unwrap());
+        let mut schema = (**r.schema.as_ref().unwrap()).clone();
+        schema.id.table = "other".into();
+        r.schema = Some(std::sync::Arc::new(schema));
+        r
+    };
+    let (stopped, topics, resume) = runtime.block_on(async {
+        let storage = binlake::lake::storage::LakeStorage::new(
+            lake.to_str().unwrap(),
+            &Default::default(),
+            Path::new("/"),
+        )
+        .unwrap();
+        let mut writer =
+            binlake::lake::writer::LakeWriter::new(storage.clone(), Default::default());
+        writer
+            .apply(&[
+                k_record("c", 1, "one", 100, Some(0)),
+                k_record("c", 2, "two", 200, Some(1)),
+                bad(),
+                k_record("c", 4, "four", 400, Some(3)),
+                other,
+            ])
+            .await
+            .unwrap();
+        writer
+            .apply(&[k_record("c", 5, "five", 500, Some(4))])
+            .await
+            .unwrap();
+        let stopped = writer.stopped();
+        let topics = writer.stopped_topics();
+        let mut fresh = binlake::lake::writer::LakeWriter::new(storage.clone(), Default::default());
+        let resume = fresh
+            .resume_offsets(&[binlake::event::TableId {
+                db: "shop".into(),
+                table: "k".into(),
+            }])
+            .await
+            .unwrap();
+        let recorded = binlake::lake::stopped::list(&storage).await.unwrap();
+        assert_eq!(recorded, stopped, "the stop is recorded in the lake");
+        (stopped, topics, resume)
+    });
+    assert_eq!(stopped.len(), 1, "{stopped:?}");
+    assert_eq!(stopped[0].table, "shop.k");
+    assert_eq!(
+        stopped[0].reason,
+        "column id: expected an integer, got \"not a number\""
+    );
+    assert_eq!(
+        stopped[0].position,
+        "binlog mysql-bin.000001:300 row 0, t.shop.k partition 0 offset 2"
+    );
+    assert_eq!(topics, ["t.shop.k".to_string()].into_iter().collect());
+    assert_eq!(
+        resume.iter().collect::<Vec<_>>(),
+        [("t.shop.k:0", 2)],
+        "the lake resumes at the bad change"
+    );
+    assert_eq!(
+        lake_query(
+            &table_url(&lake, "silver/shop/k"),
+            &[],
+            "SELECT id, v FROM t ORDER BY id"
+        ),
+        ["1|one", "2|two"],
+        "the changes before it, and none after"
+    );
+    assert_eq!(
+        lake_query(
+            &table_url(&lake, "silver/shop/other"),
+            &[],
+            "SELECT id, v FROM t"
+        ),
+        ["1|elsewhere"],
+        "the other table is applied"
+    );
+}

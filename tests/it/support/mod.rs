@@ -111,6 +111,20 @@ pub fn binlake(args: &[&str], config: &Path) -> (Option<i32>, String) {
     )
 }
 
+/// Runs the binlake binary with `args --config <config>`: (exit code, stdout).
+pub fn binlake_stdout(args: &[&str], config: &Path) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 /// Waits until `done`, polling every 50 ms; fails the test after `limit`.
 pub fn wait_for(what: &str, limit: std::time::Duration, mut done: impl FnMut() -> bool) {
     let started = std::time::Instant::now();

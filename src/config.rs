@@ -426,6 +426,36 @@ path = "-"
     }
 
     #[test]
+    fn column_rules_name_columns_and_masks_need_a_salt() {
+        let with = |keys: &str| {
+            let text = MINIMAL.replace(
+                "checkpoint = \"state\"",
+                &format!("checkpoint = \"state\"\n{keys}"),
+            );
+            Config::parse(&text, "c.toml", Path::new("."), &env).map(|_| ())
+        };
+        assert!(with("exclude_columns = [\"shop.users.password_hash\"]").is_ok());
+        let err = with("exclude_columns = [\"shop.users\"]").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("key `source.exclude_columns`: \"shop.users\" is not `db.table.column`"),
+            "{err}"
+        );
+        let err = with("mask_columns = { \"shop.users.email\" = \"sha256\" }").unwrap_err();
+        assert!(err.to_string().contains("key `source.mask_salt`"), "{err}");
+        let err = with("mask_columns = { \"shop.users.email\" = \"md5\" }\nmask_salt = \"s\"")
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("\"shop.users.email\" = \"md5\": the methods are sha256"),
+            "{err}"
+        );
+        assert!(
+            with("mask_columns = { \"shop.users.email\" = \"sha256\" }\nmask_salt = \"s\"").is_ok()
+        );
+    }
+
+    #[test]
     fn urls() {
         let u = SourceUrl::parse("mysql://repl:pw@db.internal:3307").unwrap();
         assert_eq!(

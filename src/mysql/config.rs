@@ -89,6 +89,17 @@ pub struct SourceConfig {
     /// PEM private key of `tls_cert`.
     #[serde(default)]
     pub tls_key: Option<PathBuf>,
+    /// `db.table.column`s whose values never leave the database host: dropped from every
+    /// change and from the published schema.
+    #[serde(default)]
+    pub exclude_columns: Vec<String>,
+    /// `db.table.column` → method (`"sha256"`): the value is replaced by the hex SHA-256 of
+    /// `mask_salt` and the value before it leaves the host.
+    #[serde(default)]
+    pub mask_columns: std::collections::BTreeMap<String, String>,
+    /// The secret the masks are keyed with (use `${ENV}`); required with `mask_columns`.
+    #[serde(default)]
+    pub mask_salt: Option<String>,
 }
 
 /// `[source] snapshot_positions`.
@@ -135,6 +146,16 @@ impl SourceConfig {
             SnapshotPositions::Server | SnapshotPositions::ReadOnly => false,
             SnapshotPositions::Auto => !mariadb && self.snapshot_locking == SnapshotLocking::None,
         }
+    }
+
+    /// The column rules, for the source's output.
+    pub fn column_policy(&self) -> super::column_policy::ColumnPolicy {
+        let masked: Vec<String> = self.mask_columns.keys().cloned().collect();
+        super::column_policy::ColumnPolicy::new(
+            &self.exclude_columns,
+            &masked,
+            self.mask_salt.as_deref().unwrap_or_default(),
+        )
     }
 
     /// The watermark table as (db, table).
@@ -212,6 +233,39 @@ impl SourceConfig {
                 }
                 globset::Glob::new(g).map_err(|e| invalid(key, format!("{g:?}: {e}")))?;
             }
+        }
+        for (key, column) in source
+            .exclude_columns
+            .iter()
+            .map(|c| ("source.exclude_columns", c))
+            .chain(
+                source
+                    .mask_columns
+                    .keys()
+                    .map(|c| ("source.mask_columns", c)),
+            )
+        {
+            if column.split('.').count() != 3 || column.split('.').any(str::is_empty) {
+                return Err(invalid(key, format!("{column:?} is not `db.table.column`")));
+            }
+        }
+        for (column, method) in &source.mask_columns {
+            if !super::column_policy::MASK_METHODS.contains(&method.as_str()) {
+                return Err(invalid(
+                    "source.mask_columns",
+                    format!(
+                        "{column:?} = {method:?}: the methods are {}",
+                        super::column_policy::MASK_METHODS.join(", ")
+                    ),
+                ));
+            }
+        }
+        if !source.mask_columns.is_empty() && source.mask_salt.as_deref().is_none_or(str::is_empty)
+        {
+            return Err(invalid(
+                "source.mask_salt",
+                "mask_columns needs a secret salt (mask_salt = \"${BINLAKE_MASK_SALT}\"): an unsalted hash of an e-mail address is found by hashing candidates".into(),
+            ));
         }
         match source.watermark_table.split_once('.') {
             Some((db, table)) if !db.is_empty() && !table.is_empty() && !table.contains('.') => {}

@@ -6,6 +6,7 @@ pub mod binlog_file;
 pub mod charset;
 pub mod check;
 pub mod checkpoint;
+pub mod column_policy;
 pub mod config;
 pub mod cursor;
 pub mod decoder;

@@ -46,6 +46,7 @@ use mysql_async::{BinlogStreamRequest, Conn};
 
 use super::binlog_file::EventHeader;
 use super::checkpoint::{Checkpoint, CheckpointStore, SnapshotState, CHECKPOINT_VERSION};
+use super::column_policy::Guarded;
 use super::config::{
     ResumeBy, SnapshotLocking, SnapshotMode, SnapshotPositions, SourceConfig, TableFilter,
 };
@@ -111,6 +112,12 @@ impl LiveSource {
         options: &RunOptions,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) -> Result<SourceStats, SourceError> {
+        // Excluded and masked columns never get past this point (see [`super::column_policy`]).
+        let mut guarded = Guarded {
+            inner: output,
+            policy: self.config.column_policy(),
+        };
+        let output = &mut guarded;
         let mut conn = self.server.connect().await?;
         let info = self.server.server_info(&mut conn).await?;
         let target = if options.exit_when_caught_up {

@@ -25,6 +25,7 @@ mod maintenance;
 pub mod metrics;
 mod parallel;
 mod read_back;
+mod retype;
 mod silver;
 pub mod state;
 pub mod stopped;

@@ -33,6 +33,7 @@ use super::layer::{key_names, Layer, TableLayers};
 use super::layout::{bronze_path, history_path, silver_path, DEAD_LETTERS, INGEST_DATE};
 use super::maintenance::maintain;
 use super::metrics::LakeMetrics;
+use super::retype::retype_columns;
 use super::silver::{truncate_silver, write_silver, SilverKeys};
 use super::state::LayerState;
 use super::stopped::{self, StoppedTable};
@@ -221,20 +222,20 @@ impl LakeWriter {
     }
 
     /// Stops `id` at the first of `changes` the lake cannot take, after applying those before
-    /// it. `error` is the batch's own, returned when no single change fails alone.
+    /// it. `error` is the batch's own.
     async fn stop_at(
         &mut self,
         id: &TableId,
         changes: &[LakeChange],
         error: LakeError,
     ) -> Result<(), LakeError> {
-        let Some((bad, reason)) = changes
+        // No single change fails alone (the table's own rows did not convert to a new column
+        // type): the table stops at the batch's first change.
+        let (bad, reason) = changes
             .iter()
             .enumerate()
             .find_map(|(i, c)| convertible(c).err().map(|r| (i, r)))
-        else {
-            return Err(error);
-        };
+            .unwrap_or_else(|| (0, error.to_string()));
         if bad > 0 {
             let before = &changes[..bad];
             let mut consumed = Offsets::default();
@@ -397,6 +398,7 @@ async fn apply_current(
         }
     }
     for layer in [&mut layers.history, &mut layers.silver] {
+        retype_columns(layer, &schema).await?;
         apply_column_defaults(layer, &schema).await?;
     }
     // The position already applied per key: silver's row, or for a key silver does not hold,

@@ -665,6 +665,92 @@ fn excluded_and_masked_columns_never_leave_the_host() {
     assert!(logs.contains("shop.users"), "the debug log did run");
 }
 
+/// Column type changes the server makes without a row event (the key INT → BIGINT as ids run
+/// out, INT → BIGINT, DECIMAL(10,2) → DECIMAL(14,2), FLOAT → DOUBLE, DATE → DATETIME, INT →
+/// VARCHAR): silver and history are rewritten from their own rows, no re-snapshot, and the rows
+/// after hold values only the new types can. Silver equals the server; history keeps every
+/// version.
+#[test]
+fn column_type_changes_rewrite_silver_and_history_without_a_resnapshot() {
+    let db = MariaDb::start();
+    db.sql(
+        "CREATE DATABASE shop; CREATE TABLE shop.widen (id INT PRIMARY KEY, n INT, \
+         d DECIMAL(10,2), f FLOAT, day DATE, code INT); \
+         INSERT INTO shop.widen VALUES (1, 100, 12345678.91, 1.5, '2024-01-02', 7), \
+         (2, -5, -0.50, 2.25, '2024-02-03', 42); \
+         UPDATE shop.widen SET n = 101 WHERE id = 1;",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_run_config(dir.path(), &db, "kind = \"embedded\"", "url = \"lake\"");
+    let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    db.sql(
+        "ALTER TABLE shop.widen MODIFY id BIGINT, MODIFY n BIGINT, MODIFY d DECIMAL(14,2), \
+         MODIFY f DOUBLE, MODIFY day DATETIME, MODIFY code VARCHAR(20); \
+         INSERT INTO shop.widen VALUES (5000000000, 9000000000, 123456789012.34, 3.75, \
+         '2024-03-04 05:06:07', 'abc'); \
+         UPDATE shop.widen SET n = 8000000000 WHERE id = 1;",
+    );
+    let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("rewrote the table for its new column types"),
+        "{stderr}"
+    );
+    let lake = dir.path().join("lake");
+    assert_eq!(
+        lake_query(
+            &table_url(&lake, "silver/shop/widen"),
+            &[],
+            "SELECT id, n, d, f, to_char(day, '%Y-%m-%dT%H:%M:%S'), code FROM t ORDER BY id"
+        ),
+        source_rows(
+            &db,
+            "SELECT id, n, d, f, DATE_FORMAT(day, '%Y-%m-%dT%H:%i:%s'), code FROM shop.widen ORDER BY id"
+        ),
+        "silver equals the server after the type changes"
+    );
+    assert_eq!(
+        lake_query(
+            &table_url(&lake, "silver/shop/widen__history"),
+            &[],
+            "SELECT id, n, code, __end_position IS NULL FROM t ORDER BY id, __start_position"
+        ),
+        [
+            "1|100|7|false",
+            "1|101|7|false",
+            "1|8000000000|7|true",
+            "2|-5|42|true",
+            "5000000000|9000000000|abc|true"
+        ]
+    );
+    // The rewrite keeps the table's features: deletion vectors stay on.
+    let mut commits: Vec<_> = std::fs::read_dir(lake.join("silver/shop/widen/_delta_log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    commits.sort();
+    let log = commits
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let last = |action: &str| {
+        log.lines()
+            .rfind(|l| l.contains(action))
+            .unwrap()
+            .to_string()
+    };
+    let metadata = last("\"metaData\"");
+    assert!(
+        metadata.contains("\"name\\\":\\\"id\\\",\\\"type\\\":\\\"long\\\""),
+        "{metadata}"
+    );
+    let protocol = last("\"protocol\"");
+    assert!(protocol.contains("deletionVectors"), "{protocol}");
+}
+
 #[test]
 fn sink_survives_broker_errors_without_loss_or_doubles() {
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};

@@ -1,9 +1,12 @@
 //! A column whose MySQL type changed to one with another Delta type (INT → BIGINT when ids run
-//! out, DECIMAL(10,2) → DECIMAL(14,2), FLOAT → DOUBLE, DATE → DATETIME, INT → VARCHAR, ...):
-//! silver and history are rewritten from their own rows, each such column cast to its new
-//! type, in one Delta commit per table that carries the table's exactly-once state, so a
-//! reader sees the old table or the new one, and a crash before the commit leaves the old one
-//! to be rewritten again. binlake rewrites rather than turning on Delta's `typeWidening`
+//! out, DECIMAL(10,2) → DECIMAL(14,2), FLOAT → DOUBLE, DATE → DATETIME, INT → VARCHAR, ...),
+//! or a primary key that changed (`DROP PRIMARY KEY, ADD PRIMARY KEY (a, b)`): silver and
+//! history are rewritten from their own rows, each such column cast to its new type and the
+//! rows ordered by the new key, in one Delta commit per table that carries the table's
+//! exactly-once state (with the new key), so a reader sees the old table or the new one, and a
+//! crash before the commit leaves the old one to be rewritten again. A new key needs no data
+//! change: silver holds the server's current rows, which the server keeps unique under the new
+//! key, and history's versions stay what they were. binlake rewrites rather than turning on Delta's `typeWidening`
 //! feature, which Microsoft Fabric's SQL endpoint and older readers cannot read, and which
 //! covers only widening.
 //!
@@ -43,18 +46,19 @@ pub(super) fn changed_types(
         .collect()
 }
 
-/// Rewrites the table with every changed column cast to its new type (see the module doc).
+/// Rewrites the table with every changed column cast to its new type, and under `key` when the
+/// table is keyed otherwise (see the module doc).
 pub(super) async fn retype_columns(
     layer: &mut Layer,
     schema: &TableSchema,
+    key: &[String],
 ) -> Result<(), LakeError> {
     let changed = changed_types(layer, schema);
-    if changed.is_empty() {
+    let rekey = layer.exists() && !layer.state.key.is_empty() && layer.state.key != key;
+    if changed.is_empty() && !rekey {
         return Ok(());
     }
-    let existing = layer
-        .arrow_schema()
-        .expect("a changed column is in an existing table");
+    let existing = layer.arrow_schema().expect("a rewritten table exists");
     let started = std::time::Instant::now();
     let table = layer.table.as_ref().expect("a layer keeps its table");
     let provider = table
@@ -97,11 +101,18 @@ pub(super) async fn retype_columns(
             .sort(order)
             .map_err(|e| layer_err(layer, e.to_string()))?;
     }
-    let what = changed
+    let mut what: Vec<String> = changed
         .iter()
         .map(|(n, old, new)| format!("{n} {old} → {new}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+        .collect();
+    if rekey {
+        what.push(format!(
+            "primary key ({}) → ({})",
+            layer.state.key.join(", "),
+            key.join(", ")
+        ));
+    }
+    let what = what.join(", ");
     let batches = df.collect().await.map_err(|e| LakeError::Value {
         table: schema.id.to_string(),
         column: changed
@@ -115,7 +126,8 @@ pub(super) async fn retype_columns(
         ),
     })?;
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-    let properties = layer.state.commit_properties();
+    let state = layer.state.clone().with_key(key);
+    let properties = state.commit_properties();
     let writer_properties = layer.writer_properties();
     let table = layer.table.take().expect("a layer keeps its table");
     let mut write = table
@@ -128,13 +140,14 @@ pub(super) async fn retype_columns(
     }
     let table = write.await.map_err(super::layer::delta_err(&layer.path))?;
     layer.table = Some(table);
+    layer.state = state;
     layer.key_cache = Arc::default();
     layer.commits += 1;
     tracing::info!(
         table = %layer.path,
         rows,
         seconds = started.elapsed().as_secs_f64(),
-        "rewrote the table for its new column types: {what}"
+        "rewrote the table for {what}"
     );
     Ok(())
 }

@@ -235,7 +235,13 @@ impl LakeWriter {
             .iter()
             .enumerate()
             .find_map(|(i, c)| convertible(c).err().map(|r| (i, r)))
-            .unwrap_or_else(|| (0, error.to_string()));
+            .unwrap_or_else(|| {
+                let reason = match &error {
+                    LakeError::Value { column, reason, .. } => format!("column {column}: {reason}"),
+                    other => other.to_string(),
+                };
+                (0, reason)
+            });
         if bad > 0 {
             let before = &changes[..bad];
             let mut consumed = Offsets::default();
@@ -381,24 +387,19 @@ async fn apply_current(
     }
     let key = key_names(&schema);
     if key.is_empty() {
+        if layers.silver.exists() && !layers.silver.state.key.is_empty() {
+            // Silver can no longer follow the table: stop it rather than let it go stale.
+            return Err(LakeError::Value {
+                table: schema.id.to_string(),
+                column: layers.silver.state.key.join(", "),
+                reason: "the primary key was dropped; silver and history are keyed by it. Give the table a primary key again, or move its silver and __history aside (it then lands in bronze only)".into(),
+            });
+        }
         tracing::warn!(table = %schema.id, "no primary key: the table lands in bronze only");
         return Ok(0);
     }
-    for layer in [&layers.history, &layers.silver] {
-        if layer.exists() && !layer.state.key.is_empty() && layer.state.key != key {
-            return Err(LakeError::Schema {
-                table: schema.id.to_string(),
-                reason: format!(
-                    "the primary key changed from ({}) to ({}); silver is keyed by it. Recover: stop binlake, move {} aside (and its __history), and re-snapshot the table",
-                    layer.state.key.join(", "),
-                    key.join(", "),
-                    layer.path
-                ),
-            });
-        }
-    }
     for layer in [&mut layers.history, &mut layers.silver] {
-        retype_columns(layer, &schema).await?;
+        retype_columns(layer, &schema, &key).await?;
         apply_column_defaults(layer, &schema).await?;
     }
     // The position already applied per key: silver's row, or for a key silver does not hold,

@@ -693,10 +693,7 @@ fn column_type_changes_rewrite_silver_and_history_without_a_resnapshot() {
     );
     let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(
-        stderr.contains("rewrote the table for its new column types"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("rewrote the table for id"), "{stderr}");
     let lake = dir.path().join("lake");
     assert_eq!(
         lake_query(
@@ -954,7 +951,7 @@ os._exit(0)
 }
 
 #[test]
-fn schema_changes_evolve_and_a_key_change_stops_with_the_recovery() {
+fn schema_changes_evolve_a_new_key_rekeys_and_a_dropped_key_stops_the_table() {
     let db = MariaDb::start();
     db.sql(
         "CREATE DATABASE shop; CREATE TABLE shop.s (id INT PRIMARY KEY, a VARCHAR(10), b INT, c INT);
@@ -990,20 +987,51 @@ fn schema_changes_evolve_and_a_key_change_stops_with_the_recovery() {
         ["1|10", "2|21", "3|30", "4|40", "5|5000000000"]
     );
 
-    // A primary-key change, on another table, stops with its own recovery.
+    // A primary-key change, on another table, re-keys silver and history in place; dropping
+    // the key stops the table, naming it.
     let db2 = MariaDb::start();
     db2.sql(
-        "CREATE DATABASE shop; CREATE TABLE shop.k (id INT PRIMARY KEY, v INT);
-         INSERT INTO shop.k VALUES (1, 1);
-         ALTER TABLE shop.k DROP PRIMARY KEY, ADD PRIMARY KEY (id, v);
-         INSERT INTO shop.k VALUES (2, 2);",
+        "CREATE DATABASE shop; CREATE TABLE shop.k (id INT PRIMARY KEY, v INT, code VARCHAR(5) NOT NULL);
+         INSERT INTO shop.k VALUES (1, 1, 'a'), (2, 2, 'b');",
     );
     let dir2 = tempfile::tempdir().unwrap();
     let config2 = write_run_config(dir2.path(), &db2, "kind = \"embedded\"", "url = \"lake\"");
     let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config2);
-    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(code, Some(0), "{stderr}");
+    db2.sql(
+        "ALTER TABLE shop.k DROP PRIMARY KEY, ADD PRIMARY KEY (code);
+         UPDATE shop.k SET id = 10 WHERE code = 'a';
+         INSERT INTO shop.k VALUES (3, 3, 'c');
+         DELETE FROM shop.k WHERE code = 'b';",
+    );
+    let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config2);
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(
-        stderr.contains("the primary key changed from (id) to (id, v)"),
+        stderr.contains("rewrote the table for primary key (id) → (code)"),
+        "{stderr}"
+    );
+    let lake2 = dir2.path().join("lake");
+    assert_eq!(
+        lake_query(
+            &table_url(&lake2, "silver/shop/k"),
+            &[],
+            "SELECT code, id, v FROM t ORDER BY code"
+        ),
+        source_rows(&db2, "SELECT code, id, v FROM shop.k ORDER BY code")
+    );
+    assert_eq!(
+        lake_query(
+            &table_url(&lake2, "silver/shop/k__history"),
+            &[],
+            "SELECT code, id, __end_position IS NULL FROM t ORDER BY code, __start_position"
+        ),
+        ["a|1|false", "a|10|true", "b|2|false", "c|3|true"]
+    );
+    db2.sql("ALTER TABLE shop.k DROP PRIMARY KEY; INSERT INTO shop.k VALUES (4, 4, 'd');");
+    let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config2);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("shop.k: stopped applying: column code: the primary key was dropped"),
         "{stderr}"
     );
 }

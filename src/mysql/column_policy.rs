@@ -1,7 +1,9 @@
-//! What may leave the database host (`[source] exclude_columns`, `mask_columns`): excluded
-//! columns are dropped from every change and from the table's schema, masked ones replaced by
-//! the hex SHA-256 of a secret salt and the value, before the source hands a change to its
-//! output. So the values never reach the transport (Kafka, the NDJSON file, the embedded
+//! What may leave the database host (`[source] exclude_columns`, `mask_columns`) and which
+//! columns key a table's changes (`key_columns`): excluded columns are dropped from every
+//! change and from the table's schema, masked ones replaced by the hex SHA-256 of a secret salt
+//! and the value, and a table given `key_columns` is keyed by them (as Debezium's
+//! `message.key.columns`; a table without a primary key then reaches silver), before the
+//! source hands a change to its output. So the values never reach the transport (Kafka, the NDJSON file, the embedded
 //! channel), bronze, silver or any log; statement text (`source.query`), which may quote
 //! them, is dropped for such tables too. A masked value is the same wherever it comes from
 //! (the binlog or a snapshot's SELECT), so a masked key still identifies its row.
@@ -38,6 +40,8 @@ struct Plan {
 pub struct ColumnPolicy {
     excluded: HashSet<String>,
     masked: HashSet<String>,
+    /// `db.table` (lowercase) → its key columns.
+    keys: HashMap<String, Vec<String>>,
     salt: Vec<u8>,
     /// By schema identity (a schema version is one `Arc`); `None`: the table passes unchanged.
     plans: HashMap<usize, (Arc<TableSchema>, Option<Arc<Plan>>)>,
@@ -53,13 +57,26 @@ impl ColumnPolicy {
         ColumnPolicy {
             excluded: exclude.iter().map(|c| c.to_ascii_lowercase()).collect(),
             masked: mask.iter().map(|c| c.to_ascii_lowercase()).collect(),
+            keys: HashMap::new(),
             salt: salt.as_bytes().to_vec(),
             plans: HashMap::new(),
         }
     }
 
+    /// Keys `db.table` by `columns`, whatever its primary key.
+    pub fn with_key_columns<'a>(
+        mut self,
+        keys: impl IntoIterator<Item = (&'a String, &'a Vec<String>)>,
+    ) -> ColumnPolicy {
+        self.keys = keys
+            .into_iter()
+            .map(|(t, c)| (t.to_ascii_lowercase(), c.clone()))
+            .collect();
+        self
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.excluded.is_empty() && self.masked.is_empty()
+        self.excluded.is_empty() && self.masked.is_empty() && self.keys.is_empty()
     }
 
     fn plan(&mut self, schema: &Arc<TableSchema>) -> Result<Option<Arc<Plan>>, String> {
@@ -95,12 +112,32 @@ impl ColumnPolicy {
                 out.push(c.clone());
             }
         }
-        let plan = touched.then(|| {
-            let primary_key = schema
+        let table = schema.id.to_string().to_ascii_lowercase();
+        let primary_key: Vec<usize> = match self.keys.get(&table) {
+            Some(names) => {
+                touched = true;
+                let mut key = Vec::with_capacity(names.len());
+                for name in names {
+                    let i = out
+                        .iter()
+                        .position(|c| c.name.eq_ignore_ascii_case(name))
+                        .ok_or_else(|| {
+                            format!(
+                                "{}: source.key_columns names {name}, which the table does not have (or exclude_columns drops)",
+                                schema.id
+                            )
+                        })?;
+                    key.push(i);
+                }
+                key
+            }
+            None => schema
                 .primary_key
                 .iter()
                 .filter_map(|k| columns.iter().position(|(i, _)| i == k))
-                .collect();
+                .collect(),
+        };
+        let plan = touched.then(|| {
             Arc::new(Plan {
                 schema: Arc::new(TableSchema {
                     id: schema.id.clone(),
@@ -115,7 +152,7 @@ impl ColumnPolicy {
         Ok(plan)
     }
 
-    /// The change as it may leave the host; `None` when the table has nothing to hide.
+    /// The change as it may leave the host; `None` when the table passes unchanged.
     pub fn apply(
         &mut self,
         event: &ChangeEvent<'_>,
@@ -316,6 +353,31 @@ mod tests {
         assert_ne!(masked.after.unwrap()[1], after[1]);
         let mut none = ColumnPolicy::new(&[], &["shop.orders.email".into()], "s");
         assert!(none.apply(&insert(&table, "ann@x")).unwrap().is_none());
+    }
+
+    #[test]
+    fn key_columns_key_a_table_whatever_its_primary_key() {
+        let mut keyless = (*users()).clone();
+        keyless.primary_key.clear();
+        let table = Arc::new(keyless);
+        let keys = [(
+            "Shop.Users".to_string(),
+            vec!["name".to_string(), "ID".to_string()],
+        )];
+        let mut policy =
+            ColumnPolicy::new(&[], &[], "").with_key_columns(keys.iter().map(|(t, c)| (t, c)));
+        let out = policy.apply(&insert(&table, "a")).unwrap().unwrap();
+        assert_eq!(out.table.primary_key, [3, 0]);
+        assert_eq!(
+            out.after,
+            insert(&table, "a").after,
+            "the values pass unchanged"
+        );
+        let bad = [("shop.users".to_string(), vec!["nope".to_string()])];
+        let mut policy =
+            ColumnPolicy::new(&[], &[], "").with_key_columns(bad.iter().map(|(t, c)| (t, c)));
+        let e = policy.apply(&insert(&table, "a")).unwrap_err();
+        assert!(e.contains("source.key_columns names nope"), "{e}");
     }
 
     #[test]

@@ -100,6 +100,10 @@ pub struct SourceConfig {
     /// The secret the masks are keyed with (use `${ENV}`); required with `mask_columns`.
     #[serde(default)]
     pub mask_salt: Option<String>,
+    /// `db.table` → the columns that key its changes (Kafka message key, silver's merge key),
+    /// whatever its primary key: for tables without one (Debezium's `message.key.columns`).
+    #[serde(default)]
+    pub key_columns: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// `[source] snapshot_positions`.
@@ -156,6 +160,7 @@ impl SourceConfig {
             &masked,
             self.mask_salt.as_deref().unwrap_or_default(),
         )
+        .with_key_columns(&self.key_columns)
     }
 
     /// The watermark table as (db, table).
@@ -247,6 +252,20 @@ impl SourceConfig {
         {
             if column.split('.').count() != 3 || column.split('.').any(str::is_empty) {
                 return Err(invalid(key, format!("{column:?} is not `db.table.column`")));
+            }
+        }
+        for (table, columns) in &source.key_columns {
+            if table.split('.').count() != 2 || table.split('.').any(str::is_empty) {
+                return Err(invalid(
+                    "source.key_columns",
+                    format!("{table:?} is not `db.table`"),
+                ));
+            }
+            if columns.is_empty() {
+                return Err(invalid(
+                    "source.key_columns",
+                    format!("{table:?}: name at least one column"),
+                ));
             }
         }
         for (column, method) in &source.mask_columns {

@@ -748,6 +748,50 @@ fn column_type_changes_rewrite_silver_and_history_without_a_resnapshot() {
     assert!(protocol.contains("deletionVectors"), "{protocol}");
 }
 
+/// A table without a primary key, keyed by `key_columns`, reaches silver and history: updates
+/// and deletes by those columns apply as on any keyed table.
+#[test]
+fn key_columns_bring_a_table_without_a_primary_key_to_silver() {
+    let db = MariaDb::start();
+    db.sql(
+        "CREATE DATABASE shop; CREATE TABLE shop.events (tenant INT NOT NULL, event_id INT NOT NULL, v VARCHAR(10)); \
+         INSERT INTO shop.events VALUES (1, 1, 'a'), (1, 2, 'b'), (2, 1, 'c'); \
+         UPDATE shop.events SET v = 'b2' WHERE tenant = 1 AND event_id = 2; \
+         DELETE FROM shop.events WHERE tenant = 2 AND event_id = 1; \
+         INSERT INTO shop.events VALUES (2, 2, 'd');",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = Scenario::source(&db, 4612)
+        .include("shop.*")
+        .source_keys("key_columns = { \"shop.events\" = [\"tenant\", \"event_id\"] }")
+        .transport("kind = \"embedded\"")
+        .lake("max_latency_ms = 200\nurl = \"lake\"")
+        .write(dir.path(), "run.toml");
+    let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    let lake = dir.path().join("lake");
+    assert_eq!(
+        lake_query(
+            &table_url(&lake, "silver/shop/events"),
+            &[],
+            "SELECT tenant, event_id, v FROM t ORDER BY tenant, event_id"
+        ),
+        source_rows(
+            &db,
+            "SELECT tenant, event_id, v FROM shop.events ORDER BY tenant, event_id"
+        )
+    );
+    assert_eq!(
+        lake_query(
+            &table_url(&lake, "silver/shop/events__history"),
+            &[],
+            "SELECT count(*) FROM t"
+        ),
+        ["5"],
+        "one version per insert and update"
+    );
+}
+
 #[test]
 fn sink_survives_broker_errors_without_loss_or_doubles() {
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};

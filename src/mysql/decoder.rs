@@ -597,10 +597,10 @@ impl BinlogDecoder {
             });
         }
         let primary_key = match &tm.optional.primary_key {
-            Some(pk) => pk.clone(),
-            None => declared
+            Some(pk) if !pk.is_empty() => pk.clone(),
+            _ => declared
                 .map(|d| {
-                    d.primary_key
+                    d.row_key()
                         .iter()
                         .filter_map(|k| columns.iter().position(|c| c.name.eq_ignore_ascii_case(k)))
                         .collect()

@@ -36,6 +36,44 @@ pub struct DeclaredColumn {
 pub struct DeclaredTable {
     pub columns: Vec<DeclaredColumn>,
     pub primary_key: Vec<String>,
+    /// UNIQUE keys, by index name, in declaration order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unique_keys: Vec<(String, Vec<String>)>,
+}
+
+impl DeclaredTable {
+    /// The columns that identify a row: the primary key, or without one the first UNIQUE key
+    /// whose columns are all NOT NULL (as Debezium keys such a table; a nullable unique key
+    /// lets several rows hold NULL).
+    pub fn row_key(&self) -> &[String] {
+        if !self.primary_key.is_empty() {
+            return &self.primary_key;
+        }
+        self.unique_keys
+            .iter()
+            .find(|(_, cols)| {
+                !cols.is_empty()
+                    && cols.iter().all(|k| {
+                        self.columns
+                            .iter()
+                            .any(|c| c.name.eq_ignore_ascii_case(k) && !c.nullable)
+                    })
+            })
+            .map(|(_, cols)| cols.as_slice())
+            .unwrap_or(&[])
+    }
+
+    fn rename_in_keys(&mut self, old: &str, new: &str) {
+        for k in self
+            .primary_key
+            .iter_mut()
+            .chain(self.unique_keys.iter_mut().flat_map(|(_, c)| c.iter_mut()))
+        {
+            if k.eq_ignore_ascii_case(old) {
+                *k = new.to_string();
+            }
+        }
+    }
 }
 
 impl DeclaredColumn {
@@ -254,11 +292,14 @@ fn is_table_ddl(sql: &str) -> bool {
             while matches!(kw(i), "OR" | "REPLACE" | "TEMPORARY") {
                 i += 1;
             }
-            kw(i) == "TABLE"
+            // A UNIQUE index may become the key of a table without a primary key.
+            kw(i) == "TABLE" || (kw(i) == "UNIQUE" && kw(i + 1) == "INDEX")
         }
         "ALTER" => kw(1) == "TABLE" || (kw(1) == "ONLINE" && kw(2) == "TABLE") || kw(1) == "IGNORE",
         "RENAME" => kw(1) == "TABLE",
-        "DROP" => kw(1) == "TABLE" || (kw(1) == "TEMPORARY" && kw(2) == "TABLE"),
+        "DROP" => {
+            kw(1) == "TABLE" || (kw(1) == "TEMPORARY" && kw(2) == "TABLE") || kw(1) == "INDEX"
+        }
         "TRUNCATE" => true,
         _ => false,
     }
@@ -355,6 +396,27 @@ fn literal_text(expr: &sqlparser::ast::Expr) -> Option<String> {
         Expr::Nested(e) => literal_text(e),
         _ => None,
     }
+}
+
+/// A UNIQUE constraint as (index name, columns); MySQL names an unnamed one after its first
+/// column.
+fn unique_key(con: &TableConstraint) -> (String, Vec<String>) {
+    let TableConstraint::Unique {
+        name,
+        index_name,
+        columns,
+        ..
+    } = con
+    else {
+        return (String::new(), Vec::new());
+    };
+    let columns = index_columns(columns);
+    let name = index_name
+        .as_ref()
+        .or(name.as_ref())
+        .map(|n| strip_quotes(&n.value))
+        .unwrap_or_else(|| columns.first().cloned().unwrap_or_default());
+    (name, columns)
 }
 
 fn index_columns(cols: &[sqlparser::ast::IndexColumn]) -> Vec<String> {
@@ -480,23 +542,28 @@ impl SchemaTracker {
                             .map(|c| declared_column(c, table_cs))
                             .collect(),
                         primary_key: Vec::new(),
+                        unique_keys: Vec::new(),
                     };
                     for (c, def) in t.columns.iter().zip(&ct.columns) {
-                        if def.options.iter().any(|o| {
-                            matches!(
-                                o.option,
+                        for o in &def.options {
+                            match o.option {
                                 ColumnOption::Unique {
-                                    is_primary: true,
-                                    ..
-                                }
-                            )
-                        }) {
-                            t.primary_key = vec![c.name.clone()];
+                                    is_primary: true, ..
+                                } => t.primary_key = vec![c.name.clone()],
+                                ColumnOption::Unique {
+                                    is_primary: false, ..
+                                } => t.unique_keys.push((c.name.clone(), vec![c.name.clone()])),
+                                _ => {}
+                            }
                         }
                     }
                     for con in &ct.constraints {
-                        if let TableConstraint::PrimaryKey { columns, .. } = con {
-                            t.primary_key = index_columns(columns);
+                        match con {
+                            TableConstraint::PrimaryKey { columns, .. } => {
+                                t.primary_key = index_columns(columns);
+                            }
+                            TableConstraint::Unique { .. } => t.unique_keys.push(unique_key(con)),
+                            _ => {}
                         }
                     }
                     for c in t.columns.iter_mut() {
@@ -544,6 +611,35 @@ impl SchemaTracker {
                 Statement::Truncate { table_names, .. } => {
                     for t in table_names {
                         truncated.push(ident_name(&t.name, default_db));
+                    }
+                }
+                Statement::CreateIndex(index) if index.unique => {
+                    let id = ident_name(&index.table_name, default_db);
+                    if let Some(t) = self.tables.get_mut(&id) {
+                        let columns = index_columns(&index.columns);
+                        let name = index
+                            .name
+                            .as_ref()
+                            .map(|n| strip_quotes(&n.to_string()))
+                            .unwrap_or_else(|| columns.first().cloned().unwrap_or_default());
+                        t.unique_keys.push((name, columns));
+                        changed.push(id);
+                    }
+                }
+                Statement::Drop {
+                    object_type: ObjectType::Index,
+                    names,
+                    table: Some(table),
+                    ..
+                } => {
+                    let id = ident_name(&table, default_db);
+                    if let Some(t) = self.tables.get_mut(&id) {
+                        for n in &names {
+                            let name = strip_quotes(&n.to_string());
+                            t.unique_keys
+                                .retain(|(k, _)| !k.eq_ignore_ascii_case(&name));
+                        }
+                        changed.push(id);
                     }
                 }
                 _ => {}
@@ -602,6 +698,11 @@ impl SchemaTracker {
                         t.columns.remove(i);
                     }
                     t.primary_key.retain(|k| !k.eq_ignore_ascii_case(&n.value));
+                    // A key loses a dropped column; a key left with none is gone.
+                    for (_, cols) in t.unique_keys.iter_mut() {
+                        cols.retain(|k| !k.eq_ignore_ascii_case(&n.value));
+                    }
+                    t.unique_keys.retain(|(_, cols)| !cols.is_empty());
                 }
             }
             A::RenameColumn {
@@ -611,11 +712,10 @@ impl SchemaTracker {
                 if let Some(i) = find(t, &old_column_name.value) {
                     t.columns[i].name = strip_quotes(&new_column_name.value);
                 }
-                for k in t.primary_key.iter_mut() {
-                    if k.eq_ignore_ascii_case(&old_column_name.value) {
-                        *k = strip_quotes(&new_column_name.value);
-                    }
-                }
+                t.rename_in_keys(
+                    &old_column_name.value,
+                    &strip_quotes(&new_column_name.value),
+                );
             }
             A::ChangeColumn {
                 old_name,
@@ -638,11 +738,7 @@ impl SchemaTracker {
                     let at = position(t, &column_position).unwrap_or(i);
                     t.columns.insert(at.min(t.columns.len()), col);
                 }
-                for k in t.primary_key.iter_mut() {
-                    if k.eq_ignore_ascii_case(&old_name.value) {
-                        *k = strip_quotes(&new_name.value);
-                    }
-                }
+                t.rename_in_keys(&old_name.value, &strip_quotes(&new_name.value));
             }
             A::ModifyColumn {
                 col_name,
@@ -672,6 +768,15 @@ impl SchemaTracker {
                 t.primary_key = index_columns(&columns);
             }
             A::DropPrimaryKey { .. } => t.primary_key.clear(),
+            A::AddConstraint {
+                constraint: con @ TableConstraint::Unique { .. },
+                ..
+            } => t.unique_keys.push(unique_key(&con)),
+            A::DropIndex { name } | A::DropConstraint { name, .. } => {
+                let name = strip_quotes(&name.value);
+                t.unique_keys
+                    .retain(|(n, _)| !n.eq_ignore_ascii_case(&name));
+            }
             _ => {}
         }
         id
@@ -783,6 +888,33 @@ mod tests {
         assert_eq!(names, ["f1", "login", "note", "b"]);
         assert_eq!(s.columns[1].charset, Some(Charset::Utf8));
         assert_eq!(s.columns[3].charset, Some(Charset::Binary));
+    }
+
+    #[test]
+    fn a_table_without_a_primary_key_is_keyed_by_its_first_not_null_unique_key() {
+        let mut t = tracker_with(
+            "CREATE TABLE a (x INT, code VARCHAR(5) NOT NULL, email VARCHAR(50) UNIQUE, \
+             UNIQUE KEY by_code (code))",
+        );
+        let id = TableId::new("shop", "a");
+        // `email` is nullable: several rows may hold NULL there, so it identifies none.
+        assert_eq!(t.get(&id).unwrap().row_key(), ["code"]);
+        t.apply("shop", "ALTER TABLE a DROP INDEX by_code").unwrap();
+        assert!(t.get(&id).unwrap().row_key().is_empty());
+        t.apply("shop", "CREATE UNIQUE INDEX by_x ON a (x, code)")
+            .unwrap();
+        assert!(t.get(&id).unwrap().row_key().is_empty(), "x is nullable");
+        t.apply("shop", "ALTER TABLE a MODIFY x INT NOT NULL")
+            .unwrap();
+        assert_eq!(t.get(&id).unwrap().row_key(), ["x", "code"]);
+        t.apply("shop", "ALTER TABLE a RENAME COLUMN code TO c2")
+            .unwrap();
+        assert_eq!(t.get(&id).unwrap().row_key(), ["x", "c2"]);
+        t.apply("shop", "DROP INDEX by_x ON a").unwrap();
+        assert!(t.get(&id).unwrap().row_key().is_empty());
+        t.apply("shop", "ALTER TABLE a ADD PRIMARY KEY (x)")
+            .unwrap();
+        assert_eq!(t.get(&id).unwrap().row_key(), ["x"], "a primary key wins");
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub fn snapshot_schema(id: &TableId, declared: &DeclaredTable) -> TableSchema {
         })
         .collect();
     let primary_key = declared
-        .primary_key
+        .row_key()
         .iter()
         .filter_map(|k| columns.iter().position(|c| c.name.eq_ignore_ascii_case(k)))
         .collect();

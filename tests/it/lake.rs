@@ -748,17 +748,25 @@ fn column_type_changes_rewrite_silver_and_history_without_a_resnapshot() {
     assert!(protocol.contains("deletionVectors"), "{protocol}");
 }
 
-/// A table without a primary key, keyed by `key_columns`, reaches silver and history: updates
-/// and deletes by those columns apply as on any keyed table.
+/// Tables without a primary key reach silver and history: one keyed by `key_columns`, one by
+/// its NOT NULL unique key (declared at start, and one added later by CREATE UNIQUE INDEX);
+/// updates and deletes by those columns apply as on any keyed table.
 #[test]
-fn key_columns_bring_a_table_without_a_primary_key_to_silver() {
+fn key_columns_and_unique_keys_bring_tables_without_a_primary_key_to_silver() {
     let db = MariaDb::start();
     db.sql(
         "CREATE DATABASE shop; CREATE TABLE shop.events (tenant INT NOT NULL, event_id INT NOT NULL, v VARCHAR(10)); \
          INSERT INTO shop.events VALUES (1, 1, 'a'), (1, 2, 'b'), (2, 1, 'c'); \
          UPDATE shop.events SET v = 'b2' WHERE tenant = 1 AND event_id = 2; \
          DELETE FROM shop.events WHERE tenant = 2 AND event_id = 1; \
-         INSERT INTO shop.events VALUES (2, 2, 'd');",
+         INSERT INTO shop.events VALUES (2, 2, 'd'); \
+         CREATE TABLE shop.skus (sku VARCHAR(10) NOT NULL, price INT, note VARCHAR(10) UNIQUE, UNIQUE KEY by_sku (sku)); \
+         INSERT INTO shop.skus VALUES ('a', 1, NULL), ('b', 2, NULL), ('c', 3, 'x'); \
+         UPDATE shop.skus SET price = 20 WHERE sku = 'b'; DELETE FROM shop.skus WHERE sku = 'a'; \
+         CREATE TABLE shop.later (n INT NOT NULL, v INT); \
+         CREATE UNIQUE INDEX by_n ON shop.later (n); \
+         INSERT INTO shop.later VALUES (1, 1), (2, 2); UPDATE shop.later SET v = 22 WHERE n = 2; \
+         DELETE FROM shop.later WHERE n = 1;",
     );
     let dir = tempfile::tempdir().unwrap();
     let config = Scenario::source(&db, 4612)
@@ -790,6 +798,20 @@ fn key_columns_bring_a_table_without_a_primary_key_to_silver() {
         ["5"],
         "one version per insert and update"
     );
+    for (table, select) in [
+        ("skus", "SELECT sku, price FROM {} ORDER BY sku"),
+        ("later", "SELECT n, v FROM {} ORDER BY n"),
+    ] {
+        assert_eq!(
+            lake_query(
+                &table_url(&lake, &format!("silver/shop/{table}")),
+                &[],
+                &select.replace("{}", "t")
+            ),
+            source_rows(&db, &select.replace("{}", &format!("shop.{table}"))),
+            "{table}"
+        );
+    }
 }
 
 #[test]

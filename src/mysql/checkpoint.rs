@@ -35,6 +35,17 @@ pub struct Checkpoint {
     pub snapshot: Option<SnapshotState>,
     /// Milliseconds since the epoch when this checkpoint was written.
     pub written_at_ms: u64,
+    /// The `include`/`exclude` it was written under: a restart under ones that match more
+    /// tables snapshots the tables they add. None in checkpoints of earlier binlake versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selection: Option<Selection>,
+}
+
+/// A source's table selection, as `[source] include` / `exclude` give it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Selection {
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
 }
 
 impl Checkpoint {
@@ -104,6 +115,9 @@ pub struct SnapshotState {
     #[serde(default)]
     pub start_gtid: String,
     pub tables: Vec<TableProgress>,
+    /// Taken while streaming goes on (tables added to `include` later): resumed the same way.
+    #[serde(default)]
+    pub alongside_stream: bool,
 }
 
 impl SnapshotState {
@@ -111,6 +125,7 @@ impl SnapshotState {
         SnapshotState {
             start: None,
             start_gtid: String::new(),
+            alongside_stream: false,
             tables: schema
                 .tables()
                 .filter(|(id, _)| filter.matches(&id.db, &id.table))
@@ -148,11 +163,22 @@ pub enum CheckpointError {
 #[derive(Debug, Clone)]
 pub struct CheckpointStore {
     dir: PathBuf,
+    /// Stamped on every checkpoint saved.
+    selection: Option<Selection>,
 }
 
 impl CheckpointStore {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        CheckpointStore { dir: dir.into() }
+        CheckpointStore {
+            dir: dir.into(),
+            selection: None,
+        }
+    }
+
+    /// Every checkpoint saved records `selection` (see [`Checkpoint::selection`]).
+    pub fn with_selection(mut self, selection: Selection) -> Self {
+        self.selection = Some(selection);
+        self
     }
 
     pub fn path(&self) -> PathBuf {
@@ -199,7 +225,15 @@ impl CheckpointStore {
     pub fn save(&self, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
         fs::create_dir_all(&self.dir).map_err(self.io("create directory"))?;
         let tmp = self.dir.join("checkpoint.json.tmp");
-        let json = serde_json::to_vec_pretty(checkpoint).expect("checkpoint serializes");
+        let json = match &self.selection {
+            Some(selection) => {
+                let mut stamped = checkpoint.clone();
+                stamped.selection = Some(selection.clone());
+                serde_json::to_vec_pretty(&stamped)
+            }
+            None => serde_json::to_vec_pretty(checkpoint),
+        }
+        .expect("checkpoint serializes");
         {
             let mut f = File::create(&tmp).map_err(self.io("create"))?;
             f.write_all(&json).map_err(self.io("write"))?;
@@ -237,6 +271,7 @@ mod tests {
             snapshot_done: true,
             snapshot: None,
             written_at_ms: 1,
+            selection: None,
         };
         store.save(&cp).unwrap();
         assert_eq!(store.load().unwrap(), Some(cp.clone()));

@@ -130,6 +130,7 @@ impl<O: SourceOutput> Tracker<'_, O> {
                 .filter(|r| !r.finished())
                 .map(|r| r.state.clone()),
             written_at_ms: now_ms(),
+            selection: None,
         };
         self.store.save(&cp).map_err(SinkError::Checkpoint)?;
         self.last_checkpoint = Instant::now();

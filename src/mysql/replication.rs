@@ -45,7 +45,9 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn};
 
 use super::binlog_file::EventHeader;
-use super::checkpoint::{Checkpoint, CheckpointStore, SnapshotState, CHECKPOINT_VERSION};
+use super::checkpoint::{
+    Checkpoint, CheckpointStore, Selection, SnapshotState, TableProgress, CHECKPOINT_VERSION,
+};
 use super::column_policy::Guarded;
 use super::config::{
     ResumeBy, SnapshotLocking, SnapshotMode, SnapshotPositions, SourceConfig, TableFilter,
@@ -88,7 +90,10 @@ impl LiveSource {
         let server = Server::new(&config)?;
         let filter =
             TableFilter::new(&config.include, &config.exclude).map_err(SourceError::Unsupported)?;
-        let store = CheckpointStore::new(&config.checkpoint);
+        let store = CheckpointStore::new(&config.checkpoint).with_selection(Selection {
+            include: config.include.clone(),
+            exclude: config.exclude.clone(),
+        });
         Ok(LiveSource {
             config,
             server,
@@ -125,7 +130,8 @@ impl LiveSource {
         } else {
             None
         };
-        let (mut resume, schema, mut pending) = match self.store.load()? {
+        let loaded = self.store.load()?;
+        let (mut resume, mut schema, mut pending) = match loaded.clone() {
             Some(cp) => {
                 let mut domains = BTreeMap::new();
                 for g in cp.gtid.split(',').filter(|g| !g.is_empty()) {
@@ -183,6 +189,7 @@ impl LiveSource {
                             snapshot_done: true,
                             snapshot: None,
                             written_at_ms: now_ms(),
+                            selection: None,
                         })?;
                         (resume, schema, None)
                     }
@@ -199,6 +206,10 @@ impl LiveSource {
                 }
             }
         };
+        if let Some(cp) = &loaded {
+            self.snapshot_added_tables(&mut conn, cp, &mut schema, &mut pending)
+                .await?;
+        }
         let mut snapshot_rows = 0;
         let watermarks = self.config.uses_watermarks(info.is_mariadb).then(|| {
             let (db, table) = self.config.watermark_table_id();
@@ -208,7 +219,7 @@ impl LiveSource {
         let mut reconciler = None;
         if let Some(state) = pending
             .as_mut()
-            .filter(|_| watermarks.is_some() || read_only)
+            .filter(|s| watermarks.is_some() || read_only || s.alongside_stream)
         {
             reconciler = Some(
                 self.start_lock_free_snapshot(
@@ -270,6 +281,7 @@ impl LiveSource {
                 snapshot_done: true,
                 snapshot: None,
                 written_at_ms: now_ms(),
+                selection: None,
             })?;
             tracing::info!(rows = snapshot_rows, file = %resume.file, pos = resume.pos, "snapshot done");
             if self.config.snapshot == SnapshotMode::Only {
@@ -349,6 +361,70 @@ impl LiveSource {
         Ok(tracker.stats)
     }
 
+    /// Tables the configuration matches now that the checkpoint's selection did not (a table
+    /// added to `include`): their schema is read from the server and they are snapshotted,
+    /// lock-free and chunked, while streaming of the other tables goes on from the checkpoint
+    /// (a snapshot still running takes them on too).
+    async fn snapshot_added_tables(
+        &self,
+        conn: &mut Conn,
+        cp: &Checkpoint,
+        schema: &mut SchemaTracker,
+        pending: &mut Option<SnapshotState>,
+    ) -> Result<(), SourceError> {
+        let Some(old) = &cp.selection else {
+            return Ok(());
+        };
+        if self.config.snapshot == SnapshotMode::Never
+            || (old.include == self.config.include && old.exclude == self.config.exclude)
+        {
+            return Ok(());
+        }
+        let before = TableFilter::new(&old.include, &old.exclude).map_err(|e| {
+            SourceError::Unsupported(format!(
+                "{}: the selection it was written under: {e}",
+                self.store.path().display()
+            ))
+        })?;
+        let now = self.server.load_schema(conn, &self.filter).await?;
+        let snapshotting: Vec<TableId> = pending
+            .iter()
+            .flat_map(|s| s.tables.iter().map(|t| t.table.clone()))
+            .collect();
+        let added: Vec<TableId> = now
+            .tables()
+            .map(|(id, _)| id.clone())
+            .filter(|id| !before.matches(&id.db, &id.table) && !snapshotting.contains(id))
+            .collect();
+        if added.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(tables = ?added.iter().map(ToString::to_string).collect::<Vec<_>>(), "tables added to include: snapshotting them while streaming goes on");
+        let progress = added.iter().map(|id| TableProgress {
+            table: id.clone(),
+            done: false,
+            rows: 0,
+            last_key: None,
+        });
+        for id in &added {
+            if let Some(declared) = now.get(id) {
+                schema.insert(id.clone(), declared.clone());
+            }
+        }
+        match pending {
+            Some(state) => state.tables.extend(progress),
+            None => {
+                *pending = Some(SnapshotState {
+                    start: Some((cp.file.clone(), cp.pos)),
+                    start_gtid: cp.gtid.clone(),
+                    tables: progress.collect(),
+                    alongside_stream: true,
+                })
+            }
+        }
+        Ok(())
+    }
+
     /// Starts a lock-free snapshot: with watermarks in `watermarks` ([`super::watermark`]), or
     /// read-only without ([`super::read_only`]). On a first start, streaming begins at the
     /// binlog position now, recorded before any chunk is read; the reader task then reads
@@ -400,6 +476,7 @@ impl LiveSource {
                 snapshot_done: false,
                 snapshot: Some(state.clone()),
                 written_at_ms: now_ms(),
+                selection: None,
             })?;
         }
         let server_id: u32 = conn

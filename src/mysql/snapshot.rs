@@ -319,6 +319,7 @@ pub async fn run_snapshot(
                 snapshot_done: state.done(),
                 snapshot: Some(state.clone()),
                 written_at_ms: now_ms(),
+                selection: None,
             })?;
             Ok(())
         };

@@ -814,6 +814,73 @@ fn key_columns_and_unique_keys_bring_tables_without_a_primary_key_to_silver() {
     }
 }
 
+/// A table added to `include` on a pipeline that has run: the next start snapshots it by itself,
+/// chunked and without a lock, while streaming of the other table goes on from the
+/// checkpoint, with writes to both running the whole time: silver equals the server for both.
+#[test]
+fn a_table_added_to_include_later_is_snapshotted_while_streaming_goes_on() {
+    let db = MariaDb::start();
+    db.sql(
+        "CREATE DATABASE shop; CREATE TABLE shop.a (id INT PRIMARY KEY, v INT); \
+         CREATE TABLE shop.b (id INT PRIMARY KEY, v INT); \
+         INSERT INTO shop.a VALUES (1, 1), (2, 2); \
+         USE shop; INSERT INTO b SELECT seq, seq FROM seq_1_to_20000;",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = Scenario::source(&db, 4613)
+        .include("shop.a")
+        .snapshot("initial")
+        .source_keys("snapshot_chunk_rows = 2000")
+        .transport("kind = \"embedded\"")
+        .lake("max_latency_ms = 200\nurl = \"lake\"")
+        .write(dir.path(), "run.toml");
+    let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    let lake = dir.path().join("lake");
+    assert!(
+        !lake.join("silver/shop/b").exists(),
+        "b is not included yet"
+    );
+
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "include = [\"shop.a\"]",
+        "include = [\"shop.a\", \"shop.b\"]",
+    );
+    assert!(text.contains("\"shop.b\""), "{text}");
+    std::fs::write(&config, text).unwrap();
+    let mut script = String::from("USE shop;\n");
+    for i in 0..150u64 {
+        let k = 1 + (i * 131) % 20_000;
+        script.push_str(&format!(
+            "UPDATE b SET v = v + 100000 WHERE id BETWEEN {k} AND {k} + 20; DELETE FROM b WHERE id = {d}; \
+             INSERT INTO b VALUES ({n}, {i}); UPDATE a SET v = v + 1 WHERE id = 1; SELECT SLEEP(0.01);\n",
+            d = k + 30,
+            n = 100_000 + i,
+        ));
+    }
+    let writer = db.spawn_writer(script);
+    let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("tables added to include: snapshotting them while streaming goes on"),
+        "{stderr}"
+    );
+    writer.join().unwrap();
+    let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    for table in ["a", "b"] {
+        assert_eq!(
+            lake_query(
+                &table_url(&lake, &format!("silver/shop/{table}")),
+                &[],
+                "SELECT id, v FROM t ORDER BY id"
+            ),
+            source_rows(&db, &format!("SELECT id, v FROM shop.{table} ORDER BY id")),
+            "silver shop.{table} equals the server"
+        );
+    }
+}
+
 #[test]
 fn sink_survives_broker_errors_without_loss_or_doubles() {
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};

@@ -54,6 +54,9 @@ enum Command {
     Demo(commands::demo::Args),
     /// Per table: the source position, what bronze and silver hold, lag in seconds and rows.
     Status(commands::ConfigFile),
+    /// Ask the running source to snapshot a table again (or the rows `--where` selects) while
+    /// it goes on streaming: backfills and repairs.
+    Snapshot(commands::snapshot::Args),
     /// The gold layer.
     #[command(subcommand)]
     Gold(commands::gold::GoldCommand),
@@ -88,6 +91,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(args) => commands::generate::run(args),
         Command::Demo(args) => commands::demo::run(args),
         Command::Status(args) => commands::status::run(args),
+        Command::Snapshot(args) => commands::snapshot::run(args),
         Command::Gold(command) => commands::gold::run(command),
         Command::Check(args) => commands::check::run(args),
         Command::Bench(command) => commands::bench::run(command),

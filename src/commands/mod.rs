@@ -9,6 +9,7 @@ pub mod gold;
 pub mod replay;
 pub mod run;
 pub mod sink;
+pub mod snapshot;
 pub mod source;
 pub mod status;
 

@@ -103,6 +103,10 @@ pub struct TableProgress {
     pub rows: u64,
     /// The primary key of the last row emitted; the next chunk starts after it.
     pub last_key: Option<Vec<KeyValue>>,
+    /// A backfill of part of the table (`binlake snapshot --where`): an SQL predicate every
+    /// chunk's SELECT adds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
 }
 
 /// A snapshot in progress, kept in the checkpoint.
@@ -134,6 +138,7 @@ impl SnapshotState {
                     done: false,
                     rows: 0,
                     last_key: None,
+                    filter: None,
                 })
                 .collect(),
         }

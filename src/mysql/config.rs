@@ -76,6 +76,10 @@ pub struct SourceConfig {
     /// user needs CREATE, INSERT and DELETE on it).
     #[serde(default = "default_watermark_table")]
     pub watermark_table: String,
+    /// `db.table` of the signal table `binlake snapshot` writes requests to (Debezium's
+    /// signalling table: `id`, `type`, `data`); created by `binlake snapshot` when missing.
+    #[serde(default = "default_signal_table")]
+    pub signal_table: String,
     /// TLS to the server, as the MySQL client's `--ssl-mode`.
     #[serde(default)]
     pub tls: TlsMode,
@@ -142,6 +146,10 @@ fn default_watermark_table() -> String {
     "binlake.watermarks".into()
 }
 
+fn default_signal_table() -> String {
+    "binlake.signals".into()
+}
+
 impl SourceConfig {
     /// Whether the snapshot on a server of `flavor` uses watermarks.
     pub fn uses_watermarks(&self, mariadb: bool) -> bool {
@@ -161,6 +169,15 @@ impl SourceConfig {
             self.mask_salt.as_deref().unwrap_or_default(),
         )
         .with_key_columns(&self.key_columns)
+    }
+
+    /// The signal table.
+    pub fn signal_table_id(&self) -> crate::event::TableId {
+        let (db, table) = self
+            .signal_table
+            .split_once('.')
+            .unwrap_or(("binlake", "signals"));
+        crate::event::TableId::new(db, table)
     }
 
     /// The watermark table as (db, table).
@@ -285,6 +302,15 @@ impl SourceConfig {
                 "source.mask_salt",
                 "mask_columns needs a secret salt (mask_salt = \"${BINLAKE_MASK_SALT}\"): an unsalted hash of an e-mail address is found by hashing candidates".into(),
             ));
+        }
+        match source.signal_table.split_once('.') {
+            Some((db, table)) if !db.is_empty() && !table.is_empty() && !table.contains('.') => {}
+            _ => {
+                return Err(invalid(
+                    "source.signal_table",
+                    format!("{:?} is not `db.table`", source.signal_table),
+                ))
+            }
         }
         match source.watermark_table.split_once('.') {
             Some((db, table)) if !db.is_empty() && !table.is_empty() && !table.contains('.') => {}

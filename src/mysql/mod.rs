@@ -22,6 +22,7 @@ pub mod replication;
 pub mod rows;
 pub mod schema;
 pub mod server;
+pub mod signals;
 pub mod snapshot;
 pub mod snapshot_chunk;
 pub mod table_map;

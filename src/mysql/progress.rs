@@ -12,6 +12,7 @@ use super::decoder::{Commit, Ddl, DecodeSink};
 use super::gtid::GtidSet;
 use super::reconcile::{Observed, Reconciler};
 use super::schema::SchemaTracker;
+use super::signals::{self, SnapshotRequest};
 use super::snapshot_chunk::Chunk;
 use super::{BinlogError, SourceError, SourceOutput};
 use crate::event::{now_ms, ChangeEvent, TableId};
@@ -111,6 +112,12 @@ pub(super) struct Tracker<'a, O: SourceOutput> {
     pub(super) watermarks: Option<TableId>,
     /// `snapshot = "only"` with watermarks: stop once the snapshot is out.
     pub(super) stop_after_snapshot: bool,
+    /// The signal table, whose rows are requests, never published.
+    pub(super) signal_table: TableId,
+    /// Snapshots asked for and not started yet (one runs at a time).
+    pub(super) requests: Vec<SnapshotRequest>,
+    /// When the signal folder was last looked at.
+    pub(super) signals_checked: Instant,
 }
 
 impl<O: SourceOutput> Tracker<'_, O> {
@@ -177,6 +184,21 @@ impl<O: SourceOutput> DecodeSink for Tracker<'_, O> {
     type Error = SinkError;
 
     fn change(&mut self, event: &ChangeEvent<'_>) -> Result<(), SinkError> {
+        if event.table.id == self.signal_table {
+            match signals::from_change(event) {
+                Some(Ok(requests)) => {
+                    for r in &requests {
+                        tracing::info!(signal = %r.id, table = %r.table, filter = ?r.filter, "snapshot requested");
+                    }
+                    self.requests.extend(requests);
+                }
+                Some(Err(e)) => {
+                    tracing::error!(position = %event.position, "{e}; the signal is ignored")
+                }
+                None => {}
+            }
+            return Ok(());
+        }
         // The decoder already dropped tables outside include/exclude (but the watermarks).
         if let Some(reconciler) = &mut self.reconciler {
             if let Observed::Watermark(rows) =

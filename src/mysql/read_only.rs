@@ -192,6 +192,7 @@ async fn read_all(
                 t,
                 last_key.take(),
                 chunk_rows,
+                state.tables[t].filter.as_deref(),
                 format!("{run}-{sequence}"),
             )
             .await?;

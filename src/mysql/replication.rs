@@ -61,6 +61,7 @@ use super::progress::{parse_mariadb_gtid, Resume, Tracker};
 use super::reconcile::Reconciler;
 use super::schema::SchemaTracker;
 use super::server::Server;
+use super::signals;
 use super::snapshot::{run_snapshot, SnapshotTarget};
 use super::snapshot_chunk::Failure;
 use super::snapshot_chunk::StreamStart;
@@ -297,8 +298,12 @@ impl LiveSource {
         let mut decoder = BinlogDecoder::new(Arc::from(resume.file.as_str()), schema);
         let filter = self.filter.clone();
         let watermark_table = watermarks.clone();
+        let signal_table = self.config.signal_table_id();
+        let signals = signal_table.clone();
         decoder.set_table_filter(move |id| {
-            filter.matches(&id.db, &id.table) || watermark_table.as_ref() == Some(id)
+            filter.matches(&id.db, &id.table)
+                || watermark_table.as_ref() == Some(id)
+                || *id == signals
         });
         let mut tracker = Tracker {
             output,
@@ -316,6 +321,12 @@ impl LiveSource {
             stop_after_snapshot: reconciler.is_some() && self.config.snapshot == SnapshotMode::Only,
             reconciler,
             watermarks,
+            signal_table,
+            requests: Vec::new(),
+            // Look for file signals at the first chance.
+            signals_checked: Instant::now()
+                .checked_sub(Duration::from_secs(1))
+                .unwrap_or_else(Instant::now),
         };
         let mut backoff = Duration::from_millis(250);
         let already_there = !tracker.snapshot_running()
@@ -359,6 +370,56 @@ impl LiveSource {
         }
         tracker.checkpoint(decoder.schemas())?;
         Ok(tracker.stats)
+    }
+
+    /// Starts the snapshot `binlake snapshot` asked for (see [`super::signals`]): the tables
+    /// asked for that are captured, each with its filter, read lock-free while streaming goes on,
+    /// from the position after the last commit.
+    async fn start_requested_snapshot<O: SourceOutput>(
+        &self,
+        tracker: &mut Tracker<'_, O>,
+        decoder: &BinlogDecoder,
+        info: &ServerInfo,
+    ) -> Result<(), SourceError> {
+        let schema = decoder.schemas().clone();
+        let mut tables = Vec::new();
+        for r in std::mem::take(&mut tracker.requests) {
+            if !self.filter.matches(&r.table.db, &r.table.table) || schema.get(&r.table).is_none() {
+                tracing::error!(signal = %r.id, table = %r.table, "a snapshot was asked of a table this source does not capture; ignored");
+                continue;
+            }
+            tables.push(TableProgress {
+                table: r.table,
+                done: false,
+                rows: 0,
+                last_key: None,
+                filter: r.filter,
+            });
+        }
+        if tables.is_empty() {
+            return Ok(());
+        }
+        let mut state = SnapshotState {
+            start: Some((tracker.committed.file.clone(), tracker.committed.pos)),
+            start_gtid: tracker.committed.gtid_text(),
+            tables,
+            alongside_stream: true,
+        };
+        let mut conn = self.server.connect().await?;
+        let mut resume = tracker.committed.clone();
+        let reconciler = self
+            .start_lock_free_snapshot(
+                &mut conn,
+                info,
+                &mut state,
+                &schema,
+                tracker.watermarks.as_ref(),
+                &mut resume,
+            )
+            .await?;
+        tracker.reconciler = Some(reconciler);
+        tracker.dirty = true;
+        Ok(())
     }
 
     /// Tables the configuration matches now that the checkpoint's selection did not (a table
@@ -405,6 +466,7 @@ impl LiveSource {
             done: false,
             rows: 0,
             last_key: None,
+            filter: None,
         });
         for id in &added {
             if let Some(declared) = now.get(id) {
@@ -680,6 +742,22 @@ impl LiveSource {
                 tracker
                     .checkpoint(decoder.schemas())
                     .map_err(|e| Retry::Fatal(e.into()))?;
+            }
+            if idle && !tracker.snapshot_running() {
+                if tracker.signals_checked.elapsed() >= Duration::from_secs(1) {
+                    tracker.signals_checked = Instant::now();
+                    for taken in signals::take_files(&signals::folder(&self.config.checkpoint)) {
+                        match taken {
+                            Ok(requests) => tracker.requests.extend(requests),
+                            Err(e) => tracing::error!("{e}; the signal is ignored"),
+                        }
+                    }
+                }
+                if !tracker.requests.is_empty() {
+                    self.start_requested_snapshot(tracker, decoder, info)
+                        .await
+                        .map_err(Retry::Fatal)?;
+                }
             }
             if idle && tracker.snapshot_running() {
                 if let Some(failure) = tracker.reconciler.as_ref().and_then(Reconciler::failure) {

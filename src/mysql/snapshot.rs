@@ -169,11 +169,13 @@ pub fn convert(col: &Column, v: MyValue) -> Result<Value<'static>, String> {
 }
 
 /// The SELECT of the chunk after `last_key` (the whole table when it has no primary key), in
-/// primary-key order: `(k1 > ?) OR (k1 = ? AND k2 > ?) ...`, and its parameters.
+/// primary-key order: `(k1 > ?) OR (k1 = ? AND k2 > ?) ...`, and its parameters; with
+/// `filter`, only the rows that SQL predicate selects.
 pub fn chunk_query(
     table: &TableSchema,
     last_key: Option<&Vec<KeyValue>>,
     chunk_rows: u64,
+    filter: Option<&str>,
 ) -> (String, Vec<MyValue>) {
     let columns: Vec<String> = table.columns.iter().map(|c| quote(&c.name)).collect();
     let keys: Vec<String> = table
@@ -196,7 +198,11 @@ pub fn chunk_query(
             params.push(MyValue::from(&last[n]));
             ors.push(format!("({})", ands.join(" AND ")));
         }
-        sql.push_str(&format!(" WHERE {}", ors.join(" OR ")));
+        sql.push_str(&format!(" WHERE ({})", ors.join(" OR ")));
+    }
+    if let Some(f) = filter {
+        let glue = if last_key.is_some() { " AND" } else { " WHERE" };
+        sql.push_str(&format!("{glue} ({f})"));
     }
     if !keys.is_empty() {
         sql.push_str(&format!(" ORDER BY {} LIMIT {chunk_rows}", keys.join(", ")));
@@ -346,8 +352,12 @@ pub async fn run_snapshot(
             .map_err(server_err(format!("estimating the rows of {id}")))?
             .unwrap_or(0);
         loop {
-            let (sql, params) =
-                chunk_query(&table_schema, state.tables[t].last_key.as_ref(), chunk_rows);
+            let (sql, params) = chunk_query(
+                &table_schema,
+                state.tables[t].last_key.as_ref(),
+                chunk_rows,
+                state.tables[t].filter.as_deref(),
+            );
             let (file, pos, gtid) = consistent_snapshot(conn, info, url).await?;
             let rows = read_chunk(conn, url, &id, sql, params).await?;
             if state.start.is_none() {

@@ -107,9 +107,10 @@ pub async fn read_in_snapshot(
     table_index: usize,
     last_key: Option<Vec<KeyValue>>,
     chunk_rows: u64,
+    filter: Option<&str>,
     id: String,
 ) -> Result<Chunk, SourceError> {
-    let (sql, params) = chunk_query(table, last_key.as_ref(), chunk_rows);
+    let (sql, params) = chunk_query(table, last_key.as_ref(), chunk_rows, filter);
     let rows = read_chunk(conn, url, &table.id, sql, params).await?;
     let n = rows.len() as u64;
     let mut last_key = last_key;

@@ -181,6 +181,7 @@ async fn read_all(
                 t,
                 last_key.take(),
                 chunk_rows,
+                state.tables[t].filter.as_deref(),
                 chunk_id.clone(),
             )
             .await?;

@@ -206,6 +206,9 @@ pub struct Column {
     /// before an ADD COLUMN (the server fills them without any row event).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<String>,
+    /// Earlier names of the column (RENAME / CHANGE COLUMN), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub renamed_from: Vec<String>,
 }
 
 impl Column {
@@ -218,6 +221,7 @@ impl Column {
             charset: None,
             members: Vec::new(),
             default: None,
+            renamed_from: Vec::new(),
         }
     }
 

@@ -43,6 +43,28 @@ pub struct LakeConfig {
     /// hold) does: stop that table's apply, or go to `dead_letters`.
     #[serde(default)]
     pub on_unappliable: OnUnappliable,
+    /// How silver and history follow the source's DDL (column type changes, drops, renames,
+    /// primary-key changes).
+    #[serde(default)]
+    pub schema_changes: SchemaChanges,
+    /// `db.table` → its own `schema_changes`.
+    #[serde(default)]
+    pub table_schema_changes: std::collections::BTreeMap<String, SchemaChanges>,
+}
+
+/// `[lake] schema_changes`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SchemaChanges {
+    /// Silver and history follow every change: columns change type (rewritten from their own
+    /// rows) and are renamed, tables re-keyed; a dropped column stays, null from then on.
+    #[default]
+    Evolve,
+    /// Dropped and renamed columns stay (a renamed one starts as a new column), and a column
+    /// is never narrowed: a narrowing change keeps the wider type, widening ones are applied.
+    Lenient,
+    /// Any change but an added column stops the table, with the recovery.
+    Stop,
 }
 
 /// `[lake] on_unappliable`.
@@ -102,6 +124,8 @@ impl Default for LakeConfig {
             checkpoint_interval: default_checkpoint_interval(),
             silver_deletes: SilverDeletes::default(),
             on_unappliable: OnUnappliable::default(),
+            schema_changes: SchemaChanges::default(),
+            table_schema_changes: Default::default(),
         }
     }
 }
@@ -120,6 +144,14 @@ impl LakeConfig {
     /// Whether silver and history drop replaced rows by deletion vector.
     pub fn deletion_vectors(&self) -> bool {
         self.silver_deletes == SilverDeletes::DeletionVectors
+    }
+
+    /// The `schema_changes` policy of `table` (`db.table`).
+    pub fn schema_changes_for(&self, table: &str) -> SchemaChanges {
+        self.table_schema_changes
+            .iter()
+            .find(|(t, _)| t.eq_ignore_ascii_case(table))
+            .map_or(self.schema_changes, |(_, p)| *p)
     }
 
     /// Checks the values serde cannot; the error is (key, reason).

@@ -1,14 +1,24 @@
-//! A column whose MySQL type changed to one with another Delta type (INT → BIGINT when ids run
-//! out, DECIMAL(10,2) → DECIMAL(14,2), FLOAT → DOUBLE, DATE → DATETIME, INT → VARCHAR, ...),
-//! or a primary key that changed (`DROP PRIMARY KEY, ADD PRIMARY KEY (a, b)`): silver and
-//! history are rewritten from their own rows, each such column cast to its new type and the
-//! rows ordered by the new key, in one Delta commit per table that carries the table's
+//! Silver and history following the source's DDL beyond added columns, by
+//! `[lake] schema_changes` (per table overridable):
+//! - a column whose MySQL type changed to one with another Delta type (INT → BIGINT when ids
+//!   run out, DECIMAL(10,2) → DECIMAL(14,2), FLOAT → DOUBLE, DATE → DATETIME, INT → VARCHAR,
+//!   ...) is cast to its new type; `lenient` never narrows (the table keeps the wider type and
+//!   new values are written in it, see [`super::types::typed_columns`]);
+//! - a renamed column (RENAME / CHANGE COLUMN, known from the column's earlier names) keeps its
+//!   values under the new name (`evolve`);
+//! - a dropped column stays in silver and history, null in rows written after the drop, under
+//!   every policy but `stop`, which stops on it: the lake sees only successive schemas, and a
+//!   column gone from one may have been renamed by a statement binlake did not see (it started
+//!   after it), so dropping it could lose values the source still has;
+//! - a changed primary key (`DROP PRIMARY KEY, ADD PRIMARY KEY (a, b)`) re-keys both;
+//! - `stop` stops the table on any of these, naming the change and the recovery.
+//!
+//! Each table is rewritten from its own rows in one Delta commit that carries the table's
 //! exactly-once state (with the new key), so a reader sees the old table or the new one, and a
 //! crash before the commit leaves the old one to be rewritten again. A new key needs no data
-//! change: silver holds the server's current rows, which the server keeps unique under the new
-//! key, and history's versions stay what they were. binlake rewrites rather than turning on Delta's `typeWidening`
-//! feature, which Microsoft Fabric's SQL endpoint and older readers cannot read, and which
-//! covers only widening.
+//! change: silver holds the server's current rows, which the server keeps unique under it.
+//! binlake rewrites rather than turning on Delta's `typeWidening` feature, which Microsoft
+//! Fabric's SQL endpoint and older readers cannot read, and which covers only widening.
 //!
 //! The server converts its rows itself, with no row event, so the cast must give what the
 //! server gave. DataFusion's casts match MySQL's for widening (integers, FLOAT → DOUBLE,
@@ -21,44 +31,157 @@ use deltalake::arrow::datatypes::DataType;
 use deltalake::datafusion::prelude::{cast, col, SessionContext};
 use deltalake::protocol::SaveMode;
 
+use super::config::SchemaChanges;
 use super::layer::{quote, Layer};
-use super::layout::START_POSITION;
+use super::layout::{CDC_PREFIX, END_AT, END_POSITION, START_AT, START_POSITION};
 use super::types::arrow_type;
 use super::LakeError;
 use crate::event::TableSchema;
 
-/// The columns of `schema` the table holds under another Delta type: (name, old, new).
-pub(super) fn changed_types(
-    layer: &Layer,
-    schema: &TableSchema,
-) -> Vec<(String, DataType, DataType)> {
-    let Some(existing) = layer.arrow_schema() else {
-        return Vec::new();
-    };
-    schema
-        .columns
-        .iter()
-        .filter_map(|c| {
-            let field = existing.field_with_name(&c.name).ok()?;
-            let new = arrow_type(c);
-            (*field.data_type() != new).then(|| (c.name.clone(), field.data_type().clone(), new))
-        })
-        .collect()
+/// What a table must go through to follow `schema`.
+#[derive(Debug, Default, PartialEq)]
+struct Plan {
+    /// (name, type held, new type).
+    casts: Vec<(String, DataType, DataType)>,
+    /// (old name, new name).
+    renames: Vec<(String, String)>,
+    drops: Vec<String>,
+    rekey: bool,
 }
 
-/// Rewrites the table with every changed column cast to its new type, and under `key` when the
-/// table is keyed otherwise (see the module doc).
-pub(super) async fn retype_columns(
+impl Plan {
+    fn is_empty(&self) -> bool {
+        self.casts.is_empty() && self.renames.is_empty() && self.drops.is_empty() && !self.rekey
+    }
+
+    fn describe(&self, held_key: &[String], key: &[String]) -> String {
+        let mut what: Vec<String> = self
+            .casts
+            .iter()
+            .map(|(n, old, new)| format!("{n} {old} → {new}"))
+            .collect();
+        what.extend(self.renames.iter().map(|(o, n)| format!("{o} renamed {n}")));
+        what.extend(self.drops.iter().map(|d| format!("{d} dropped")));
+        if self.rekey {
+            what.push(format!(
+                "primary key ({}) → ({})",
+                held_key.join(", "),
+                key.join(", ")
+            ));
+        }
+        what.join(", ")
+    }
+}
+
+/// Whether a column of type `held` takes every value of type `new` unchanged (so keeping it
+/// never narrows the column).
+fn holds(held: &DataType, new: &DataType) -> bool {
+    use DataType as T;
+    let rank = |t: &DataType| match t {
+        T::Int8 => Some((1, true)),
+        T::Int16 => Some((2, true)),
+        T::Int32 => Some((4, true)),
+        T::Int64 => Some((8, true)),
+        T::UInt8 => Some((1, false)),
+        T::UInt16 => Some((2, false)),
+        T::UInt32 => Some((4, false)),
+        T::UInt64 => Some((8, false)),
+        _ => None,
+    };
+    match (held, new) {
+        _ if held == new => true,
+        (T::Utf8 | T::LargeUtf8, _) => true,
+        (T::Float64, T::Float32) => true,
+        (T::Timestamp(..), T::Date32) => true,
+        (T::Decimal128(p1, s1), T::Decimal128(p2, s2)) => {
+            s1 >= s2 && (*p1 as i16 - *s1 as i16) >= (*p2 as i16 - *s2 as i16)
+        }
+        _ => match (rank(held), rank(new)) {
+            (Some((a, sa)), Some((b, sb))) => (sa == sb && a >= b) || (sa && !sb && a > b),
+            _ => false,
+        },
+    }
+}
+
+/// Compares the table with `schema` under `policy`.
+fn plan(layer: &Layer, schema: &TableSchema, key: &[String], policy: SchemaChanges) -> Plan {
+    let Some(existing) = layer.arrow_schema() else {
+        return Plan::default();
+    };
+    let is_data = |name: &str| {
+        !name.starts_with(CDC_PREFIX)
+            && ![START_AT, END_AT, START_POSITION, END_POSITION].contains(&name)
+    };
+    let declared = |name: &str| schema.columns.iter().any(|c| c.name == name);
+    let mut out = Plan {
+        rekey: !layer.state.key.is_empty() && layer.state.key != key,
+        ..Plan::default()
+    };
+    for c in &schema.columns {
+        let new = arrow_type(c);
+        match existing.field_with_name(&c.name) {
+            Ok(f) if *f.data_type() != new => {
+                if policy != SchemaChanges::Lenient || !holds(f.data_type(), &new) {
+                    out.casts.push((c.name.clone(), f.data_type().clone(), new));
+                }
+            }
+            Ok(_) => {}
+            Err(_) if policy != SchemaChanges::Lenient => {
+                // The newest earlier name the table still holds, and the source does not.
+                if let Some(old) = c
+                    .renamed_from
+                    .iter()
+                    .rev()
+                    .find(|o| existing.field_with_name(o).is_ok() && !declared(o))
+                {
+                    out.renames.push((old.clone(), c.name.clone()));
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    if policy == SchemaChanges::Stop {
+        for f in existing.fields() {
+            let name = f.name();
+            if is_data(name) && !declared(name) {
+                out.drops.push(name.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Brings the table to `schema` under `policy` (see the module doc).
+pub(super) async fn follow_schema(
     layer: &mut Layer,
     schema: &TableSchema,
     key: &[String],
+    policy: SchemaChanges,
 ) -> Result<(), LakeError> {
-    let changed = changed_types(layer, schema);
-    let rekey = layer.exists() && !layer.state.key.is_empty() && layer.state.key != key;
-    if changed.is_empty() && !rekey {
+    let plan = plan(layer, schema, key, policy);
+    if plan.is_empty() {
         return Ok(());
     }
-    let existing = layer.arrow_schema().expect("a rewritten table exists");
+    let what = plan.describe(&layer.state.key, key);
+    if policy == SchemaChanges::Stop {
+        return Err(LakeError::Value {
+            table: schema.id.to_string(),
+            column: plan
+                .casts
+                .iter()
+                .map(|(n, _, _)| n.clone())
+                .chain(plan.renames.iter().map(|(o, _)| o.clone()))
+                .chain(plan.drops.iter().cloned())
+                .chain(plan.rekey.then(|| layer.state.key.join(", ")))
+                .collect::<Vec<_>>()
+                .join(", "),
+            reason: format!(
+                "schema_changes = \"stop\" for this table, and its DDL changed: {what}. Recover: set [lake] table_schema_changes = {{ \"{}\" = \"evolve\" }} and restart, or stop binlake, move {} (and its __history) aside and re-snapshot the table",
+                schema.id, layer.path
+            ),
+        });
+    }
+    let existing = layer.arrow_schema().expect("a planned table exists");
     let started = std::time::Instant::now();
     let table = layer.table.as_ref().expect("a layer keeps its table");
     let provider = table
@@ -75,21 +198,37 @@ pub(super) async fn retype_columns(
         .table("t")
         .await
         .map_err(|e| layer_err(layer, e.to_string()))?;
-    let columns: Vec<_> = existing
-        .fields()
-        .iter()
-        .map(
-            |f| match changed.iter().find(|(name, _, _)| name == f.name()) {
-                Some((name, _, new)) => cast(col(quote(name)), new.clone()).alias(name),
-                None => col(quote(f.name())),
-            },
-        )
-        .collect();
-    let mut order: Vec<_> = schema
-        .primary_key
-        .iter()
-        .map(|&i| col(quote(&schema.columns[i].name)).sort(true, true))
-        .collect();
+    let target_type = |name: &str, held: &DataType| {
+        plan.casts
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, _, new)| new.clone())
+            .unwrap_or_else(|| held.clone())
+    };
+    let mut columns = Vec::new();
+    for f in existing.fields() {
+        let name = f.name();
+        if plan.drops.contains(name) {
+            continue;
+        }
+        let (out_name, out_type) = match plan.renames.iter().find(|(o, _)| o == name) {
+            Some((_, new)) => {
+                let declared = schema.columns.iter().find(|c| &c.name == new);
+                (
+                    new.clone(),
+                    declared.map_or(f.data_type().clone(), arrow_type),
+                )
+            }
+            None => (name.clone(), target_type(name, f.data_type())),
+        };
+        let expr = col(quote(name));
+        columns.push(if out_type != *f.data_type() {
+            cast(expr, out_type).alias(&out_name)
+        } else {
+            expr.alias(&out_name)
+        });
+    }
+    let mut order: Vec<_> = key.iter().map(|k| col(quote(k)).sort(true, true)).collect();
     if layer.path.ends_with("__history") {
         order.push(col(START_POSITION).sort(true, true));
     }
@@ -101,21 +240,10 @@ pub(super) async fn retype_columns(
             .sort(order)
             .map_err(|e| layer_err(layer, e.to_string()))?;
     }
-    let mut what: Vec<String> = changed
-        .iter()
-        .map(|(n, old, new)| format!("{n} {old} → {new}"))
-        .collect();
-    if rekey {
-        what.push(format!(
-            "primary key ({}) → ({})",
-            layer.state.key.join(", "),
-            key.join(", ")
-        ));
-    }
-    let what = what.join(", ");
     let batches = df.collect().await.map_err(|e| LakeError::Value {
         table: schema.id.to_string(),
-        column: changed
+        column: plan
+            .casts
             .iter()
             .map(|(n, _, _)| n.as_str())
             .collect::<Vec<_>>()
@@ -156,5 +284,25 @@ fn layer_err(layer: &Layer, reason: String) -> LakeError {
     LakeError::Storage {
         table: layer.path.clone(),
         reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_column_holds_the_values_of_a_narrower_type_only() {
+        use DataType as T;
+        assert!(holds(&T::Int64, &T::Int32));
+        assert!(!holds(&T::Int32, &T::Int64));
+        assert!(holds(&T::Int64, &T::UInt32));
+        assert!(!holds(&T::UInt64, &T::Int32), "negative values");
+        assert!(holds(&T::Float64, &T::Float32));
+        assert!(holds(&T::Decimal128(14, 2), &T::Decimal128(10, 2)));
+        assert!(holds(&T::Decimal128(11, 3), &T::Decimal128(10, 2)));
+        assert!(!holds(&T::Decimal128(10, 3), &T::Decimal128(10, 2)));
+        assert!(holds(&T::Utf8, &T::Int32));
+        assert!(!holds(&T::Int64, &T::Utf8));
     }
 }

@@ -329,29 +329,38 @@ pub fn typed_columns(
     let mut arrays = Vec::with_capacity(schema.columns.len());
     for column in &schema.columns {
         let data_type = arrow_type(column);
-        if let Some(existing) = existing {
-            if let Ok(f) = existing.field_with_name(&column.name) {
-                if *f.data_type() != data_type {
-                    return Err(LakeError::Schema {
-                        table: schema.id.to_string(),
-                        reason: format!(
-                            "column {} changed type from {} to {} ({:?}); a Delta column cannot change type in place. Recover: stop binlake, move silver/{}/{} and its __history aside, and re-snapshot the table",
-                            column.name, f.data_type(), data_type, column.column_type, schema.id.db, schema.id.table
-                        ),
-                    });
-                }
-            }
-        }
+        // The table may hold the column under a wider type than the source now declares
+        // (`schema_changes = "lenient"` never narrows): values are written in the table's type.
+        let held = existing
+            .and_then(|e| e.field_with_name(&column.name).ok())
+            .map(|f| f.data_type().clone())
+            .filter(|t| *t != data_type);
         let values: Vec<Option<&Json>> = rows
             .iter()
             .map(|r| r.and_then(|r| r.get(&column.name)))
             .collect();
-        let array =
-            build_array(column, &data_type, &values).map_err(|reason| LakeError::Value {
-                table: schema.id.to_string(),
-                column: column.name.clone(),
-                reason,
-            })?;
+        let value_error = |reason: String| LakeError::Value {
+            table: schema.id.to_string(),
+            column: column.name.clone(),
+            reason,
+        };
+        let array = build_array(column, &data_type, &values).map_err(value_error)?;
+        let (array, data_type) = match held {
+            Some(held) => {
+                let options = deltalake::arrow::compute::CastOptions {
+                    safe: false,
+                    ..Default::default()
+                };
+                let cast = deltalake::arrow::compute::cast_with_options(&array, &held, &options)
+                    .map_err(|e| {
+                        value_error(format!(
+                            "a {data_type} value does not fit the table's {held} column: {e}"
+                        ))
+                    })?;
+                (cast, held)
+            }
+            None => (array, data_type),
+        };
         fields.push(Field::new(&column.name, data_type, true));
         arrays.push(array);
     }

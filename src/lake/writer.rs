@@ -33,7 +33,7 @@ use super::layer::{key_names, Layer, TableLayers};
 use super::layout::{bronze_path, history_path, silver_path, DEAD_LETTERS, INGEST_DATE};
 use super::maintenance::maintain;
 use super::metrics::LakeMetrics;
-use super::retype::retype_columns;
+use super::retype::follow_schema;
 use super::silver::{truncate_silver, write_silver, SilverKeys};
 use super::state::LayerState;
 use super::stopped::{self, StoppedTable};
@@ -399,7 +399,13 @@ async fn apply_current(
         return Ok(0);
     }
     for layer in [&mut layers.history, &mut layers.silver] {
-        retype_columns(layer, &schema, &key).await?;
+        follow_schema(
+            layer,
+            &schema,
+            &key,
+            settings.schema_changes_for(&schema.id.to_string()),
+        )
+        .await?;
         apply_column_defaults(layer, &schema).await?;
     }
     // The position already applied per key: silver's row, or for a key silver does not hold,

@@ -594,6 +594,7 @@ impl BinlogDecoder {
                 charset,
                 members,
                 default: decl.and_then(|d| d.default.clone()),
+                renamed_from: decl.map(|d| d.renamed_from.clone()).unwrap_or_default(),
             });
         }
         let primary_key = match &tm.optional.primary_key {

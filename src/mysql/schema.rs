@@ -29,6 +29,10 @@ pub struct DeclaredColumn {
     /// default, NULL, or an expression such as CURRENT_TIMESTAMP.
     #[serde(default)]
     pub default: Option<String>,
+    /// The names this column had before RENAME / CHANGE COLUMN, oldest first: the lake renames
+    /// its column rather than start a new one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub renamed_from: Vec<String>,
 }
 
 /// A table as DDL declares it.
@@ -377,6 +381,7 @@ fn declared_column(def: &ColumnDef, table_charset: Option<Charset>) -> DeclaredC
         charset,
         members,
         default,
+        renamed_from: Vec::new(),
     }
 }
 
@@ -710,7 +715,11 @@ impl SchemaTracker {
                 new_column_name,
             } => {
                 if let Some(i) = find(t, &old_column_name.value) {
-                    t.columns[i].name = strip_quotes(&new_column_name.value);
+                    let old = std::mem::replace(
+                        &mut t.columns[i].name,
+                        strip_quotes(&new_column_name.value),
+                    );
+                    t.columns[i].renamed_from.push(old);
                 }
                 t.rename_in_keys(
                     &old_column_name.value,
@@ -733,8 +742,12 @@ impl SchemaTracker {
                         .collect(),
                 };
                 if let Some(i) = find(t, &old_name.value) {
-                    let col = declared_column(&def, None);
-                    t.columns.remove(i);
+                    let mut col = declared_column(&def, None);
+                    let old = t.columns.remove(i);
+                    col.renamed_from = old.renamed_from;
+                    if !old.name.eq_ignore_ascii_case(&col.name) {
+                        col.renamed_from.push(old.name);
+                    }
                     let at = position(t, &column_position).unwrap_or(i);
                     t.columns.insert(at.min(t.columns.len()), col);
                 }
@@ -755,8 +768,8 @@ impl SchemaTracker {
                         .collect(),
                 };
                 if let Some(i) = find(t, &col_name.value) {
-                    let col = declared_column(&def, None);
-                    t.columns.remove(i);
+                    let mut col = declared_column(&def, None);
+                    col.renamed_from = t.columns.remove(i).renamed_from;
                     let at = position(t, &column_position).unwrap_or(i);
                     t.columns.insert(at.min(t.columns.len()), col);
                 }

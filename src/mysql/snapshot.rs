@@ -43,6 +43,7 @@ pub fn snapshot_schema(id: &TableId, declared: &DeclaredTable) -> TableSchema {
             charset: c.charset,
             members: c.members.clone(),
             default: c.default.clone(),
+            renamed_from: c.renamed_from.clone(),
         })
         .collect();
     let primary_key = declared

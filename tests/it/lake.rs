@@ -1176,11 +1176,17 @@ fn schema_changes_evolve_a_new_key_rekeys_and_a_dropped_key_stops_the_table() {
          INSERT INTO shop.s VALUES (4, 'w', 40);",
     );
     let dir = tempfile::tempdir().unwrap();
-    let config = write_run_config(dir.path(), &db, "kind = \"embedded\"", "url = \"lake\"");
+    let config = write_run_config(
+        dir.path(),
+        &db,
+        "kind = \"embedded\"",
+        "url = \"lake\"\ntable_schema_changes = { \"shop.s\" = \"lenient\" }",
+    );
     let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
     assert_eq!(code, Some(0), "{stderr}");
     let silver = table_url(&dir.path().join("lake"), "silver/shop/s");
-    // The dropped column keeps what it had; the renamed one continues under its new name.
+    // Lenient: the dropped column keeps what it had; the renamed one continues under its new
+    // name.
     assert_eq!(
         lake_query(&silver, &[], "SELECT id, a, label, b, c FROM t ORDER BY id"),
         [
@@ -1198,6 +1204,65 @@ fn schema_changes_evolve_a_new_key_rekeys_and_a_dropped_key_stops_the_table() {
     assert_eq!(
         lake_query(&silver, &[], "SELECT id, b FROM t ORDER BY id"),
         ["1|10", "2|21", "3|30", "4|40", "5|5000000000"]
+    );
+    // Lenient never narrows: BIGINT → INT keeps the column BIGINT.
+    db.sql("UPDATE shop.s SET b = 50 WHERE id = 5; ALTER TABLE shop.s MODIFY b INT; INSERT INTO shop.s VALUES (6, 'u', 60);");
+    let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("rewrote the table"), "{stderr}");
+    assert_eq!(
+        lake_query(
+            &silver,
+            &[],
+            "SELECT id, b, arrow_typeof(b) FROM t WHERE id >= 5 ORDER BY id"
+        ),
+        ["5|50|Int64", "6|60|Int64"]
+    );
+
+    // Evolve (the default), on a table binlake sees the DDL of: a rename keeps the values under
+    // the new name, a CHANGE renames and widens at once.
+    db.sql(
+        "CREATE TABLE shop.e (id INT PRIMARY KEY, a VARCHAR(10), b INT);
+         INSERT INTO shop.e VALUES (1, 'x', 10), (2, 'y', 20);",
+    );
+    let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    db.sql(
+        "ALTER TABLE shop.e RENAME COLUMN a TO label; ALTER TABLE shop.e CHANGE b bb BIGINT;
+         INSERT INTO shop.e VALUES (3, 'z', 5000000000); UPDATE shop.e SET label = 'y2' WHERE id = 2;",
+    );
+    let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("a renamed label"), "{stderr}");
+    let evolved = table_url(&dir.path().join("lake"), "silver/shop/e");
+    assert_eq!(
+        lake_query(&evolved, &[], "SELECT id, label, bb FROM t ORDER BY id"),
+        source_rows(&db, "SELECT id, label, bb FROM shop.e ORDER BY id")
+    );
+    assert_eq!(
+        lake_query(
+            &table_url(&dir.path().join("lake"), "silver/shop/e__history"),
+            &[],
+            "SELECT id, label, bb FROM t ORDER BY id, __start_position"
+        ),
+        ["1|x|10", "2|y|20", "2|y2|20", "3|z|5000000000"]
+    );
+
+    // Stop, for one table: its type change stops it, naming the change and the recovery.
+    db.sql("CREATE TABLE shop.st (id INT PRIMARY KEY, v INT); INSERT INTO shop.st VALUES (1, 1);");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "{ \"shop.s\" = \"lenient\" }",
+        "{ \"shop.s\" = \"lenient\", \"shop.st\" = \"stop\" }",
+    );
+    std::fs::write(&config, text).unwrap();
+    let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    db.sql("ALTER TABLE shop.st MODIFY v BIGINT; INSERT INTO shop.st VALUES (2, 2);");
+    let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("shop.st: stopped applying: column v: schema_changes = \"stop\" for this table, and its DDL changed: v Int32 → Int64"),
+        "{stderr}"
     );
 
     // A primary-key change, on another table, re-keys silver and history in place; dropping

@@ -35,6 +35,8 @@ pub struct Ddl {
     pub db: String,
     pub sql: String,
     pub position: Position,
+    /// Tables that hold rows under a new name (RENAME TABLE): no insert carries those rows.
+    pub renamed_to: Vec<TableId>,
 }
 
 /// Receives what the decoder finds, in binlog order.
@@ -378,13 +380,14 @@ impl BinlogDecoder {
         };
         match self.schemas.apply(db, sql) {
             Ok(DdlEffect::None) => {}
-            Ok(DdlEffect::Changed(_)) => {
+            Ok(DdlEffect::Changed { renamed_to, .. }) => {
                 // Cached table maps were resolved against the old schema.
                 self.tables.clear();
                 sink.ddl(&Ddl {
                     db: db.to_string(),
                     sql: sql.to_string(),
                     position,
+                    renamed_to,
                 })?;
             }
             Ok(DdlEffect::Truncated(tables)) => {
@@ -392,6 +395,7 @@ impl BinlogDecoder {
                     db: db.to_string(),
                     sql: sql.to_string(),
                     position: position.clone(),
+                    renamed_to: Vec::new(),
                 })?;
                 for (i, id) in tables.into_iter().enumerate() {
                     if self

@@ -152,8 +152,12 @@ impl DeclaredColumn {
 pub enum DdlEffect {
     /// Not a table DDL statement (BEGIN, DML in STATEMENT format, CREATE USER, ...).
     None,
-    /// Table definitions changed.
-    Changed(Vec<TableId>),
+    /// Table definitions changed; `renamed_to`: tables that now hold rows under a name they did
+    /// not have (RENAME TABLE, ALTER TABLE ... RENAME), with no insert for those rows.
+    Changed {
+        tables: Vec<TableId>,
+        renamed_to: Vec<TableId>,
+    },
     /// TRUNCATE TABLE.
     Truncated(Vec<TableId>),
 }
@@ -508,6 +512,7 @@ impl SchemaTracker {
         };
         let mut changed = Vec::new();
         let mut truncated = Vec::new();
+        let mut renamed_to = Vec::new();
         for st in statements {
             match st {
                 Statement::CreateTable(ct) => {
@@ -585,9 +590,13 @@ impl SchemaTracker {
                 Statement::AlterTable {
                     name, operations, ..
                 } => {
-                    let mut id = ident_name(&name, default_db);
+                    let named = ident_name(&name, default_db);
+                    let mut id = named.clone();
                     for op in operations {
                         id = self.alter(id, op, default_db);
+                    }
+                    if id != named {
+                        renamed_to.push(id.clone());
                     }
                     changed.push(id);
                 }
@@ -599,6 +608,7 @@ impl SchemaTracker {
                             self.tables.insert(to.clone(), t);
                         }
                         changed.push(from);
+                        renamed_to.push(to.clone());
                         changed.push(to);
                     }
                 }
@@ -653,7 +663,10 @@ impl SchemaTracker {
         if !truncated.is_empty() {
             return Ok(DdlEffect::Truncated(truncated));
         }
-        Ok(DdlEffect::Changed(changed))
+        Ok(DdlEffect::Changed {
+            tables: changed,
+            renamed_to,
+        })
     }
 
     /// Applies one ALTER TABLE operation; returns the table's (possibly new) name.
@@ -816,7 +829,7 @@ impl SchemaTracker {
                 continue;
             }
             let sql = st.to_string();
-            if let DdlEffect::Changed(t) =
+            if let DdlEffect::Changed { tables: t, .. } =
                 self.apply(&db, &sql)
                     .map_err(|e| super::BinlogError::Schema {
                         file: file.clone(),

@@ -4,6 +4,7 @@
 mod support;
 
 mod cli;
+mod ddl_torture;
 mod debezium_consumer;
 mod e2e;
 mod fixtures;

@@ -49,7 +49,7 @@ enum Keys {
     Uniform,
 }
 
-fn schema() -> Arc<TableSchema> {
+pub(super) fn schema() -> Arc<TableSchema> {
     let mut id = Column::new("id", ColumnType::BigInt);
     id.nullable = false;
     Arc::new(TableSchema {
@@ -175,7 +175,7 @@ fn delta(path: &Path) -> impl Fn(deltalake::DeltaTableError) -> LakeError + '_ {
 
 /// Writes silver and history of `rows` rows, in key order, 1M rows per commit, with the
 /// parquet settings binlake gives them.
-async fn build_base(lake: &Path, rows: u64) -> Result<(), LakeError> {
+pub(super) async fn build_base(lake: &Path, rows: u64) -> Result<(), LakeError> {
     for (rel, history) in [
         ("silver/shop/bench", false),
         ("silver/shop/bench__history", true),
@@ -219,10 +219,10 @@ impl Rng {
 }
 
 #[derive(Clone)]
-struct Change {
-    op: &'static str,
-    id: u64,
-    pos: u64,
+pub(super) struct Change {
+    pub(super) op: &'static str,
+    pub(super) id: u64,
+    pub(super) pos: u64,
 }
 
 /// Generates batches of changes on a table whose keys are 1..=max.
@@ -307,7 +307,7 @@ fn row_json(id: u64, version: u64) -> serde_json::Value {
     })
 }
 
-fn records(changes: &[Change], schema: &Arc<TableSchema>) -> Vec<Record> {
+pub(super) fn records(changes: &[Change], schema: &Arc<TableSchema>) -> Vec<Record> {
     changes
         .iter()
         .map(|c| {
@@ -466,7 +466,7 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), LakeError> {
 /// Resets the kernel's peak-RSS counter (Linux), so the next reading covers what follows.
 /// Memory the previous case freed is first handed back to the system (glibc keeps it
 /// otherwise, and it would count toward the next case's peak).
-fn reset_peak_rss() {
+pub(super) fn reset_peak_rss() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free heap pages to the kernel.
     unsafe {
@@ -475,7 +475,7 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-fn mb(bytes: Option<u64>) -> String {
+pub(super) fn mb(bytes: Option<u64>) -> String {
     bytes.map_or("n/a".into(), |b| format!("{:.0} MB", b as f64 / 1e6))
 }
 
@@ -493,7 +493,7 @@ fn settings(maintenance: bool) -> LakeConfig {
     }
 }
 
-fn writer(lake: &Path, maintenance: bool) -> Result<LakeWriter, LakeError> {
+pub(super) fn writer(lake: &Path, maintenance: bool) -> Result<LakeWriter, LakeError> {
     let storage = LakeStorage::new(
         lake.to_str().expect("utf-8 path"),
         &Default::default(),

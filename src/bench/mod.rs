@@ -7,6 +7,7 @@ use std::time::Instant;
 
 pub mod freshness;
 pub mod lake;
+pub mod rewrite;
 
 use crate::replay::{replay_files, ReplayError, ReplayOptions, ReplayStats};
 

@@ -53,6 +53,15 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3600)]
         small_commits: usize,
     },
+    /// What a column type change costs: silver and history of `--rows` rows rewritten for
+    /// `qty INT → BIGINT`; prints seconds, rows/s, peak RSS.
+    Rewrite {
+        /// Scratch directory (the tables are removed at the end).
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 10_000_000)]
+        rows: u64,
+    },
     /// Silver freshness as a reader sees it: polls silver/<db>/<table> every 100 ms for the
     /// age of the newest row (`--column` holds each row's commit time in epoch ms); p50/p99.
     Freshness {
@@ -98,6 +107,17 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
             let stdout = std::io::stdout();
             runtime.block_on(binlake::bench::lake::bench_lake(
                 &options,
+                &mut stdout.lock(),
+            ))?;
+            Ok(())
+        }
+        BenchCommand::Rewrite { dir, rows } => {
+            let dir = std::path::absolute(&dir).context("--dir")?;
+            let runtime = super::sink_runtime()?;
+            let stdout = std::io::stdout();
+            runtime.block_on(binlake::bench::rewrite::bench_rewrite(
+                &dir,
+                rows,
                 &mut stdout.lock(),
             ))?;
             Ok(())

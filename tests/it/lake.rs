@@ -995,6 +995,88 @@ fn a_table_renamed_into_the_capture_is_snapshotted() {
     );
 }
 
+/// Through Kafka too: no message, key or published schema of a table with excluded and masked
+/// columns holds their values or the excluded column's name.
+#[test]
+fn excluded_and_masked_columns_never_reach_kafka() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message;
+    let db = MariaDb::start();
+    db.sql(
+        "CREATE DATABASE shop; CREATE TABLE shop.users (id INT PRIMARY KEY, \
+         email VARCHAR(100), password_hash VARCHAR(100)); \
+         INSERT INTO shop.users VALUES (1, 'ann@example.com', '$2y$10$annsecret'); \
+         UPDATE shop.users SET email = 'ann@new.example.com' WHERE id = 1;",
+    );
+    let b = crate::support::kafka::broker();
+    let prefix = unique_prefix("masked");
+    let dir = tempfile::tempdir().unwrap();
+    let config = Scenario::source(&db, 4616)
+        .include("shop.*")
+        .source_keys(
+            "exclude_columns = [\"shop.users.password_hash\"]\n\
+             mask_columns = { \"shop.users.email\" = \"sha256\" }\n\
+             mask_salt = \"${BINLAKE_MASK_SALT}\"",
+        )
+        .transport(&kafka_transport(&b, &prefix))
+        .write(dir.path(), "source.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
+        .args(["source", "--exit-when-caught-up", "--config"])
+        .arg(&config)
+        .env("BINLAKE_MASK_SALT", "pepper-42")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut seen = Vec::new();
+    for topic in [
+        format!("{prefix}.shop.users"),
+        format!("__binlake-schemas.{prefix}"),
+    ] {
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &b.bootstrap)
+            .set("group.id", format!("{prefix}-peek-{topic}"))
+            .create()
+            .unwrap();
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), std::time::Duration::from_secs(10))
+            .unwrap();
+        let mut assignment = rdkafka::TopicPartitionList::new();
+        for p in metadata.topics()[0].partitions() {
+            let (low, high) = consumer
+                .fetch_watermarks(&topic, p.id(), std::time::Duration::from_secs(10))
+                .unwrap();
+            if high > low {
+                assignment
+                    .add_partition_offset(&topic, p.id(), rdkafka::Offset::Beginning)
+                    .unwrap();
+            }
+        }
+        consumer.assign(&assignment).unwrap();
+        let before = seen.len();
+        while let Some(m) = consumer.poll(std::time::Duration::from_secs(5)) {
+            let m = m.unwrap();
+            seen.push(format!(
+                "{} {}",
+                String::from_utf8_lossy(m.key().unwrap_or_default()),
+                String::from_utf8_lossy(m.payload().unwrap_or_default())
+            ));
+        }
+        assert!(seen.len() > before, "{topic} has messages");
+    }
+    let all = seen.join("\n");
+    for secret in ["secret", "example.com", "password_hash"] {
+        assert!(!all.contains(secret), "Kafka holds {secret:?}: {all}");
+    }
+    assert!(
+        all.contains("\"email\""),
+        "the masked column is there: {all}"
+    );
+}
+
 #[test]
 fn sink_survives_broker_errors_without_loss_or_doubles() {
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};

@@ -43,6 +43,8 @@ pub struct Metrics {
     pub batch_seconds: Histogram,
     registry: Arc<Mutex<Registry>>,
     board: Arc<Mutex<Board>>,
+    /// The progress of a snapshot the source in this process takes while streaming.
+    snapshots: crate::mysql::checkpoint::SnapshotBoard,
 }
 
 /// Seconds per bucket of the throughput chart, and buckets kept (ten minutes).
@@ -101,6 +103,7 @@ impl Metrics {
             batch_seconds: Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0]),
             registry: Arc::new(Mutex::new(Registry::with_prefix("binlake"))),
             board: Arc::new(Mutex::new(Board::default())),
+            snapshots: Default::default(),
         };
         {
             let mut r = m.registry.lock().expect("lock");
@@ -175,6 +178,12 @@ impl Metrics {
         }
     }
 
+    /// Where the source in this process shows the progress of a snapshot taken while
+    /// streaming (tables added later, `binlake snapshot`).
+    pub fn snapshot_board(&self) -> crate::mysql::checkpoint::SnapshotBoard {
+        Arc::clone(&self.snapshots)
+    }
+
     /// The tables stopped so far, with why.
     pub fn set_stopped(&self, stopped: &[crate::lake::stopped::StoppedTable]) {
         self.tables_stopped.set(stopped.len() as i64);
@@ -220,6 +229,21 @@ impl Metrics {
                 );
             }
             h.push_str("</ul>");
+        }
+        let snapshots = self.snapshots.lock().expect("lock").clone();
+        if !snapshots.is_empty() {
+            h.push_str("<h2>Snapshot</h2><table><tr><th>table</th><th>rows emitted</th><th>rows</th><th>state</th></tr>");
+            for t in &snapshots {
+                let _ = write!(
+                    h,
+                    "<tr><td>{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td></tr>",
+                    escape(&t.table.to_string()),
+                    t.rows,
+                    escape(t.filter.as_deref().unwrap_or("all")),
+                    if t.done { "done" } else { "reading" }
+                );
+            }
+            h.push_str("</table>");
         }
         h.push_str("<h2>Tables</h2><table><tr><th>table</th><th>lag (s)</th><th>changes applied</th><th>throughput, last 10 minutes (changes per 10 s)</th></tr>");
         let now_bucket = crate::event::now_ms() / 1000 / BUCKET_SECS;
@@ -325,6 +349,23 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_running_snapshot_is_shown_table_by_table() {
+        let m = Metrics::new();
+        *m.snapshot_board().lock().unwrap() = vec![crate::mysql::checkpoint::TableProgress {
+            table: crate::event::TableId::new("shop", "orders"),
+            done: false,
+            rows: 150_000,
+            last_key: None,
+            filter: Some("id > 100".into()),
+        }];
+        let html = m.render_html();
+        assert!(
+            html.contains("<tr><td>shop.orders</td><td class=\"num\">150000</td><td>id &gt; 100</td><td>reading</td></tr>"),
+            "{html}"
+        );
+    }
 
     #[test]
     fn stopped_tables_are_counted_and_shown_with_why() {

@@ -45,6 +45,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let _ = signal_tx.send(true);
         flag.store(true, Ordering::Relaxed);
     });
+    let board = metrics.as_ref().map(|m| m.snapshot_board());
     let (sunk, captured) = match &config.transport {
         TransportConfig::Kafka(kafka) => {
             let mut output = KafkaOutput::new(kafka).map_err(anyhow::Error::msg)?;
@@ -52,9 +53,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let done = Arc::new(AtomicBool::new(false));
             let source_done = done.clone();
             let source_config = config.clone();
+            let board = board.clone();
             let source = std::thread::spawn(move || {
-                let result =
-                    capture_with(&source_config, &mut output, exit_when_caught_up, stop_rx);
+                let result = capture_with(
+                    &source_config,
+                    &mut output,
+                    exit_when_caught_up,
+                    stop_rx,
+                    board,
+                );
                 source_done.store(true, Ordering::Release);
                 result
             });
@@ -85,8 +92,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let source_config = config.clone();
             let source = std::thread::spawn(move || {
                 let mut output = output;
-                let result =
-                    capture_with(&source_config, &mut output, exit_when_caught_up, stop_rx);
+                let result = capture_with(
+                    &source_config,
+                    &mut output,
+                    exit_when_caught_up,
+                    stop_rx,
+                    board,
+                );
                 output.finish();
                 result
             });
@@ -112,12 +124,14 @@ fn capture_with<O: SourceOutput>(
     output: &mut O,
     exit_when_caught_up: bool,
     stop: tokio::sync::watch::Receiver<bool>,
+    snapshot_board: Option<binlake::mysql::checkpoint::SnapshotBoard>,
 ) -> anyhow::Result<()> {
     let source = LiveSource::new(config.source("run")?.clone())?;
     let runtime = super::current_thread_runtime()?;
     let options = RunOptions {
         exit_when_caught_up,
         checkpoint_interval: None,
+        snapshot_board,
     };
     let stats = runtime.block_on(source.run(output, &options, stop))?;
     tracing::info!(

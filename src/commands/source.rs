@@ -62,6 +62,7 @@ fn capture<O: SourceOutput>(
         let options = RunOptions {
             exit_when_caught_up,
             checkpoint_interval: None,
+            snapshot_board: None,
         };
         source.run(&mut output, &options, stop_rx).await
     })?;

@@ -109,6 +109,10 @@ pub struct TableProgress {
     pub filter: Option<String>,
 }
 
+/// Where a running source shows its lock-free snapshot's progress (the status page reads it):
+/// each table's progress as of the last checkpoint; empty while none runs.
+pub type SnapshotBoard = std::sync::Arc<std::sync::Mutex<Vec<TableProgress>>>;
+
 /// A snapshot in progress, kept in the checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotState {

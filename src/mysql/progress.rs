@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::checkpoint::{Checkpoint, CheckpointError, CheckpointStore, CHECKPOINT_VERSION};
+use super::checkpoint::{
+    Checkpoint, CheckpointError, CheckpointStore, SnapshotBoard, CHECKPOINT_VERSION,
+};
 use super::decoder::{Commit, Ddl, DecodeSink};
 use super::gtid::GtidSet;
 use super::reconcile::{Observed, Reconciler};
@@ -114,6 +116,8 @@ pub(super) struct Tracker<'a, O: SourceOutput> {
     pub(super) stop_after_snapshot: bool,
     /// The signal table, whose rows are requests, never published.
     pub(super) signal_table: TableId,
+    /// Where the snapshot's progress is shown, updated at each checkpoint.
+    pub(super) board: Option<SnapshotBoard>,
     /// Snapshots asked for and not started yet (one runs at a time).
     pub(super) requests: Vec<SnapshotRequest>,
     /// When the signal folder was last looked at.
@@ -140,6 +144,13 @@ impl<O: SourceOutput> Tracker<'_, O> {
             selection: None,
         };
         self.store.save(&cp).map_err(SinkError::Checkpoint)?;
+        if let Some(board) = &self.board {
+            *board.lock().expect("snapshot board") = self
+                .reconciler
+                .as_ref()
+                .map(|r| r.state.tables.clone())
+                .unwrap_or_default();
+        }
         self.last_checkpoint = Instant::now();
         self.stats.checkpoints += 1;
         self.dirty = false;

@@ -76,6 +76,8 @@ pub struct RunOptions {
     pub exit_when_caught_up: bool,
     /// How often a checkpoint is written while changes flow.
     pub checkpoint_interval: Option<Duration>,
+    /// Where the progress of a snapshot taken while streaming is shown.
+    pub snapshot_board: Option<super::checkpoint::SnapshotBoard>,
 }
 
 /// The live source: configuration, the server, where it keeps checkpoints, and its filter.
@@ -322,6 +324,7 @@ impl LiveSource {
             reconciler,
             watermarks,
             signal_table,
+            board: options.snapshot_board.clone(),
             requests: Vec::new(),
             // Look for file signals at the first chance.
             signals_checked: Instant::now()

@@ -35,8 +35,9 @@ pub struct Ddl {
     pub db: String,
     pub sql: String,
     pub position: Position,
-    /// Tables that hold rows under a new name (RENAME TABLE): no insert carries those rows.
-    pub renamed_to: Vec<TableId>,
+    /// Tables whose rows no insert carries and silver cannot have yet (renamed into their
+    /// name, or just given a key).
+    pub needs_snapshot: Vec<TableId>,
 }
 
 /// Receives what the decoder finds, in binlog order.
@@ -380,14 +381,14 @@ impl BinlogDecoder {
         };
         match self.schemas.apply(db, sql) {
             Ok(DdlEffect::None) => {}
-            Ok(DdlEffect::Changed { renamed_to, .. }) => {
+            Ok(DdlEffect::Changed { needs_snapshot, .. }) => {
                 // Cached table maps were resolved against the old schema.
                 self.tables.clear();
                 sink.ddl(&Ddl {
                     db: db.to_string(),
                     sql: sql.to_string(),
                     position,
-                    renamed_to,
+                    needs_snapshot,
                 })?;
             }
             Ok(DdlEffect::Truncated(tables)) => {
@@ -395,7 +396,7 @@ impl BinlogDecoder {
                     db: db.to_string(),
                     sql: sql.to_string(),
                     position: position.clone(),
-                    renamed_to: Vec::new(),
+                    needs_snapshot: Vec::new(),
                 })?;
                 for (i, id) in tables.into_iter().enumerate() {
                     if self

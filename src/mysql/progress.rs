@@ -245,11 +245,12 @@ impl<O: SourceOutput> DecodeSink for Tracker<'_, O> {
 
     fn ddl(&mut self, ddl: &Ddl) -> Result<(), SinkError> {
         tracing::info!(db = %ddl.db, position = %ddl.position, "DDL: {}", ddl.sql);
-        // A table renamed into the capture holds rows no insert will carry: it is snapshotted
-        // by itself while streaming goes on (tables not captured are passed over there).
-        for table in &ddl.renamed_to {
+        // A table renamed into the capture, or given a key silver needs, holds rows no insert
+        // will carry: it is snapshotted by itself while streaming goes on (tables not captured
+        // are passed over there).
+        for table in &ddl.needs_snapshot {
             self.requests.push(SnapshotRequest {
-                id: format!("rename-at-{}", ddl.position),
+                id: format!("ddl-at-{}", ddl.position),
                 table: table.clone(),
                 filter: None,
             });

@@ -152,11 +152,12 @@ impl DeclaredColumn {
 pub enum DdlEffect {
     /// Not a table DDL statement (BEGIN, DML in STATEMENT format, CREATE USER, ...).
     None,
-    /// Table definitions changed; `renamed_to`: tables that now hold rows under a name they did
-    /// not have (RENAME TABLE, ALTER TABLE ... RENAME), with no insert for those rows.
+    /// Table definitions changed; `needs_snapshot`: tables whose rows the lake's silver cannot
+    /// have yet, since no insert carries them: renamed into their name (RENAME TABLE, ALTER
+    /// TABLE ... RENAME), or given a key where they had none (silver needs one).
     Changed {
         tables: Vec<TableId>,
-        renamed_to: Vec<TableId>,
+        needs_snapshot: Vec<TableId>,
     },
     /// TRUNCATE TABLE.
     Truncated(Vec<TableId>),
@@ -468,6 +469,11 @@ impl SchemaTracker {
         self.tables.iter()
     }
 
+    /// Whether `id` is known and has nothing that identifies its rows.
+    fn is_keyless(&self, id: &TableId) -> bool {
+        self.tables.get(id).is_some_and(|t| t.row_key().is_empty())
+    }
+
     pub fn insert(&mut self, id: TableId, table: DeclaredTable) {
         self.tables.insert(id, table);
     }
@@ -512,7 +518,7 @@ impl SchemaTracker {
         };
         let mut changed = Vec::new();
         let mut truncated = Vec::new();
-        let mut renamed_to = Vec::new();
+        let mut needs_snapshot = Vec::new();
         for st in statements {
             match st {
                 Statement::CreateTable(ct) => {
@@ -591,12 +597,13 @@ impl SchemaTracker {
                     name, operations, ..
                 } => {
                     let named = ident_name(&name, default_db);
+                    let keyless = self.is_keyless(&named);
                     let mut id = named.clone();
                     for op in operations {
                         id = self.alter(id, op, default_db);
                     }
-                    if id != named {
-                        renamed_to.push(id.clone());
+                    if id != named || (keyless && !self.is_keyless(&id)) {
+                        needs_snapshot.push(id.clone());
                     }
                     changed.push(id);
                 }
@@ -608,7 +615,7 @@ impl SchemaTracker {
                             self.tables.insert(to.clone(), t);
                         }
                         changed.push(from);
-                        renamed_to.push(to.clone());
+                        needs_snapshot.push(to.clone());
                         changed.push(to);
                     }
                 }
@@ -630,6 +637,7 @@ impl SchemaTracker {
                 }
                 Statement::CreateIndex(index) if index.unique => {
                     let id = ident_name(&index.table_name, default_db);
+                    let keyless = self.is_keyless(&id);
                     if let Some(t) = self.tables.get_mut(&id) {
                         let columns = index_columns(&index.columns);
                         let name = index
@@ -638,6 +646,9 @@ impl SchemaTracker {
                             .map(|n| strip_quotes(&n.to_string()))
                             .unwrap_or_else(|| columns.first().cloned().unwrap_or_default());
                         t.unique_keys.push((name, columns));
+                        if keyless && !self.is_keyless(&id) {
+                            needs_snapshot.push(id.clone());
+                        }
                         changed.push(id);
                     }
                 }
@@ -665,7 +676,7 @@ impl SchemaTracker {
         }
         Ok(DdlEffect::Changed {
             tables: changed,
-            renamed_to,
+            needs_snapshot,
         })
     }
 

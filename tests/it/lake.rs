@@ -961,6 +961,37 @@ fn binlake_snapshot_backfills_a_table_or_a_slice_while_streaming_goes_on() {
     );
 }
 
+/// A table without any key lands in bronze only; once it gets a primary key, its existing rows
+/// (which no insert will carry again) are snapshotted, and silver equals the server.
+#[test]
+fn a_key_given_to_a_keyless_table_brings_its_rows_to_silver() {
+    let db = MariaDb::start();
+    db.sql(
+        "CREATE DATABASE shop; CREATE TABLE shop.log (id INT NOT NULL, v INT); \
+         USE shop; INSERT INTO log SELECT seq, seq FROM seq_1_to_300;",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_run_config(dir.path(), &db, "kind = \"embedded\"", "url = \"lake\"");
+    let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    let lake = dir.path().join("lake");
+    assert!(
+        !lake.join("silver/shop/log/_delta_log").exists(),
+        "no key: bronze only"
+    );
+    db.sql("ALTER TABLE shop.log ADD PRIMARY KEY (id); UPDATE shop.log SET v = 0 WHERE id = 5;");
+    let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        lake_query(
+            &table_url(&lake, "silver/shop/log"),
+            &[],
+            "SELECT count(*), sum(v) FROM t"
+        ),
+        source_rows(&db, "SELECT count(*), sum(v) FROM shop.log")
+    );
+}
+
 /// A table renamed into the capture (RENAME TABLE staging TO live, the usual swap of a table
 /// rebuilt offline) holds rows no insert carries: it is snapshotted by itself while streaming
 /// goes on, and silver equals the server.

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Live-capture benchmarks against a private MariaDB (release build), printed in one run:
 #  1. snapshot rows/s of a 1M-row table (snapshot = "only"), with peak RSS, with the server's
-#     snapshot positions and with watermarks (the lock-free algorithm MySQL uses), and their ratio;
+#     snapshot positions, with watermarks (the lock-free algorithm MySQL uses) and read-only (the
+#     one tables added later and `binlake snapshot` take where watermarks are not configured),
+#     and their ratios to the first;
 #  2. streaming row changes/s of sql/workload/bench_replay.sql (1M inserts in one transaction,
 #     200k updates, 100k deletes) read live from the server, with peak RSS: the 1M-row
 #     transaction is in this stream. It runs first, so the binlog holds only this workload.
@@ -69,3 +71,8 @@ snapshot_runs "$dir/only-watermark.toml" watermark
 read -r _ server_secs < "$dir/snap-server.result"
 read -r _ watermark_secs < "$dir/snap-watermark.result"
 echo "   watermark / server snapshot rate: $(awk "BEGIN{printf \"%.2f\", $server_secs/$watermark_secs}")"
+echo "== the same read-only (snapshot_positions = \"read_only\"), 3 runs"
+config only "snap.*" read_only
+snapshot_runs "$dir/only-read_only.toml" read_only
+read -r _ read_only_secs < "$dir/snap-read_only.result"
+echo "   read-only / server snapshot rate: $(awk "BEGIN{printf \"%.2f\", $server_secs/$read_only_secs}")"

@@ -39,6 +39,18 @@ pub struct Checkpoint {
     /// tables snapshots the tables they add. None in checkpoints of earlier binlake versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selection: Option<Selection>,
+    /// Snapshots asked for (`binlake snapshot`, DDL) and not started yet: a restart starts them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requested: Vec<RequestedSnapshot>,
+}
+
+/// A snapshot asked for and not started yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestedSnapshot {
+    pub id: String,
+    pub table: TableId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
 }
 
 /// A source's table selection, as `[source] include` / `exclude` give it.
@@ -281,6 +293,11 @@ mod tests {
             snapshot: None,
             written_at_ms: 1,
             selection: None,
+            requested: vec![RequestedSnapshot {
+                id: "snapshot-1".into(),
+                table: TableId::new("shop", "t"),
+                filter: Some("id > 5".into()),
+            }],
         };
         store.save(&cp).unwrap();
         assert_eq!(store.load().unwrap(), Some(cp.clone()));

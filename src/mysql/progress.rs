@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::checkpoint::{
-    Checkpoint, CheckpointError, CheckpointStore, SnapshotBoard, CHECKPOINT_VERSION,
+    Checkpoint, CheckpointError, CheckpointStore, RequestedSnapshot, SnapshotBoard,
+    CHECKPOINT_VERSION,
 };
 use super::decoder::{Commit, Ddl, DecodeSink};
 use super::gtid::GtidSet;
@@ -142,6 +143,15 @@ impl<O: SourceOutput> Tracker<'_, O> {
                 .map(|r| r.state.clone()),
             written_at_ms: now_ms(),
             selection: None,
+            requested: self
+                .requests
+                .iter()
+                .map(|r| RequestedSnapshot {
+                    id: r.id.clone(),
+                    table: r.table.clone(),
+                    filter: r.filter.clone(),
+                })
+                .collect(),
         };
         self.store.save(&cp).map_err(SinkError::Checkpoint)?;
         if let Some(board) = &self.board {

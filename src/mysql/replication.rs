@@ -193,6 +193,7 @@ impl LiveSource {
                             snapshot: None,
                             written_at_ms: now_ms(),
                             selection: None,
+                            requested: Vec::new(),
                         })?;
                         (resume, schema, None)
                     }
@@ -285,6 +286,7 @@ impl LiveSource {
                 snapshot: None,
                 written_at_ms: now_ms(),
                 selection: None,
+                requested: Vec::new(),
             })?;
             tracing::info!(rows = snapshot_rows, file = %resume.file, pos = resume.pos, "snapshot done");
             if self.config.snapshot == SnapshotMode::Only {
@@ -542,6 +544,7 @@ impl LiveSource {
                 snapshot: Some(state.clone()),
                 written_at_ms: now_ms(),
                 selection: None,
+                requested: Vec::new(),
             })?;
         }
         let server_id: u32 = conn

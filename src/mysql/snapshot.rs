@@ -327,6 +327,7 @@ pub async fn run_snapshot(
                 snapshot: Some(state.clone()),
                 written_at_ms: now_ms(),
                 selection: None,
+                requested: Vec::new(),
             })?;
             Ok(())
         };

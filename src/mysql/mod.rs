@@ -25,6 +25,7 @@ pub mod server;
 pub mod signals;
 pub mod snapshot;
 pub mod snapshot_chunk;
+mod snapshot_start;
 pub mod table_map;
 pub mod tls;
 pub mod watermark;

@@ -59,14 +59,7 @@ impl Finding {
     }
 }
 
-async fn variable(conn: &mut Conn, name: &str) -> Option<String> {
-    // Variables a server version lacks are an error here, which means "absent".
-    conn.query_first::<Option<String>, _>(format!("SELECT @@global.{name}"))
-        .await
-        .ok()
-        .flatten()
-        .flatten()
-}
+use managed::global as variable;
 
 /// Runs every check; the connection error itself is the only failure returned as `Err`.
 pub async fn check(config: &SourceConfig) -> Result<Vec<Finding>, SourceError> {

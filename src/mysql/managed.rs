@@ -29,7 +29,8 @@ pub struct Detected {
     pub signal: String,
 }
 
-async fn global(conn: &mut Conn, name: &str) -> Option<String> {
+/// `@@global.<name>`; `None` when the server has no such variable (an error here means absent).
+pub async fn global(conn: &mut Conn, name: &str) -> Option<String> {
     conn.query_first::<Option<String>, _>(format!("SELECT @@global.{name}"))
         .await
         .ok()

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::checkpoint::{
-    Checkpoint, CheckpointError, CheckpointStore, RequestedSnapshot, SnapshotBoard,
+    Checkpoint, CheckpointError, CheckpointStore, RequestedSnapshot, SnapshotBoard, SnapshotState,
     CHECKPOINT_VERSION,
 };
 use super::decoder::{Commit, Ddl, DecodeSink};
@@ -71,6 +71,26 @@ impl Resume {
             self.domains.values().cloned().collect::<Vec<_>>().join(",")
         } else {
             self.executed.to_string()
+        }
+    }
+
+    /// A checkpoint at this position, with `schema`, and the snapshot still to take (if any).
+    pub(super) fn checkpoint(
+        &self,
+        schema: &SchemaTracker,
+        snapshot: Option<SnapshotState>,
+    ) -> Checkpoint {
+        Checkpoint {
+            version: CHECKPOINT_VERSION,
+            file: self.file.clone(),
+            pos: self.pos,
+            gtid: self.gtid_text(),
+            schema: schema.to_entries(),
+            snapshot_done: snapshot.is_none(),
+            snapshot,
+            written_at_ms: now_ms(),
+            selection: None,
+            requested: Vec::new(),
         }
     }
 

@@ -45,9 +45,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::BinlogStreamRequest;
 
 use super::binlog_file::EventHeader;
-use super::checkpoint::{
-    Checkpoint, CheckpointStore, Selection, SnapshotState, CHECKPOINT_VERSION,
-};
+use super::checkpoint::{CheckpointStore, Selection, SnapshotState};
 use super::column_policy::Guarded;
 use super::config::{
     ResumeBy, SnapshotLocking, SnapshotMode, SnapshotPositions, SourceConfig, TableFilter,
@@ -63,7 +61,7 @@ use super::server::Server;
 use super::signals;
 use super::snapshot::{run_snapshot, SnapshotTarget};
 use super::{BinlogError, SourceError, SourceOutput};
-use crate::event::{now_ms, TableId};
+use crate::event::TableId;
 
 /// Options of one run of the source.
 #[derive(Debug, Clone, Default)]
@@ -179,18 +177,7 @@ impl LiveSource {
                             executed: GtidSet::default(),
                         };
                         // The baseline: schema and position are durable before the first change.
-                        self.store.save(&Checkpoint {
-                            version: CHECKPOINT_VERSION,
-                            file: resume.file.clone(),
-                            pos: resume.pos,
-                            gtid: String::new(),
-                            schema: schema.to_entries(),
-                            snapshot_done: true,
-                            snapshot: None,
-                            written_at_ms: now_ms(),
-                            selection: None,
-                            requested: Vec::new(),
-                        })?;
+                        self.store.save(&resume.checkpoint(&schema, None))?;
                         (resume, schema, None)
                     }
                     SnapshotMode::Initial | SnapshotMode::Only => {
@@ -272,18 +259,7 @@ impl LiveSource {
                 resume.file = file;
                 resume.pos = pos;
             }
-            self.store.save(&Checkpoint {
-                version: CHECKPOINT_VERSION,
-                file: resume.file.clone(),
-                pos: resume.pos,
-                gtid: resume.gtid_text(),
-                schema: schema.to_entries(),
-                snapshot_done: true,
-                snapshot: None,
-                written_at_ms: now_ms(),
-                selection: None,
-                requested: Vec::new(),
-            })?;
+            self.store.save(&resume.checkpoint(&schema, None))?;
             tracing::info!(rows = snapshot_rows, file = %resume.file, pos = resume.pos, "snapshot done");
             if self.config.snapshot == SnapshotMode::Only {
                 return Ok(SourceStats {

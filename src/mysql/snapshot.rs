@@ -425,6 +425,16 @@ pub async fn run_snapshot(
     Ok(total)
 }
 
+/// An error of the statement `what` on the server at `url`.
+fn server_err(url: &str, what: &str) -> impl Fn(mysql_async::Error) -> SourceError {
+    let (url, what) = (url.to_string(), what.to_string());
+    move |e| SourceError::Server {
+        url: url.clone(),
+        what: what.clone(),
+        reason: e.to_string(),
+    }
+}
+
 /// MariaDB: starts a consistent-snapshot transaction and returns the binlog position it
 /// corresponds to (every transaction before it visible, none after), which MariaDB reports
 /// without a lock.
@@ -432,14 +442,7 @@ pub async fn mariadb_snapshot_position(
     conn: &mut Conn,
     url: &str,
 ) -> Result<(String, u64), SourceError> {
-    let err = |what: &str| {
-        let what = what.to_string();
-        move |e: mysql_async::Error| SourceError::Server {
-            url: url.to_string(),
-            what: what.clone(),
-            reason: e.to_string(),
-        }
-    };
+    let err = |what: &str| server_err(url, what);
     conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
         .await
         .map_err(err("START TRANSACTION WITH CONSISTENT SNAPSHOT"))?;
@@ -473,14 +476,7 @@ async fn consistent_snapshot(
     info: &ServerInfo,
     url: &str,
 ) -> Result<(String, u64, String), SourceError> {
-    let err = |what: &str| {
-        let what = what.to_string();
-        move |e: mysql_async::Error| SourceError::Server {
-            url: url.to_string(),
-            what: what.clone(),
-            reason: e.to_string(),
-        }
-    };
+    let err = |what: &str| server_err(url, what);
     if info.has_snapshot_position() {
         let (file, pos) = mariadb_snapshot_position(conn, url).await?;
         Ok((file, pos, String::new()))

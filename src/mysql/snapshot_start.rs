@@ -7,7 +7,7 @@
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
-use super::checkpoint::{Checkpoint, SnapshotState, TableProgress, CHECKPOINT_VERSION};
+use super::checkpoint::{Checkpoint, SnapshotState, TableProgress};
 use super::config::SnapshotMode;
 use super::config::TableFilter;
 use super::decoder::BinlogDecoder;
@@ -180,18 +180,8 @@ impl LiveSource {
             state.start = Some((status.file, status.pos));
             state.start_gtid = status.executed_gtids;
             // Streaming starts here whatever happens next.
-            self.store.save(&Checkpoint {
-                version: CHECKPOINT_VERSION,
-                file: resume.file.clone(),
-                pos: resume.pos,
-                gtid: resume.gtid_text(),
-                schema: schema.to_entries(),
-                snapshot_done: false,
-                snapshot: Some(state.clone()),
-                written_at_ms: now_ms(),
-                selection: None,
-                requested: Vec::new(),
-            })?;
+            self.store
+                .save(&resume.checkpoint(schema, Some(state.clone())))?;
         }
         let server_id: u32 = conn
             .query_first("SELECT @@server_id")

@@ -99,12 +99,7 @@ pub fn unique_prefix(name: &str) -> String {
 
 /// Runs `binlake ARGS --config CONFIG` to its end: (exit code, stderr).
 pub fn binlake(args: &[&str], config: &Path) -> (Option<i32>, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .unwrap();
+    let out = run_binlake(args, config);
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -113,16 +108,20 @@ pub fn binlake(args: &[&str], config: &Path) -> (Option<i32>, String) {
 
 /// Runs the binlake binary with `args --config <config>`: (exit code, stdout).
 pub fn binlake_stdout(args: &[&str], config: &Path) -> (Option<i32>, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .unwrap();
+    let out = run_binlake(args, config);
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
     )
+}
+
+fn run_binlake(args: &[&str], config: &Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap()
 }
 
 /// Waits until `done`, polling every 50 ms; fails the test after `limit`.

@@ -206,21 +206,49 @@ fn kafka_transport(broker: &crate::support::kafka::Broker, prefix: &str) -> Stri
     )
 }
 
-#[test]
-fn source_and_sink_processes_through_kafka_build_the_same_lake() {
+/// The shop workload on a private MariaDB, published to Kafka by `binlake source`, with a run
+/// config whose lake is `lake/` beside it.
+struct ShopInKafka {
+    db: MariaDb,
+    broker: crate::support::kafka::Broker,
+    prefix: String,
+    dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+}
+
+fn shop_in_kafka(label: &str) -> ShopInKafka {
     let db = MariaDb::start();
     db.sql(SHOP_WORKLOAD);
-    let b = crate::support::kafka::broker();
-    let prefix = unique_prefix("lake");
+    let broker = crate::support::kafka::broker();
+    let prefix = unique_prefix(label);
     let dir = tempfile::tempdir().unwrap();
     let config = write_run_config(
         dir.path(),
         &db,
-        &kafka_transport(&b, &prefix),
+        &kafka_transport(&broker, &prefix),
         "url = \"lake\"",
     );
     let (code, stderr) = binlake(&["source", "--exit-when-caught-up"], &config);
     assert_eq!(code, Some(0), "{stderr}");
+    ShopInKafka {
+        db,
+        broker,
+        prefix,
+        dir,
+        config,
+    }
+}
+
+#[test]
+fn source_and_sink_processes_through_kafka_build_the_same_lake() {
+    let ShopInKafka {
+        db,
+        // Kept to the end: the mock broker lives as long as this binding.
+        broker: _broker,
+        prefix,
+        dir,
+        config,
+    } = shop_in_kafka("lake");
     let (code, stderr) = binlake(&["sink", "--exit-when-caught-up"], &config);
     assert_eq!(code, Some(0), "{stderr}");
     let lake = dir.path().join("lake");
@@ -351,19 +379,13 @@ fn sink_killed_anywhere_applies_every_change_exactly_once() {
 #[test]
 fn poison_messages_go_to_dead_letters_and_the_sink_goes_on() {
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-    let db = MariaDb::start();
-    db.sql(SHOP_WORKLOAD);
-    let b = crate::support::kafka::broker();
-    let prefix = unique_prefix("poison");
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_run_config(
-        dir.path(),
-        &db,
-        &kafka_transport(&b, &prefix),
-        "url = \"lake\"",
-    );
-    let (code, stderr) = binlake(&["source", "--exit-when-caught-up"], &config);
-    assert_eq!(code, Some(0), "{stderr}");
+    let ShopInKafka {
+        db,
+        broker: b,
+        prefix,
+        dir,
+        config,
+    } = shop_in_kafka("poison");
     let producer: BaseProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", &b.bootstrap)
         .create()
@@ -414,19 +436,13 @@ fn a_change_the_lake_cannot_take_stops_its_table_visibly_and_stays_unapplied() {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::{Headers, Message, OwnedHeaders};
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-    let db = MariaDb::start();
-    db.sql(SHOP_WORKLOAD);
-    let b = crate::support::kafka::broker();
-    let prefix = unique_prefix("unappliable");
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_run_config(
-        dir.path(),
-        &db,
-        &kafka_transport(&b, &prefix),
-        "url = \"lake\"",
-    );
-    let (code, stderr) = binlake(&["source", "--exit-when-caught-up"], &config);
-    assert_eq!(code, Some(0), "{stderr}");
+    let ShopInKafka {
+        db,
+        broker: b,
+        prefix,
+        dir,
+        config,
+    } = shop_in_kafka("unappliable");
 
     // An insert of shop.orders as the source published it, with the schema header it carries.
     let topic = format!("{prefix}.shop.orders");

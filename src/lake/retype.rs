@@ -188,7 +188,10 @@ pub(super) async fn follow_schema(
         .table_provider()
         .await
         .map_err(|e| layer_err(layer, e.to_string()))?;
-    let ctx = SessionContext::new();
+    // Delta's session: its planner runs the write plan below.
+    let ctx = SessionContext::new_with_state(
+        deltalake::delta_datafusion::DeltaSessionContext::new().state(),
+    );
     table
         .update_datafusion_session(&ctx.state())
         .map_err(|e| layer_err(layer, e.to_string()))?;
@@ -228,52 +231,64 @@ pub(super) async fn follow_schema(
             expr.alias(&out_name)
         });
     }
-    let mut order: Vec<_> = key.iter().map(|k| col(quote(k)).sort(true, true)).collect();
-    if layer.path.ends_with("__history") {
-        order.push(col(START_POSITION).sort(true, true));
-    }
     let mut df = df
         .select(columns)
         .map_err(|e| layer_err(layer, e.to_string()))?;
-    if !order.is_empty() {
+    if plan.rekey {
+        // Files in the new key's order keep key lookups cheap; this sort holds the table in
+        // memory, which only a key change pays.
+        let mut order: Vec<_> = key.iter().map(|k| col(quote(k)).sort(true, true)).collect();
+        if layer.path.ends_with("__history") {
+            order.push(col(START_POSITION).sort(true, true));
+        }
         df = df
             .sort(order)
             .map_err(|e| layer_err(layer, e.to_string()))?;
     }
-    let batches = df.collect().await.map_err(|e| LakeError::Value {
-        table: schema.id.to_string(),
-        column: plan
-            .casts
-            .iter()
-            .map(|(n, _, _)| n.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
-        reason: format!(
-            "the rows {} holds do not convert to the column's new type ({what}): {e}",
-            layer.path
-        ),
-    })?;
-    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     let state = layer.state.clone().with_key(key);
     let properties = state.commit_properties();
     let writer_properties = layer.writer_properties();
     let table = layer.table.take().expect("a layer keeps its table");
+    let unchanged = table.clone();
+    // The rows stream from the old files into the new ones: the old files stay until a vacuum
+    // removes them, long after this commit.
     let mut write = table
-        .write(batches)
+        .write(Vec::new())
+        .with_input_plan(df.logical_plan().clone())
+        .with_session_state(Arc::new(ctx.state()))
         .with_save_mode(SaveMode::Overwrite)
         .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite)
         .with_commit_properties(properties);
     if let Some(p) = writer_properties {
         write = write.with_writer_properties(p);
     }
-    let table = write.await.map_err(super::layer::delta_err(&layer.path))?;
+    let columns_changed = plan
+        .casts
+        .iter()
+        .map(|(n, _, _)| n.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let table = match write.await {
+        Ok(table) => table,
+        Err(e) => {
+            // Nothing was committed: the layer keeps the table as it was.
+            layer.table = Some(unchanged);
+            return Err(LakeError::Value {
+                table: schema.id.to_string(),
+                column: columns_changed,
+                reason: format!(
+                    "rewriting {} for {what} failed (a value that does not convert to its column's new type?): {e}",
+                    layer.path
+                ),
+            });
+        }
+    };
     layer.table = Some(table);
     layer.state = state;
     layer.key_cache = Arc::default();
     layer.commits += 1;
     tracing::info!(
         table = %layer.path,
-        rows,
         seconds = started.elapsed().as_secs_f64(),
         "rewrote the table for {what}"
     );

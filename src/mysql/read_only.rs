@@ -47,9 +47,9 @@ use mysql_async::Conn;
 use super::checkpoint::SnapshotState;
 use super::gtid::GtidSet;
 use super::schema::SchemaTracker;
-use super::snapshot::{mariadb_snapshot_position, prepare_session, snapshot_schema};
+use super::snapshot::{mariadb_snapshot_position, prepare_session};
 use super::snapshot_chunk::{
-    key_of, read_in_snapshot, Chunk, Failure, Stamp, StreamStart, Visibility,
+    key_of, read_in_snapshot, tables_to_read, Chunk, Failure, Stamp, StreamStart, Visibility,
 };
 use super::SourceError;
 use crate::event::{ChangeEvent, TableId};
@@ -157,16 +157,7 @@ async fn read_all(
     prepare_session(conn, url).await?;
     let mut sequence = 0u64;
     let mut start_seen = false;
-    for t in 0..state.tables.len() {
-        if state.tables[t].done {
-            continue;
-        }
-        let id = state.tables[t].table.clone();
-        let Some(declared) = schema.get(&id) else {
-            continue;
-        };
-        let table = Arc::new(snapshot_schema(&id, declared));
-        let mut last_key = state.tables[t].last_key.clone();
+    for (t, table, mut last_key) in tables_to_read(state, schema) {
         loop {
             sequence += 1;
             let waited = Instant::now();

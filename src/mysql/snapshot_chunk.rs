@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use mysql_async::Conn;
 
-use super::checkpoint::KeyValue;
+use super::checkpoint::{KeyValue, SnapshotState};
 use super::gtid::GtidSet;
-use super::snapshot::{chunk_query, chunk_row, read_chunk};
+use super::schema::SchemaTracker;
+use super::snapshot::{chunk_query, chunk_row, read_chunk, snapshot_schema};
 use super::SourceError;
 use crate::event::{Row, TableSchema, Value};
 
@@ -95,6 +96,28 @@ pub fn key_of(table: &TableSchema, row: &Row<'_>) -> String {
             .collect()
     };
     parts.join("\u{1f}")
+}
+
+/// The tables of `state` a reader still has to read: (index in the state, the schema its rows
+/// are read with, the key its next chunk starts after). A table dropped since is passed over.
+pub fn tables_to_read(
+    state: &SnapshotState,
+    schema: &SchemaTracker,
+) -> Vec<(usize, Arc<TableSchema>, Option<Vec<KeyValue>>)> {
+    state
+        .tables
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| !t.done)
+        .filter_map(|(i, t)| {
+            let declared = schema.get(&t.table)?;
+            Some((
+                i,
+                Arc::new(snapshot_schema(&t.table, declared)),
+                t.last_key.clone(),
+            ))
+        })
+        .collect()
 }
 
 /// SELECTs the chunk of `table` after `last_key` inside the consistent-snapshot transaction the

@@ -46,15 +46,13 @@
 //! The stream's side is [`super::reconcile`]; a server the reader may not write to takes
 //! [`super::read_only`] instead.
 
-use std::sync::Arc;
-
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
 use super::checkpoint::SnapshotState;
 use super::schema::SchemaTracker;
-use super::snapshot::{prepare_session, snapshot_schema};
-use super::snapshot_chunk::{read_in_snapshot, Chunk, Failure};
+use super::snapshot::prepare_session;
+use super::snapshot_chunk::{read_in_snapshot, tables_to_read, Chunk, Failure};
 use super::SourceError;
 use crate::event::TableId;
 
@@ -151,16 +149,8 @@ async fn read_all(
         "removing old watermarks from {watermarks}"
     )))?;
     let mut sequence = 0u64;
-    for t in 0..state.tables.len() {
-        if state.tables[t].done {
-            continue;
-        }
-        let id = state.tables[t].table.clone();
-        let Some(declared) = schema.get(&id) else {
-            continue;
-        };
-        let table = Arc::new(snapshot_schema(&id, declared));
-        let mut last_key = state.tables[t].last_key.clone();
+    for (t, table, mut last_key) in tables_to_read(state, schema) {
+        let id = table.id.clone();
         loop {
             sequence += 1;
             let chunk_id = format!("{run}-{sequence}");

@@ -610,6 +610,20 @@ pub struct SourceInfo {
     pub snapshot: &'static str,
 }
 
+impl SourceInfo {
+    /// The source block of a snapshot row read now from server `server_id`.
+    pub fn snapshot_read(server_id: u32) -> SourceInfo {
+        SourceInfo {
+            server_id,
+            ts_ms: now_ms(),
+            gtid: None,
+            thread: None,
+            query: None,
+            snapshot: "true",
+        }
+    }
+}
+
 /// The transaction a change belongs to, for Debezium's `transaction` block.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TransactionInfo {

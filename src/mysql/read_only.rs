@@ -49,7 +49,8 @@ use super::gtid::GtidSet;
 use super::schema::SchemaTracker;
 use super::snapshot::{mariadb_snapshot_position, prepare_session};
 use super::snapshot_chunk::{
-    key_of, read_in_snapshot, tables_to_read, Chunk, Failure, Stamp, StreamStart, Visibility,
+    finish_reader, key_of, read_in_snapshot, tables_to_read, Chunk, Failure, Stamp, StreamStart,
+    Visibility,
 };
 use super::SourceError;
 use crate::event::{ChangeEvent, TableId};
@@ -130,12 +131,7 @@ pub async fn read_chunks(
         &mut conn, &url, mariadb, &start, &mut state, &schema, chunk_rows, &run, &chunks,
     )
     .await;
-    if let Err(e) = result {
-        tracing::error!("snapshot: {e}");
-        *failure.lock().expect("failure slot") = Some(e.to_string());
-        return;
-    }
-    let _ = conn.disconnect().await;
+    finish_reader(conn, result, &failure).await;
 }
 
 /// How long the first read may wait for the server to show the stream's starting point

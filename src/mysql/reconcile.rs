@@ -13,7 +13,7 @@ use super::checkpoint::SnapshotState;
 use super::read_only::{unfinished, Touched};
 use super::schema::SchemaTracker;
 use super::snapshot_chunk::{key_of, Chunk, Failure};
-use crate::event::{now_ms, ChangeEvent, Op, Position, SourceInfo, TableId, Value};
+use crate::event::{ChangeEvent, Op, Position, SourceInfo, TableId, Value};
 
 /// A chunk's window: from its low watermark in the stream to its high one.
 struct Window {
@@ -272,14 +272,7 @@ impl Reconciler {
                     // rows follow it.
                     row: first_row + i as u32,
                 },
-                source: SourceInfo {
-                    server_id: self.server_id,
-                    ts_ms: now_ms(),
-                    gtid: None,
-                    thread: None,
-                    query: None,
-                    snapshot: "true",
-                },
+                source: SourceInfo::snapshot_read(self.server_id),
                 transaction: None,
             });
         }

@@ -386,14 +386,7 @@ pub async fn run_snapshot(
                         pos: pos.saturating_sub(1),
                         row: index as u32,
                     },
-                    source: SourceInfo {
-                        server_id,
-                        ts_ms: now_ms(),
-                        gtid: None,
-                        thread: None,
-                        query: None,
-                        snapshot: "true",
-                    },
+                    source: SourceInfo::snapshot_read(server_id),
                     transaction: None,
                 };
                 emit(&event, output)?;

@@ -98,6 +98,20 @@ pub fn key_of(table: &TableSchema, row: &Row<'_>) -> String {
     parts.join("\u{1f}")
 }
 
+/// A reader's end: its failure goes to `failure` (the stream stops on it), or its connection
+/// is closed.
+pub async fn finish_reader(conn: Conn, result: Result<(), SourceError>, failure: &Failure) {
+    match result {
+        Err(e) => {
+            tracing::error!("snapshot: {e}");
+            *failure.lock().expect("failure slot") = Some(e.to_string());
+        }
+        Ok(()) => {
+            let _ = conn.disconnect().await;
+        }
+    }
+}
+
 /// The tables of `state` a reader still has to read: (index in the state, the schema its rows
 /// are read with, the key its next chunk starts after). A table dropped since is passed over.
 pub fn tables_to_read(

@@ -52,7 +52,7 @@ use mysql_async::Conn;
 use super::checkpoint::SnapshotState;
 use super::schema::SchemaTracker;
 use super::snapshot::prepare_session;
-use super::snapshot_chunk::{read_in_snapshot, tables_to_read, Chunk, Failure};
+use super::snapshot_chunk::{finish_reader, read_in_snapshot, tables_to_read, Chunk, Failure};
 use super::SourceError;
 use crate::event::TableId;
 
@@ -101,12 +101,7 @@ pub async fn read_chunks(
         &chunks,
     )
     .await;
-    if let Err(e) = result {
-        tracing::error!("snapshot: {e}");
-        *failure.lock().expect("failure slot") = Some(e.to_string());
-        return;
-    }
-    let _ = conn.disconnect().await;
+    finish_reader(conn, result, &failure).await;
 }
 
 #[allow(clippy::too_many_arguments)]

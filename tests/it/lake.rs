@@ -603,8 +603,7 @@ fn excluded_and_masked_columns_never_leave_the_host() {
              mask_columns = { \"shop.users.email\" = \"sha256\" }\n\
              mask_salt = \"${BINLAKE_MASK_SALT}\"",
         )
-        .transport("kind = \"embedded\"")
-        .lake("max_latency_ms = 200\nurl = \"lake\"")
+        .embedded_lake()
         .write(dir.path(), "run.toml");
     let run = || {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
@@ -788,8 +787,7 @@ fn key_columns_and_unique_keys_bring_tables_without_a_primary_key_to_silver() {
     let config = Scenario::source(&db, 4612)
         .include("shop.*")
         .source_keys("key_columns = { \"shop.events\" = [\"tenant\", \"event_id\"] }")
-        .transport("kind = \"embedded\"")
-        .lake("max_latency_ms = 200\nurl = \"lake\"")
+        .embedded_lake()
         .write(dir.path(), "run.toml");
     let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
     assert_eq!(code, Some(0), "{stderr}");
@@ -847,8 +845,7 @@ fn a_table_added_to_include_later_is_snapshotted_while_streaming_goes_on() {
         .include("shop.a")
         .snapshot("initial")
         .source_keys("snapshot_chunk_rows = 2000")
-        .transport("kind = \"embedded\"")
-        .lake("max_latency_ms = 200\nurl = \"lake\"")
+        .embedded_lake()
         .write(dir.path(), "run.toml");
     let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
     assert_eq!(code, Some(0), "{stderr}");
@@ -913,8 +910,7 @@ fn binlake_snapshot_backfills_a_table_or_a_slice_while_streaming_goes_on() {
     let config = Scenario::source(&db, 4614)
         .include("shop.*")
         .source_keys("snapshot_chunk_rows = 400")
-        .transport("kind = \"embedded\"")
-        .lake("max_latency_ms = 200\nurl = \"lake\"")
+        .embedded_lake()
         .write(dir.path(), "run.toml");
     let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
     assert_eq!(code, Some(0), "{stderr}");
@@ -1021,8 +1017,7 @@ fn a_table_renamed_into_the_capture_is_snapshotted() {
     let dir = tempfile::tempdir().unwrap();
     let config = Scenario::source(&db, 4615)
         .include("shop.live")
-        .transport("kind = \"embedded\"")
-        .lake("max_latency_ms = 200\nurl = \"lake\"")
+        .embedded_lake()
         .write(dir.path(), "run.toml");
     let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
     assert_eq!(code, Some(0), "{stderr}");

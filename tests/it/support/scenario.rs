@@ -92,6 +92,12 @@ impl Scenario {
         self
     }
 
+    /// The embedded transport and a lake in `lake/` beside the config, committed every 200 ms.
+    pub fn embedded_lake(self) -> Scenario {
+        self.transport("kind = \"embedded\"")
+            .lake("max_latency_ms = 200\nurl = \"lake\"")
+    }
+
     /// Any other section (or keys after `[transport]`, e.g. `[transport.librdkafka]`), as is.
     pub fn section(mut self, text: &str) -> Scenario {
         self.sections.push(text.to_string());

@@ -453,16 +453,16 @@ async fn scan_file(
         rows_scanned += batch.num_rows() as u64;
         let mut columns = Vec::with_capacity(context.key_fields.len());
         for field in &context.key_fields {
-            let Some(column) = batch.column_by_name(field.name()) else {
-                break;
+            // A file written before a column was added reads as null in it (a key column
+            // is never one: a keyless table's lookups match whole rows).
+            let column = match batch.column_by_name(field.name()) {
+                Some(column) => deltalake::arrow::compute::cast(column, field.data_type())
+                    .map_err(|e| file_err(&e))?,
+                None => {
+                    deltalake::arrow::array::new_null_array(field.data_type(), batch.num_rows())
+                }
             };
-            let column = deltalake::arrow::compute::cast(column, field.data_type())
-                .map_err(|e| file_err(&e))?;
             columns.push(column);
-        }
-        if columns.len() < context.key_fields.len() {
-            kept = None;
-            continue;
         }
         if let Some(keys) = kept.as_mut() {
             let ints = deltalake::arrow::compute::cast(&columns[0], &DataType::Int64)
@@ -608,7 +608,8 @@ impl Probe {
         use foldhash::HashMapExt;
         if keys.num_columns() == 1 && keys.column(0).data_type().is_integer() {
             if let Ok(ints) = deltalake::arrow::compute::cast(keys.column(0), &DataType::Int64) {
-                if ints.null_count() == keys.column(0).null_count() {
+                // A null wanted value (a keyless table's row) is matched by row encoding.
+                if ints.null_count() == 0 && keys.column(0).null_count() == 0 {
                     let ints = ints.as_primitive::<Int64Type>();
                     let mut map = foldhash::HashMap::with_capacity(ints.len());
                     for (i, v) in ints.iter().enumerate() {

@@ -29,6 +29,9 @@ pub const CDC_OP: &str = "_cdc_op";
 pub const CDC_POSITION: &str = "_cdc_position";
 /// Silver: the source commit time of that change.
 pub const CDC_TS: &str = "_cdc_ts";
+/// Silver and history of a table with no key at all: the row's id, the order key of the change
+/// that wrote it, which keys both tables (see [`super::multiset`]).
+pub const ROW_ID: &str = "_cdc_row_id";
 /// The prefix of every column binlake adds to silver.
 pub const CDC_PREFIX: &str = "_cdc_";
 /// History: when a version became current (source commit time).

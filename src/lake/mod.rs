@@ -23,6 +23,7 @@ mod layer;
 pub mod layout;
 mod maintenance;
 pub mod metrics;
+mod multiset;
 mod parallel;
 mod read_back;
 mod retype;

@@ -10,7 +10,9 @@
 //!   every policy but `stop`, which stops on it: the lake sees only successive schemas, and a
 //!   column gone from one may have been renamed by a statement binlake did not see (it started
 //!   after it), so dropping it could lose values the source still has;
-//! - a changed primary key (`DROP PRIMARY KEY, ADD PRIMARY KEY (a, b)`) re-keys both;
+//! - a changed primary key (`DROP PRIMARY KEY, ADD PRIMARY KEY (a, b)`) re-keys both; a
+//!   dropped one (with no unique key to take its place) makes the table a multiset keyed by
+//!   row ids ([`super::multiset`]), and a key given to such a table drops its row ids;
 //! - `stop` stops the table on any of these, naming the change and the recovery.
 //!
 //! Each table is rewritten from its own rows in one Delta commit that carries the table's
@@ -28,12 +30,16 @@
 use std::sync::Arc;
 
 use deltalake::arrow::datatypes::DataType;
-use deltalake::datafusion::prelude::{cast, col, SessionContext};
+use deltalake::datafusion::prelude::{cast, col, lit, when, SessionContext};
+use deltalake::datafusion::scalar::ScalarValue;
 use deltalake::protocol::SaveMode;
 
+use super::change::LakeChange;
 use super::config::SchemaChanges;
 use super::layer::{quote, Layer};
-use super::layout::{CDC_PREFIX, END_AT, END_POSITION, START_AT, START_POSITION};
+use super::layout::{
+    CDC_POSITION, CDC_PREFIX, END_AT, END_POSITION, ROW_ID, START_AT, START_POSITION,
+};
 use super::types::arrow_type;
 use super::LakeError;
 use crate::event::TableSchema;
@@ -152,11 +158,15 @@ fn plan(layer: &Layer, schema: &TableSchema, key: &[String], policy: SchemaChang
 }
 
 /// Brings the table to `schema` under `policy` (see the module doc).
+///
+/// `first` is the first change under `schema`: a table keyed again after being a multiset
+/// closes its history's open versions at it.
 pub(super) async fn follow_schema(
     layer: &mut Layer,
     schema: &TableSchema,
     key: &[String],
     policy: SchemaChanges,
+    first: &LakeChange,
 ) -> Result<(), LakeError> {
     let plan = plan(layer, schema, key, policy);
     if plan.is_empty() {
@@ -209,9 +219,34 @@ pub(super) async fn follow_schema(
             .unwrap_or_else(|| held.clone())
     };
     let mut columns = Vec::new();
+    let row_ids = key == [ROW_ID];
+    // A multiset given a key: its rows cannot be keyed from themselves (a key column added
+    // with AUTO_INCREMENT was filled by the server without row events), so silver is emptied,
+    // history's open versions closed, and the snapshot the source takes of such a table (see
+    // the schema tracker) fills them again by the new key.
+    let keyed_again = layer.state.key == [ROW_ID] && !row_ids;
+    let history = layer.path.ends_with("__history");
     for f in existing.fields() {
         let name = f.name();
-        if plan.drops.contains(name) {
+        // A table keyed again by columns no longer needs the row ids of its keyless days.
+        if plan.drops.contains(name) || (name == ROW_ID && !row_ids) {
+            continue;
+        }
+        if keyed_again && history && (name == END_AT || name == END_POSITION) {
+            let end = if name == END_AT {
+                lit(ScalarValue::TimestampMicrosecond(
+                    Some(first.ts_ms * 1000),
+                    Some(Arc::from("UTC")),
+                ))
+            } else {
+                lit(first.order.clone())
+            };
+            // CASE rather than COALESCE: the column stays nullable (the versions opened
+            // later are open).
+            let closed = when(col(quote(name)).is_null(), end)
+                .otherwise(col(quote(name)))
+                .map_err(|e| layer_err(layer, e.to_string()))?;
+            columns.push(closed.alias(name));
             continue;
         }
         let (out_name, out_type) = match plan.renames.iter().find(|(o, _)| o == name) {
@@ -231,14 +266,28 @@ pub(super) async fn follow_schema(
             expr.alias(&out_name)
         });
     }
+    if row_ids && existing.field_with_name(ROW_ID).is_err() {
+        // A table whose key was dropped becomes a multiset: each row's id is the order key of
+        // the change that wrote it, as it would have been had the table never had a key.
+        let written_by = if history {
+            START_POSITION
+        } else {
+            CDC_POSITION
+        };
+        columns.push(col(written_by).alias(ROW_ID));
+    }
     let mut df = df
         .select(columns)
         .map_err(|e| layer_err(layer, e.to_string()))?;
-    if plan.rekey {
+    if keyed_again && !history {
+        df = df
+            .filter(lit(false))
+            .map_err(|e| layer_err(layer, e.to_string()))?;
+    } else if plan.rekey && !keyed_again {
         // Files in the new key's order keep key lookups cheap; this sort holds the table in
         // memory, which only a key change pays.
         let mut order: Vec<_> = key.iter().map(|k| col(quote(k)).sort(true, true)).collect();
-        if layer.path.ends_with("__history") {
+        if history {
             order.push(col(START_POSITION).sort(true, true));
         }
         df = df
@@ -319,5 +368,31 @@ mod tests {
         assert!(!holds(&T::Decimal128(10, 3), &T::Decimal128(10, 2)));
         assert!(holds(&T::Utf8, &T::Int32));
         assert!(!holds(&T::Int64, &T::Utf8));
+    }
+
+    /// A DECIMAL's scale lowered: the server rounds half away from zero (MySQL and MariaDB
+    /// alike), and so does the rewrite's cast.
+    #[tokio::test]
+    async fn a_lower_decimal_scale_rounds_half_away_from_zero_as_the_server_does() {
+        let ctx = SessionContext::new();
+        let batches = ctx
+            .sql(
+                "SELECT CAST(CAST(v AS DECIMAL(10,4)) AS DECIMAL(10,2)) FROM (VALUES ('1.2350'), \
+                 ('-1.2350'), ('1.2349'), ('-1.2349'), ('0.0050')) AS t(v)",
+            )
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let text = deltalake::arrow::compute::cast(batches[0].column(0), &DataType::Utf8).unwrap();
+        let text: Vec<_> = text
+            .as_any()
+            .downcast_ref::<deltalake::arrow::array::StringArray>()
+            .unwrap()
+            .iter()
+            .map(|v| v.unwrap().to_string())
+            .collect();
+        assert_eq!(text, ["1.24", "-1.24", "1.23", "-1.23", "0.01"]);
     }
 }

@@ -33,6 +33,7 @@ use super::layer::{key_names, Layer, TableLayers};
 use super::layout::{bronze_path, history_path, silver_path, DEAD_LETTERS, INGEST_DATE};
 use super::maintenance::maintain;
 use super::metrics::LakeMetrics;
+use super::multiset;
 use super::retype::follow_schema;
 use super::silver::{truncate_silver, write_silver, SilverKeys};
 use super::state::LayerState;
@@ -385,41 +386,62 @@ async fn apply_current(
         }
         return Ok(commits);
     }
+    // A table with no key at all is a multiset of whole rows, keyed by row ids.
+    let multiset = schema.primary_key.is_empty();
+    let schema = if multiset {
+        Arc::new(multiset::keyed_schema(&schema))
+    } else {
+        schema
+    };
     let key = key_names(&schema);
-    if key.is_empty() {
-        if layers.silver.exists() && !layers.silver.state.key.is_empty() {
-            // Silver can no longer follow the table: stop it rather than let it go stale.
-            return Err(LakeError::Value {
-                table: schema.id.to_string(),
-                column: layers.silver.state.key.join(", "),
-                reason: "the primary key was dropped; silver and history are keyed by it. Give the table a primary key again, or move its silver and __history aside (it then lands in bronze only)".into(),
-            });
-        }
-        tracing::warn!(table = %schema.id, "no primary key: the table lands in bronze only");
-        return Ok(0);
-    }
     for layer in [&mut layers.history, &mut layers.silver] {
         follow_schema(
             layer,
             &schema,
             &key,
             settings.schema_changes_for(&schema.id.to_string()),
+            &segment[0],
         )
         .await?;
         apply_column_defaults(layer, &schema).await?;
     }
+    let identified;
+    let (history_changes, silver_changes) = if multiset {
+        // The changes of either table, in order, as changes of row ids.
+        let in_history: HashSet<*const LakeChange> =
+            fresh_history.iter().map(|c| *c as *const _).collect();
+        let in_silver: HashSet<*const LakeChange> =
+            fresh_silver.iter().map(|c| *c as *const _).collect();
+        let union: Vec<&LakeChange> = segment
+            .iter()
+            .filter(|c| {
+                in_history.contains(&(*c as *const _)) || in_silver.contains(&(*c as *const _))
+            })
+            .collect();
+        identified = multiset::identify_rows(&layers.silver, &schema, &union).await?;
+        let pick = |set: &HashSet<*const LakeChange>| -> Vec<&LakeChange> {
+            identified
+                .iter()
+                .filter(|(i, _)| set.contains(&(union[*i] as *const _)))
+                .map(|(_, c)| c)
+                .collect()
+        };
+        (pick(&in_history), pick(&in_silver))
+    } else {
+        (fresh_history.clone(), fresh_silver.clone())
+    };
     // The position already applied per key: silver's row, or for a key silver does not hold,
     // the end of its last closed version in history (a delete).
     let mut keys: Vec<&LakeChange> = Vec::new();
     let mut seen = HashMap::new();
-    for c in fresh_history.iter().chain(fresh_silver.iter()) {
+    for c in history_changes.iter().chain(silver_changes.iter()) {
         if seen.insert(c.key_text(), ()).is_none() {
             keys.push(c);
         }
     }
     let started = Instant::now();
     let mut floors: HashMap<String, &str> = HashMap::new();
-    for c in fresh_history.iter().chain(fresh_silver.iter()) {
+    for c in history_changes.iter().chain(silver_changes.iter()) {
         let e = floors.entry(c.key_text()).or_insert(c.order.as_str());
         if c.order.as_str() < *e {
             *e = c.order.as_str();
@@ -446,8 +468,11 @@ async fn apply_current(
             }
     };
     if !fresh_history.is_empty() {
-        let changes: Vec<&LakeChange> =
-            fresh_history.iter().copied().filter(|c| guard(c)).collect();
+        let changes: Vec<&LakeChange> = history_changes
+            .iter()
+            .copied()
+            .filter(|c| guard(c))
+            .collect();
         let state = layers
             .history
             .next_state(&fresh_history, consumed)
@@ -470,7 +495,11 @@ async fn apply_current(
         commits += 1;
     }
     if !fresh_silver.is_empty() {
-        let changes: Vec<&LakeChange> = fresh_silver.iter().copied().filter(|c| guard(c)).collect();
+        let changes: Vec<&LakeChange> = silver_changes
+            .iter()
+            .copied()
+            .filter(|c| guard(c))
+            .collect();
         let state = layers
             .silver
             .next_state(&fresh_silver, consumed)

@@ -58,6 +58,9 @@ pub struct RequestedSnapshot {
 pub struct Selection {
     pub include: Vec<String>,
     pub exclude: Vec<String>,
+    /// `[source] key_columns` (absent in checkpoints written before binlake recorded it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_columns: Option<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
 impl Checkpoint {

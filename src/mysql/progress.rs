@@ -205,7 +205,9 @@ impl<O: SourceOutput> Tracker<'_, O> {
             return Ok(());
         }
         let file: Arc<str> = Arc::from(self.committed.file.as_str());
-        let rows = reconciler.place(chunk, &file, self.committed.pos);
+        let rows = reconciler
+            .place(chunk, &file, self.committed.pos)
+            .map_err(SinkError::Snapshot)?;
         for row in &rows {
             self.output.change(row).map_err(SinkError::Output)?;
         }

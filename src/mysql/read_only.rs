@@ -101,6 +101,11 @@ impl Touched {
         self.tables.get(table).is_some_and(|k| k.contains_key(key))
     }
 
+    /// Whether a change to `table` is remembered, whatever its key.
+    pub fn remembers_any(&self, table: &TableId) -> bool {
+        self.tables.get(table).is_some_and(|k| !k.is_empty())
+    }
+
     /// A table's snapshot is done: its keys are no longer needed.
     pub fn finish(&mut self, table: &TableId) {
         self.tables.remove(table);

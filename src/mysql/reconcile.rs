@@ -23,6 +23,13 @@ struct Window {
     changed: HashSet<String>,
 }
 
+/// Which of a chunk's rows the stream may carry a newer change of.
+struct Doubt<'a> {
+    key: &'a dyn Fn(&str) -> bool,
+    /// Any row of the chunk's table, whatever its key.
+    table_changed: bool,
+}
+
 /// What the stream makes of one change.
 pub enum Observed {
     /// A change to publish.
@@ -181,7 +188,11 @@ impl Reconciler {
             }
         };
         let at = &event.position;
-        let out = self.emit(chunk, |key| changed.contains(key), &at.file, at.pos, 1);
+        let doubt = Doubt {
+            key: &|key: &str| changed.contains(key),
+            table_changed: !changed.is_empty(),
+        };
+        let out = self.emit(chunk, doubt, &at.file, at.pos, 1)?;
         tracing::debug!(changed_in_window = changed.len(), "high watermark {id}");
         Ok(Observed::Watermark(out))
     }
@@ -211,9 +222,14 @@ impl Reconciler {
 
     /// The read-only snapshot: the rows of `chunk` to emit between two transactions, at
     /// `file`:`pos` (the event after the last commit).
-    pub fn place(&mut self, chunk: Chunk, file: &Arc<str>, pos: u64) -> Vec<ChangeEvent<'static>> {
+    pub fn place(
+        &mut self,
+        chunk: Chunk,
+        file: &Arc<str>,
+        pos: u64,
+    ) -> Result<Vec<ChangeEvent<'static>>, String> {
         let Some(touched) = &mut self.touched else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
         if let Some(visible) = &chunk.visible {
             touched.forget_visible(visible);
@@ -228,13 +244,18 @@ impl Reconciler {
             Some((f, p, row)) if f == file && *p == pos => row + 1,
             _ => 1,
         };
-        let out = self.emit(
-            chunk,
-            |key| touched.remembers(&table, key),
-            file,
-            pos,
-            first_row,
-        );
+        let doubt = Doubt {
+            key: &|key: &str| touched.remembers(&table, key),
+            table_changed: touched.remembers_any(&table),
+        };
+        let out = self.emit(chunk, doubt, file, pos, first_row);
+        let out = match out {
+            Ok(out) => out,
+            Err(e) => {
+                self.touched = Some(touched);
+                return Err(e);
+            }
+        };
         let last_row = out.last().map_or(first_row - 1, |e| e.position.row);
         self.placed = Some((Arc::clone(file), pos, last_row.max(first_row - 1)));
         if last {
@@ -242,22 +263,52 @@ impl Reconciler {
         }
         self.touched = Some(touched);
         tracing::debug!(remembered, "read-only chunk placed at {file}:{pos}");
-        out
+        Ok(out)
     }
 
-    /// The chunk's rows but those `in_doubt` (the stream carries those keys), as snapshot
-    /// events at `file`:`pos`, and the snapshot's progress moved past the chunk.
+    /// The chunk's rows but those in doubt (the stream carries those keys), as snapshot events
+    /// at `file`:`pos`, and the snapshot's progress moved past the chunk.
+    ///
+    /// A table with no key at all is a multiset of whole rows in the lake, read in one chunk:
+    /// a change to it the read may not have seen cannot be told apart from the read's copies of
+    /// identical rows, so any such change fails the snapshot (the table is read again at the
+    /// restart, when it may be quiet). Without one, the read is the table's exact content at
+    /// the chunk's place: a TRUNCATE placed just before its rows makes silver that content,
+    /// whatever it held (a table read again).
     fn emit(
         &mut self,
         chunk: Chunk,
-        in_doubt: impl Fn(&str) -> bool,
+        doubt: Doubt<'_>,
         file: &Arc<str>,
         pos: u64,
         first_row: u32,
-    ) -> Vec<ChangeEvent<'static>> {
-        let mut out = Vec::with_capacity(chunk.rows.len());
+    ) -> Result<Vec<ChangeEvent<'static>>, String> {
+        let mut out = Vec::with_capacity(chunk.rows.len() + 1);
+        let keyless = chunk.table.primary_key.is_empty();
+        if keyless {
+            if doubt.table_changed {
+                return Err(format!(
+                    "snapshot of {}: the table has no key, and it changed while it was read; a lock-free read cannot tell those changes apart from its copies of identical rows. Give the table a key ([source] key_columns), take the snapshot with snapshot_positions = \"server\", or restart binlake to read it again",
+                    chunk.table.id
+                ));
+            }
+            out.push(ChangeEvent {
+                table: Arc::clone(&chunk.table),
+                op: Op::Truncate,
+                before: None,
+                after: None,
+                position: Position {
+                    file: Arc::clone(file),
+                    pos,
+                    row: first_row,
+                },
+                source: SourceInfo::snapshot_read(self.server_id),
+                transaction: None,
+            });
+        }
+        let first_row = first_row + u32::from(keyless);
         for (i, row) in chunk.rows.into_iter().enumerate() {
-            if in_doubt(&key_of(&chunk.table, &row)) {
+            if (doubt.key)(&key_of(&chunk.table, &row)) {
                 continue;
             }
             out.push(ChangeEvent {
@@ -276,13 +327,14 @@ impl Reconciler {
                 transaction: None,
             });
         }
+        let rows = out.iter().filter(|e| e.op == Op::Read).count() as u64;
         let progress = &mut self.state.tables[chunk.table_index];
-        progress.rows += out.len() as u64;
+        progress.rows += rows;
         if chunk.last_key.is_some() {
             progress.last_key = chunk.last_key;
         }
         progress.done |= chunk.done;
-        self.rows += out.len() as u64;
+        self.rows += rows;
         let done = progress.done;
         tracing::info!(
             table = %progress.table,
@@ -294,6 +346,6 @@ impl Reconciler {
         if done && self.state.done() {
             tracing::info!(rows = self.rows, "snapshot done");
         }
-        out
+        Ok(out)
     }
 }

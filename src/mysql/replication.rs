@@ -90,6 +90,7 @@ impl LiveSource {
         let store = CheckpointStore::new(&config.checkpoint).with_selection(Selection {
             include: config.include.clone(),
             exclude: config.exclude.clone(),
+            key_columns: Some(config.key_columns.clone()),
         });
         Ok(LiveSource {
             config,

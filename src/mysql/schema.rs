@@ -49,6 +49,23 @@ impl DeclaredTable {
     /// The columns that identify a row: the primary key, or without one the first UNIQUE key
     /// whose columns are all NOT NULL (as Debezium keys such a table; a nullable unique key
     /// lets several rows hold NULL).
+    /// A `PRIMARY KEY` or `UNIQUE` written on a column's own definition (CREATE TABLE,
+    /// ALTER TABLE ... ADD COLUMN id INT AUTO_INCREMENT PRIMARY KEY).
+    fn take_inline_keys(&mut self, def: &ColumnDef) {
+        let name = strip_quotes(&def.name.value);
+        for o in &def.options {
+            match o.option {
+                ColumnOption::Unique {
+                    is_primary: true, ..
+                } => self.primary_key = vec![name.clone()],
+                ColumnOption::Unique {
+                    is_primary: false, ..
+                } => self.unique_keys.push((name.clone(), vec![name.clone()])),
+                _ => {}
+            }
+        }
+    }
+
     pub fn row_key(&self) -> &[String] {
         if !self.primary_key.is_empty() {
             return &self.primary_key;
@@ -78,6 +95,32 @@ impl DeclaredTable {
             }
         }
     }
+}
+
+/// Whether a DATETIME, TIMESTAMP or TIME column of `before` keeps fewer fractional digits in
+/// `after`. The server then changes its values without row events, and how differs: MySQL
+/// rounds (unless `TIME_TRUNCATE_FRACTIONAL`), MariaDB truncates (unless
+/// `TIME_ROUND_FRACTIONAL`), by the ALTER's session sql_mode. The lake keeps such a column in
+/// the same Delta type, so only the server's own values make it right: the table is read again.
+fn fewer_fractional_digits(before: &DeclaredTable, after: &DeclaredTable) -> bool {
+    let fsp = |t: ColumnType| match t {
+        ColumnType::DateTime { fsp } | ColumnType::Timestamp { fsp } | ColumnType::Time { fsp } => {
+            Some(fsp)
+        }
+        _ => None,
+    };
+    after.columns.iter().any(|a| {
+        let old = before.columns.iter().find(|b| {
+            b.name.eq_ignore_ascii_case(&a.name)
+                || a.renamed_from
+                    .iter()
+                    .any(|r| r.eq_ignore_ascii_case(&b.name))
+        });
+        match (old.and_then(|b| fsp(b.column_type())), fsp(a.column_type())) {
+            (Some(old), Some(new)) => new < old,
+            _ => false,
+        }
+    })
 }
 
 impl DeclaredColumn {
@@ -560,18 +603,8 @@ impl SchemaTracker {
                         primary_key: Vec::new(),
                         unique_keys: Vec::new(),
                     };
-                    for (c, def) in t.columns.iter().zip(&ct.columns) {
-                        for o in &def.options {
-                            match o.option {
-                                ColumnOption::Unique {
-                                    is_primary: true, ..
-                                } => t.primary_key = vec![c.name.clone()],
-                                ColumnOption::Unique {
-                                    is_primary: false, ..
-                                } => t.unique_keys.push((c.name.clone(), vec![c.name.clone()])),
-                                _ => {}
-                            }
-                        }
+                    for def in &ct.columns {
+                        t.take_inline_keys(def);
                     }
                     for con in &ct.constraints {
                         match con {
@@ -598,11 +631,16 @@ impl SchemaTracker {
                 } => {
                     let named = ident_name(&name, default_db);
                     let keyless = self.is_keyless(&named);
+                    let before = self.tables.get(&named).cloned();
                     let mut id = named.clone();
                     for op in operations {
                         id = self.alter(id, op, default_db);
                     }
-                    if id != named || (keyless && !self.is_keyless(&id)) {
+                    let rounded = match (&before, self.tables.get(&id)) {
+                        (Some(before), Some(after)) => fewer_fractional_digits(before, after),
+                        _ => false,
+                    };
+                    if id != named || (keyless && !self.is_keyless(&id)) || rounded {
                         needs_snapshot.push(id.clone());
                     }
                     changed.push(id);
@@ -720,6 +758,7 @@ impl SchemaTracker {
                 let col = declared_column(&column_def, None);
                 let at = position(t, &column_position).unwrap_or(t.columns.len());
                 t.columns.insert(at.min(t.columns.len()), col);
+                t.take_inline_keys(&column_def);
             }
             A::DropColumn { column_names, .. } => {
                 for n in column_names {
@@ -952,6 +991,64 @@ mod tests {
         t.apply("shop", "ALTER TABLE a ADD PRIMARY KEY (x)")
             .unwrap();
         assert_eq!(t.get(&id).unwrap().row_key(), ["x"], "a primary key wins");
+    }
+
+    #[test]
+    fn fewer_fractional_digits_read_the_table_again() {
+        let mut t = tracker_with(
+            "CREATE TABLE ev (id INT PRIMARY KEY, at DATETIME(6), d DECIMAL(10,4), tm TIME(3))",
+        );
+        let id = TableId::new("shop", "ev");
+        let snapshots = |effect: DdlEffect| match effect {
+            DdlEffect::Changed { needs_snapshot, .. } => needs_snapshot,
+            other => panic!("{other:?}"),
+        };
+        let widen = t
+            .apply(
+                "shop",
+                "ALTER TABLE ev MODIFY at DATETIME(6), MODIFY tm TIME(6)",
+            )
+            .unwrap();
+        assert!(snapshots(widen).is_empty(), "more digits change no value");
+        let scale = t
+            .apply("shop", "ALTER TABLE ev MODIFY d DECIMAL(10,2)")
+            .unwrap();
+        assert!(
+            snapshots(scale).is_empty(),
+            "DECIMAL rounds alike on both servers: the lake's cast does it"
+        );
+        let fewer = t
+            .apply("shop", "ALTER TABLE ev CHANGE at happened DATETIME(0)")
+            .unwrap();
+        assert_eq!(snapshots(fewer), [id.clone()]);
+        let time = t.apply("shop", "ALTER TABLE ev MODIFY tm TIME").unwrap();
+        assert_eq!(snapshots(time), [id]);
+    }
+
+    #[test]
+    fn a_key_written_on_an_added_column_keys_the_table() {
+        let mut t = tracker_with("CREATE TABLE log (at INT, what VARCHAR(5))");
+        let id = TableId::new("shop", "log");
+        assert!(t.get(&id).unwrap().row_key().is_empty());
+        let effect = t
+            .apply(
+                "shop",
+                "ALTER TABLE log ADD COLUMN `id` INT NOT NULL AUTO_INCREMENT PRIMARY KEY FIRST",
+            )
+            .unwrap();
+        assert_eq!(t.get(&id).unwrap().row_key(), ["id"]);
+        assert_eq!(t.get(&id).unwrap().columns[0].name, "id");
+        assert!(
+            matches!(effect, DdlEffect::Changed { ref needs_snapshot, .. } if needs_snapshot == std::slice::from_ref(&id)),
+            "its rows are read again by the new key: {effect:?}"
+        );
+        let mut u = tracker_with("CREATE TABLE log (at INT)");
+        u.apply(
+            "shop",
+            "ALTER TABLE log ADD COLUMN code CHAR(3) NOT NULL UNIQUE",
+        )
+        .unwrap();
+        assert_eq!(u.get(&id).unwrap().row_key(), ["code"]);
     }
 
     #[test]

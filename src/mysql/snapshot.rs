@@ -369,6 +369,26 @@ pub async fn run_snapshot(
             let file: Arc<str> = Arc::from(file.as_str());
             let n = rows.len() as u64;
             let mut last_key = None;
+            // A table with no key is a multiset in the lake, read whole in one chunk: a
+            // TRUNCATE just before its rows makes silver exactly them, whatever it held (a
+            // snapshot taken again after a lost checkpoint).
+            let keyless = table_schema.primary_key.is_empty();
+            if keyless {
+                let truncate = ChangeEvent {
+                    table: table_schema.clone(),
+                    op: Op::Truncate,
+                    before: None,
+                    after: None,
+                    position: Position {
+                        file: file.clone(),
+                        pos: pos.saturating_sub(1),
+                        row: 0,
+                    },
+                    source: SourceInfo::snapshot_read(server_id),
+                    transaction: None,
+                };
+                emit(&truncate, output)?;
+            }
             for (index, row) in rows.into_iter().enumerate() {
                 let (after, key) = chunk_row(&table_schema, row)?;
                 if key.is_some() {
@@ -384,7 +404,7 @@ pub async fn run_snapshot(
                         // Just before the snapshot point (see the module comment); the row
                         // index tells identical rows of a keyless table apart.
                         pos: pos.saturating_sub(1),
-                        row: index as u32,
+                        row: index as u32 + u32::from(keyless),
                     },
                     source: SourceInfo::snapshot_read(server_id),
                     transaction: None,

@@ -74,9 +74,11 @@ impl LiveSource {
     }
 
     /// Tables the configuration matches now that the checkpoint's selection did not (a table
-    /// added to `include`): their schema is read from the server and they are snapshotted,
-    /// lock-free and chunked, while streaming of the other tables goes on from the checkpoint
-    /// (a snapshot still running takes them on too).
+    /// added to `include`), and tables `key_columns` now keys otherwise than it did (a table
+    /// with no key given one: the lake empties its multiset silver, see
+    /// [`crate::lake`]'s retype): their schema is read from the server and they are
+    /// snapshotted, lock-free and chunked, while streaming of the other tables goes on from the
+    /// checkpoint (a snapshot still running takes them on too).
     pub(super) async fn snapshot_added_tables(
         &self,
         conn: &mut Conn,
@@ -87,8 +89,20 @@ impl LiveSource {
         let Some(old) = &cp.selection else {
             return Ok(());
         };
+        let rekeyed: Vec<&String> = match &old.key_columns {
+            Some(old_keys) => self
+                .config
+                .key_columns
+                .iter()
+                .filter(|(table, columns)| old_keys.get(*table) != Some(columns))
+                .map(|(table, _)| table)
+                .collect(),
+            None => Vec::new(),
+        };
         if self.config.snapshot == SnapshotMode::Never
-            || (old.include == self.config.include && old.exclude == self.config.exclude)
+            || (old.include == self.config.include
+                && old.exclude == self.config.exclude
+                && rekeyed.is_empty())
         {
             return Ok(());
         }
@@ -106,12 +120,15 @@ impl LiveSource {
         let added: Vec<TableId> = now
             .tables()
             .map(|(id, _)| id.clone())
-            .filter(|id| !before.matches(&id.db, &id.table) && !snapshotting.contains(id))
+            .filter(|id| {
+                let key_given = rekeyed.iter().any(|t| **t == id.to_string());
+                (!before.matches(&id.db, &id.table) || key_given) && !snapshotting.contains(id)
+            })
             .collect();
         if added.is_empty() {
             return Ok(());
         }
-        tracing::info!(tables = ?added.iter().map(ToString::to_string).collect::<Vec<_>>(), "tables added to include: snapshotting them while streaming goes on");
+        tracing::info!(tables = ?added.iter().map(ToString::to_string).collect::<Vec<_>>(), key_columns_changed = ?rekeyed, "tables added to include: snapshotting them while streaming goes on");
         let progress = added.iter().map(|id| TableProgress {
             table: id.clone(),
             done: false,

@@ -183,14 +183,31 @@ fn assert_lake_equals_source(db: &MariaDb, container: &str) {
         let cols = columns(db, table);
         let expected = source_rows(db, &mariadb_select(table, &cols));
         let silver = lake_query(&url("silver"), &options, &lake_select(&cols));
-        assert_eq!(silver.len(), expected.len(), "{table}: row count");
-        assert_eq!(silver, expected, "{table}: silver equals the source");
         let (all, versions) = changes.get(table).copied().unwrap_or_default();
         let bronze = lake_query(
             &url("bronze"),
             &options,
             "SELECT count(*), count(DISTINCT position) FROM t",
         );
+        if silver != expected {
+            let only_source: Vec<_> = expected
+                .iter()
+                .filter(|r| !silver.contains(r))
+                .take(5)
+                .collect();
+            let only_silver: Vec<_> = silver
+                .iter()
+                .filter(|r| !expected.contains(r))
+                .take(5)
+                .collect();
+            panic!(
+                "{table}: silver ({} rows) differs from the source ({} rows); only in the source: \
+                 {only_source:?}; only in silver: {only_silver:?}; bronze count|distinct positions \
+                 {bronze:?}, the binlog has {all}",
+                silver.len(),
+                expected.len()
+            );
+        }
         assert_eq!(
             bronze,
             [format!("{all}|{all}")],
@@ -324,12 +341,27 @@ fn ecommerce_with_source_and_sink_killed_ten_times_equals_the_source() {
     let container = crate::support::unique_prefix("kill");
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &db, &b.bootstrap, &prefix, &container);
+    // Each process's log goes to one file per command under BINLAKE_E2E_LOGS when it is set,
+    // so a failure can be read back after the test's folder is gone.
+    let logs = std::env::var_os("BINLAKE_E2E_LOGS").map(std::path::PathBuf::from);
     let spawn = |command: &str| {
+        let stderr = match &logs {
+            Some(logs) => {
+                std::fs::create_dir_all(logs).unwrap();
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(logs.join(format!("{command}.log")))
+                    .unwrap()
+                    .into()
+            }
+            None => std::process::Stdio::null(),
+        };
         KillOnDrop(
             std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
                 .args([command, "--config"])
                 .arg(&config)
-                .stderr(std::process::Stdio::null())
+                .stderr(stderr)
                 .spawn()
                 .unwrap(),
         )

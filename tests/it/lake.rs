@@ -444,6 +444,11 @@ fn a_change_the_lake_cannot_take_stops_its_table_visibly_and_stays_unapplied() {
         config,
     } = shop_in_kafka("unappliable");
 
+    // The lake first takes everything the source published: which of the two partitions a
+    // sink reads first is up to the broker, and the stop below holds back whatever of the
+    // other partition comes after the bad change.
+    let (code, stderr) = binlake(&["sink", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
     // An insert of shop.orders as the source published it, with the schema header it carries.
     let topic = format!("{prefix}.shop.orders");
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
@@ -763,6 +768,46 @@ fn column_type_changes_rewrite_silver_and_history_without_a_resnapshot() {
     assert!(protocol.contains("deletionVectors"), "{protocol}");
 }
 
+/// DDL that rounds values without row events: a lower DECIMAL scale is cast as the server
+/// rounds (half away from zero), and fewer fractional digits of a DATETIME (MariaDB truncates
+/// them, MySQL rounds) read the table again. Silver equals the server after both.
+#[test]
+fn ddl_that_rounds_values_leaves_silver_equal_to_the_server() {
+    let db = MariaDb::start();
+    db.sql(
+        "CREATE DATABASE shop; CREATE TABLE shop.r (id INT PRIMARY KEY, d DECIMAL(10,4), at DATETIME(6)); \
+         INSERT INTO shop.r VALUES (1, 1.2350, '2024-01-01 10:00:00.700000'), \
+         (2, -1.2350, '2024-01-01 10:00:00.300000'), (3, 1.2349, '2024-12-31 23:59:59.999999');",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_run_config(dir.path(), &db, "kind = \"embedded\"", "url = \"lake\"");
+    let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    db.sql(
+        "ALTER TABLE shop.r MODIFY d DECIMAL(10,2), MODIFY at DATETIME(0); \
+         UPDATE shop.r SET d = 5 WHERE id = 3;",
+    );
+    let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    let lake = dir.path().join("lake");
+    assert_eq!(
+        lake_query(
+            &table_url(&lake, "silver/shop/r"),
+            &[],
+            "SELECT id, d, to_char(at, '%Y-%m-%d %H:%M:%S.%6f') FROM t ORDER BY id"
+        ),
+        source_rows(
+            &db,
+            "SELECT id, d, DATE_FORMAT(at, '%Y-%m-%d %H:%i:%s.%f') FROM shop.r ORDER BY id"
+        )
+    );
+    assert_eq!(
+        source_rows(&db, "SELECT d FROM shop.r ORDER BY id"),
+        ["1.24", "-1.24", "5.00"],
+        "the server rounded"
+    );
+}
+
 /// Tables without a primary key reach silver and history: one keyed by `key_columns`, one by
 /// its NOT NULL unique key (declared at start, and one added later by CREATE UNIQUE INDEX);
 /// updates and deletes by those columns apply as on any keyed table.
@@ -973,35 +1018,118 @@ fn binlake_snapshot_backfills_a_table_or_a_slice_while_streaming_goes_on() {
     );
 }
 
-/// A table without any key lands in bronze only; once it gets a primary key, its existing rows
-/// (which no insert will carry again) are snapshotted, and silver equals the server.
+/// A table with no key at all reaches silver as a multiset of whole rows: identical rows are
+/// kept apart, a delete or an update takes one copy, NULL matches NULL, rows written before an
+/// ADD COLUMN are found after it. Given a primary key (an AUTO_INCREMENT column the server
+/// fills without row events) silver is refilled by the new key; with the key dropped it is a
+/// multiset again, re-keyed in place. Silver equals the server after every step, and history
+/// has one open version per row.
 #[test]
-fn a_key_given_to_a_keyless_table_brings_its_rows_to_silver() {
+fn a_table_without_any_key_reaches_silver_as_a_multiset() {
     let db = MariaDb::start();
     db.sql(
-        "CREATE DATABASE shop; CREATE TABLE shop.log (id INT NOT NULL, v INT); \
-         USE shop; INSERT INTO log SELECT seq, seq FROM seq_1_to_300;",
+        "CREATE DATABASE shop; CREATE TABLE shop.log (at INT NOT NULL, what VARCHAR(20), n DECIMAL(6,2)); \
+         USE shop; INSERT INTO log SELECT seq % 50, IF(seq % 7 = 0, NULL, CONCAT('w', seq % 3)), \
+         IF(seq % 5 = 0, NULL, seq % 4) FROM seq_1_to_300;",
     );
     let dir = tempfile::tempdir().unwrap();
-    let config = write_run_config(dir.path(), &db, "kind = \"embedded\"", "url = \"lake\"");
-    let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
-    assert_eq!(code, Some(0), "{stderr}");
+    let config = Scenario::source(&db, 4619)
+        .include("shop.*")
+        .snapshot("initial")
+        .embedded_lake()
+        .write(dir.path(), "run.toml");
     let lake = dir.path().join("lake");
+    let silver = table_url(&lake, "silver/shop/log");
+    let history = table_url(&lake, "silver/shop/log__history");
+    let run_and_compare = |columns: &str, step: &str| {
+        let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
+        assert_eq!(code, Some(0), "{step}: {stderr}");
+        let list = columns
+            .split(", ")
+            .map(|c| format!("IFNULL({c}, 'NULL')"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let lake_list = columns
+            .split(", ")
+            .map(|c| format!("COALESCE(CAST({c} AS VARCHAR), 'NULL')"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let order = (1..=columns.split(", ").count())
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let expected = source_rows(
+            &db,
+            &format!("SELECT {list} FROM shop.log ORDER BY {order}"),
+        );
+        assert_eq!(
+            lake_query(
+                &silver,
+                &[],
+                &format!("SELECT {lake_list} FROM t ORDER BY {order}")
+            ),
+            expected,
+            "{step}: silver holds the server's rows, each copy once"
+        );
+        assert_eq!(
+            lake_query(
+                &history,
+                &[],
+                "SELECT count(*) FROM t WHERE __end_at IS NULL"
+            ),
+            [expected.len().to_string()],
+            "{step}: one open version per row"
+        );
+    };
+    run_and_compare("at, what, n", "snapshot");
+    let copies = |at: i32| db.sql(&format!("SELECT count(*) FROM shop.log WHERE at = {at}"));
+    assert_eq!(copies(1).trim(), "6", "the workload has identical rows");
+    db.sql(
+        "USE shop; INSERT INTO log VALUES (1, 'w1', 1), (1, 'w1', 1), (60, NULL, NULL); \
+         DELETE FROM log WHERE at = 2 LIMIT 1; \
+         DELETE FROM log WHERE what IS NULL AND n IS NULL LIMIT 2; \
+         UPDATE log SET n = 9 WHERE at = 3 LIMIT 2; \
+         UPDATE log SET what = 'x' WHERE at = 4; \
+         DELETE FROM log WHERE at = 77;",
+    );
+    run_and_compare("at, what, n", "inserts, deletes and updates of copies");
+    // Read again, the table replaces what silver held (no row counted twice); a slice of a
+    // multiset is refused.
+    let (code, stderr) = binlake(
+        &[
+            "snapshot", "--table", "shop.log", "--where", "at = 1", "--via", "file",
+        ],
+        &config,
+    );
+    assert_ne!(code, Some(0));
     assert!(
-        !lake.join("silver/shop/log/_delta_log").exists(),
-        "no key: bronze only"
+        stderr.contains("--where: shop.log has no primary key"),
+        "{stderr}"
     );
-    db.sql("ALTER TABLE shop.log ADD PRIMARY KEY (id); UPDATE shop.log SET v = 0 WHERE id = 5;");
-    let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
+    let (code, stderr) = binlake(
+        &["snapshot", "--table", "shop.log", "--via", "file"],
+        &config,
+    );
     assert_eq!(code, Some(0), "{stderr}");
-    assert_eq!(
-        lake_query(
-            &table_url(&lake, "silver/shop/log"),
-            &[],
-            "SELECT count(*), sum(v) FROM t"
-        ),
-        source_rows(&db, "SELECT count(*), sum(v) FROM shop.log")
+    db.sql("INSERT INTO shop.log VALUES (61, 'after', 1);");
+    run_and_compare("at, what, n", "read again");
+    db.sql(
+        "USE shop; ALTER TABLE log ADD COLUMN note VARCHAR(10) NULL; \
+         DELETE FROM log WHERE at = 5 LIMIT 1; UPDATE log SET note = 'hi' WHERE at = 6 LIMIT 1; \
+         INSERT INTO log VALUES (6, 'w0', NULL, NULL);",
     );
+    run_and_compare("at, what, n, note", "after ADD COLUMN");
+    db.sql(
+        "USE shop; ALTER TABLE log ADD COLUMN id INT NOT NULL AUTO_INCREMENT PRIMARY KEY FIRST; \
+         UPDATE log SET n = -1 WHERE id = 3; DELETE FROM log WHERE id = 4;",
+    );
+    run_and_compare("id, at, what, n", "given a key");
+    db.sql(
+        "USE shop; ALTER TABLE log MODIFY id INT NOT NULL, DROP PRIMARY KEY; \
+         INSERT INTO log VALUES (7, 7, 'w7', NULL, NULL), (7, 7, 'w7', NULL, NULL); \
+         DELETE FROM log WHERE id = 7 LIMIT 1; UPDATE log SET what = 'y' WHERE id = 8;",
+    );
+    run_and_compare("id, at, what, n", "the key dropped again");
 }
 
 /// A table renamed into the capture (RENAME TABLE staging TO live, the usual swap of a table
@@ -1322,7 +1450,7 @@ os._exit(0)
 }
 
 #[test]
-fn schema_changes_evolve_a_new_key_rekeys_and_a_dropped_key_stops_the_table() {
+fn schema_changes_evolve_a_new_key_rekeys_and_a_dropped_key_makes_a_multiset() {
     let db = MariaDb::start();
     db.sql(
         "CREATE DATABASE shop; CREATE TABLE shop.s (id INT PRIMARY KEY, a VARCHAR(10), b INT, c INT);
@@ -1424,7 +1552,7 @@ fn schema_changes_evolve_a_new_key_rekeys_and_a_dropped_key_stops_the_table() {
     );
 
     // A primary-key change, on another table, re-keys silver and history in place; dropping
-    // the key stops the table, naming it.
+    // the key makes it a multiset of whole rows.
     let db2 = MariaDb::start();
     db2.sql(
         "CREATE DATABASE shop; CREATE TABLE shop.k (id INT PRIMARY KEY, v INT, code VARCHAR(5) NOT NULL);
@@ -1463,12 +1591,32 @@ fn schema_changes_evolve_a_new_key_rekeys_and_a_dropped_key_stops_the_table() {
         ),
         ["a|1|false", "a|10|true", "b|2|false", "c|3|true"]
     );
-    db2.sql("ALTER TABLE shop.k DROP PRIMARY KEY; INSERT INTO shop.k VALUES (4, 4, 'd');");
+    // With no key left the table is a multiset of whole rows, re-keyed in place by row ids.
+    db2.sql(
+        "ALTER TABLE shop.k DROP PRIMARY KEY; INSERT INTO shop.k VALUES (4, 4, 'd'), (4, 4, 'd');
+         DELETE FROM shop.k WHERE code = 'c'; UPDATE shop.k SET v = 11 WHERE code = 'a';",
+    );
     let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config2);
-    assert_ne!(code, Some(0), "{stderr}");
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(
-        stderr.contains("shop.k: stopped applying: column code: the primary key was dropped"),
+        stderr.contains("rewrote the table for primary key (code) → (_cdc_row_id)"),
         "{stderr}"
+    );
+    assert_eq!(
+        lake_query(
+            &table_url(&lake2, "silver/shop/k"),
+            &[],
+            "SELECT code, id, v FROM t ORDER BY code"
+        ),
+        source_rows(&db2, "SELECT code, id, v FROM shop.k ORDER BY code")
+    );
+    assert_eq!(
+        lake_query(
+            &table_url(&lake2, "silver/shop/k__history"),
+            &[],
+            "SELECT count(*) FROM t WHERE __end_at IS NULL"
+        ),
+        ["3"]
     );
 }
 

@@ -99,11 +99,11 @@ impl LiveSource {
                 .collect(),
             None => Vec::new(),
         };
-        if self.config.snapshot == SnapshotMode::Never
-            || (old.include == self.config.include
-                && old.exclude == self.config.exclude
-                && rekeyed.is_empty())
-        {
+        // Tables added to `include` follow `snapshot`; a table keyed anew is read whatever it
+        // says, as a table given a key by DDL is: the lake refills its silver from that read.
+        let added_tables = self.config.snapshot != SnapshotMode::Never
+            && (old.include != self.config.include || old.exclude != self.config.exclude);
+        if !added_tables && rekeyed.is_empty() {
             return Ok(());
         }
         let before = TableFilter::new(&old.include, &old.exclude).map_err(|e| {
@@ -122,7 +122,8 @@ impl LiveSource {
             .map(|(id, _)| id.clone())
             .filter(|id| {
                 let key_given = rekeyed.iter().any(|t| **t == id.to_string());
-                (!before.matches(&id.db, &id.table) || key_given) && !snapshotting.contains(id)
+                ((added_tables && !before.matches(&id.db, &id.table)) || key_given)
+                    && !snapshotting.contains(id)
             })
             .collect();
         if added.is_empty() {

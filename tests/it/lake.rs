@@ -768,6 +768,48 @@ fn column_type_changes_rewrite_silver_and_history_without_a_resnapshot() {
     assert!(protocol.contains("deletionVectors"), "{protocol}");
 }
 
+/// `key_columns` given later to a table with no key: silver, a multiset until then, is
+/// refilled by the new key (the source reads the table again when the keys it is configured
+/// with change, whatever `snapshot` says), and updates by the key apply.
+#[test]
+fn key_columns_given_later_refill_a_keyless_table_by_its_key() {
+    let db = MariaDb::start();
+    db.sql(
+        "CREATE DATABASE shop; CREATE TABLE shop.ev (tenant INT NOT NULL, n INT NOT NULL, v INT); \
+         USE shop; INSERT INTO ev SELECT seq % 3, seq, seq FROM seq_1_to_60;",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = || {
+        Scenario::source(&db, 4620)
+            .include("shop.*")
+            .embedded_lake()
+    };
+    let config = scenario().write(dir.path(), "run.toml");
+    let silver = table_url(&dir.path().join("lake"), "silver/shop/ev");
+    let select = "SELECT tenant, n, v FROM t ORDER BY tenant, n, v";
+    let source = "SELECT tenant, n, v FROM shop.ev ORDER BY tenant, n, v";
+    let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(lake_query(&silver, &[], select), source_rows(&db, source));
+    let config = scenario()
+        .source_keys("key_columns = { \"shop.ev\" = [\"tenant\", \"n\"] }")
+        .write(dir.path(), "run.toml");
+    db.sql("UPDATE shop.ev SET v = -1 WHERE tenant = 1 AND n = 4;");
+    let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("key_columns_changed"), "{stderr}");
+    assert_eq!(lake_query(&silver, &[], select), source_rows(&db, source));
+    assert_eq!(
+        lake_query(
+            &silver,
+            &[],
+            "SELECT count(DISTINCT tenant * 1000 + n), count(*) FROM t"
+        ),
+        ["60|60"],
+        "keyed by (tenant, n)"
+    );
+}
+
 /// DDL that rounds values without row events: a lower DECIMAL scale is cast as the server
 /// rounds (half away from zero), and fewer fractional digits of a DATETIME (MariaDB truncates
 /// them, MySQL rounds) read the table again. Silver equals the server after both.

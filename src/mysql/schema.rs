@@ -1020,7 +1020,7 @@ mod tests {
         let fewer = t
             .apply("shop", "ALTER TABLE ev CHANGE at happened DATETIME(0)")
             .unwrap();
-        assert_eq!(snapshots(fewer), [id.clone()]);
+        assert_eq!(snapshots(fewer), std::slice::from_ref(&id));
         let time = t.apply("shop", "ALTER TABLE ev MODIFY tm TIME").unwrap();
         assert_eq!(snapshots(time), [id]);
     }

@@ -4,7 +4,9 @@
 #     snapshot positions, with watermarks (the lock-free algorithm MySQL uses) and read-only (the
 #     one tables added later and `binlake snapshot` take where watermarks are not configured),
 #     and their ratios to the first;
-#  2. streaming row changes/s of sql/workload/bench_replay.sql (1M inserts in one transaction,
+#  2. the same table added to `include` of a running capture (snapshotted by itself while the
+#     stream goes on), rows/s and its ratio to the first;
+#  3. streaming row changes/s of sql/workload/bench_replay.sql (1M inserts in one transaction,
 #     200k updates, 100k deletes) read live from the server, with peak RSS: the 1M-row
 #     transaction is in this stream. It runs first, so the binlog holds only this workload.
 # Output goes to /dev/null through the ndjson transport; the JSON is fully produced.
@@ -76,3 +78,19 @@ config only "snap.*" read_only
 snapshot_runs "$dir/only-read_only.toml" read_only
 read -r _ read_only_secs < "$dir/snap-read_only.result"
 echo "   read-only / server snapshot rate: $(awk "BEGIN{printf \"%.2f\", $server_secs/$read_only_secs}")"
+echo "== the same table added to include later (snapshotted by itself beside the stream), 3 runs"
+for run in 1 2 3; do
+  rm -rf "$dir/state-initial"
+  config initial "snap.not_yet"
+  "$bin" source --config "$dir/initial.toml" --exit-when-caught-up 2>"$dir/added.log" || { cat "$dir/added.log"; exit 1; }
+  config initial "snap.*"
+  /usr/bin/time -f "%e %M" "$bin" source --config "$dir/initial.toml" --exit-when-caught-up 2>"$dir/added.log" || { cat "$dir/added.log"; exit 1; }
+  grep -q "tables added to include" "$dir/added.log" || { echo "the table was not snapshotted as added"; cat "$dir/added.log"; exit 1; }
+  tail -1 "$dir/added.log"
+done > "$dir/added.times"
+rows=$(grep -o 'rows=[0-9]*' "$dir/added.log" | tail -1 | cut -d= -f2)
+secs=$(awk '{print $1}' "$dir/added.times" | median)
+rss=$(awk '{print $2}' "$dir/added.times" | sort -n | tail -1)
+echo "   runs (s, peak KB): $(tr '\n' ' ' < "$dir/added.times")"
+echo "   added table: $rows rows, median $secs s = $(awk "BEGIN{printf \"%d\", $rows/$secs}") rows/s, peak RSS $rss KB"
+echo "   added / initial (server) snapshot rate: $(awk "BEGIN{printf \"%.2f\", $server_secs/$secs}")"

@@ -36,9 +36,12 @@ pub struct LakeConfig {
     /// A Delta checkpoint every this many table versions.
     #[serde(default = "default_checkpoint_interval")]
     pub checkpoint_interval: u64,
-    /// How silver drops the rows a batch replaces or deletes.
+    /// The engines the tables must open in: which Delta table features binlake may turn on.
     #[serde(default)]
-    pub silver_deletes: SilverDeletes,
+    pub readers: Readers,
+    /// How silver drops the rows a batch replaces or deletes; unset, as `readers` allows.
+    #[serde(default)]
+    pub silver_deletes: Option<SilverDeletes>,
     /// What a change of a replicated table the lake cannot take (a value its column cannot
     /// hold) does: stop that table's apply, or go to `dead_letters`.
     #[serde(default)]
@@ -77,6 +80,48 @@ pub enum OnUnappliable {
     Stop,
     /// The change goes to `dead_letters` and the table goes on without it.
     DeadLetter,
+}
+
+/// `[lake] readers`: a reader profile, the Delta table features binlake may turn on for new
+/// tables and columns so that they open in the engines it names (docs/readers.md has which
+/// engine reads which, with sources). Tables written before keep the features they have.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum Readers {
+    /// Microsoft Fabric (SQL analytics endpoint, Direct Lake, Spark), Databricks, Synapse
+    /// Spark: deletion vectors, and DATETIME as a UTC timestamp of the same wall-clock value
+    /// (the SQL endpoint cannot read `timestampNtz`).
+    #[default]
+    #[serde(rename = "fabric")]
+    Fabric,
+    /// Readers of the newest protocol (Spark 3.5+/Delta 3, Databricks, DuckDB, Trino):
+    /// deletion vectors and `timestampNtz` for DATETIME.
+    #[serde(rename = "modern")]
+    Modern,
+    /// Delta reader version 1 (Synapse serverless SQL, Python `deltalake`'s
+    /// `to_pyarrow_table()`/`to_pandas()`, Snowflake, older Spark): no reader features at all;
+    /// silver and history merge by copy-on-write, DATETIME as a UTC timestamp.
+    #[serde(rename = "delta-1")]
+    Delta1,
+}
+
+impl Readers {
+    pub fn name(self) -> &'static str {
+        match self {
+            Readers::Fabric => "fabric",
+            Readers::Modern => "modern",
+            Readers::Delta1 => "delta-1",
+        }
+    }
+
+    /// Whether DATETIME may be stored as `timestamp_ntz` (the `timestampNtz` feature).
+    pub fn timestamp_ntz(self) -> bool {
+        self == Readers::Modern
+    }
+
+    /// Whether silver and history may carry deletion vectors.
+    pub fn deletion_vectors(self) -> bool {
+        self != Readers::Delta1
+    }
 }
 
 /// `[lake] silver_deletes`.
@@ -122,7 +167,8 @@ impl Default for LakeConfig {
             vacuum_every_commits: default_vacuum_every(),
             vacuum_retention_hours: default_vacuum_retention(),
             checkpoint_interval: default_checkpoint_interval(),
-            silver_deletes: SilverDeletes::default(),
+            readers: Readers::default(),
+            silver_deletes: None,
             on_unappliable: OnUnappliable::default(),
             schema_changes: SchemaChanges::default(),
             table_schema_changes: Default::default(),
@@ -143,7 +189,10 @@ impl LakeConfig {
 
     /// Whether silver and history drop replaced rows by deletion vector.
     pub fn deletion_vectors(&self) -> bool {
-        self.silver_deletes == SilverDeletes::DeletionVectors
+        match self.silver_deletes {
+            Some(mode) => mode == SilverDeletes::DeletionVectors,
+            None => self.readers.deletion_vectors(),
+        }
     }
 
     /// The `schema_changes` policy of `table` (`db.table`).
@@ -161,6 +210,17 @@ impl LakeConfig {
         }
         if self.max_latency_ms == 0 {
             return Err(("lake.max_latency_ms", "must be at least 1".into()));
+        }
+        if self.silver_deletes == Some(SilverDeletes::DeletionVectors)
+            && !self.readers.deletion_vectors()
+        {
+            return Err((
+                "lake.silver_deletes",
+                format!(
+                    "\"deletion_vectors\" needs Delta reader version 3, which readers = \"{}\" rules out: leave silver_deletes unset (copy-on-write) or choose readers = \"fabric\" or \"modern\"",
+                    self.readers.name()
+                ),
+            ));
         }
         Ok(())
     }

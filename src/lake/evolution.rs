@@ -6,9 +6,10 @@ use deltalake::arrow::datatypes::{DataType, Field, SchemaRef};
 use deltalake::datafusion::prelude::{col, lit};
 use serde_json::Value as Json;
 
+use super::config::Readers;
 use super::layer::{delta_err, quote, Layer};
 use super::layout::END_POSITION;
-use super::types::{arrow_type, build_array};
+use super::types::{arrow_type, build_array, lake_type};
 use super::LakeError;
 use crate::event::TableSchema;
 
@@ -57,17 +58,19 @@ impl Layer {
 pub(super) async fn apply_column_defaults(
     layer: &mut Layer,
     schema: &TableSchema,
+    readers: Readers,
 ) -> Result<(), LakeError> {
     use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
     let Some(existing) = layer.arrow_schema() else {
         return Ok(());
     };
     let history = layer.path.ends_with("__history");
-    // A new DATETIME column needs the timestampNtz table feature before any write adds it.
+    // A new DATETIME column needs the timestampNtz table feature before any write adds it
+    // (under a profile whose readers read it; otherwise it is a UTC timestamp).
     let new_ntz = schema.columns.iter().any(|c| {
         existing.field_with_name(&c.name).is_err()
             && matches!(
-                arrow_type(c),
+                lake_type(c, readers),
                 DataType::Timestamp(deltalake::arrow::datatypes::TimeUnit::Microsecond, None)
             )
     });
@@ -94,7 +97,7 @@ pub(super) async fn apply_column_defaults(
         if column.default.is_none() || existing.field_with_name(&column.name).is_ok() {
             continue;
         }
-        let field = Field::new(&column.name, arrow_type(column), true);
+        let field = Field::new(&column.name, lake_type(column, readers), true);
         let delta_field: deltalake::kernel::StructField =
             (&field).try_into_kernel().map_err(|e| LakeError::Schema {
                 table: schema.id.to_string(),

@@ -13,6 +13,7 @@ use deltalake::arrow::datatypes::Schema;
 use serde_json::Value as Json;
 
 use super::change::LakeChange;
+use super::config::Readers;
 use super::keys::{self, Located};
 use super::layer::df_err;
 use super::layer::TableLayers;
@@ -70,7 +71,13 @@ pub(super) async fn applied_positions(
         .iter()
         .map(|c| c.after.as_ref().or(c.before.as_ref()))
         .collect();
-    let (fields, arrays) = typed_columns(&key_schema, &rows, None)?;
+    // In the types the tables hold (a DATETIME key is either timestamp, by the profile the
+    // table was created under).
+    let held = layers
+        .silver
+        .arrow_schema()
+        .or_else(|| layers.history.arrow_schema());
+    let (fields, arrays) = typed_columns(&key_schema, &rows, held.as_ref(), Readers::default())?;
     let keys = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
         .map_err(|e| df_err(&schema.id, e))?;
     // The earliest change per key: a row whose position is below it needs no exact value.

@@ -98,7 +98,8 @@ pub(super) async fn write_history(
     let any_close = rows.iter().any(|r| r.close);
     let values: Vec<_> = rows.iter().map(|r| r.values).collect();
     let existing = layer.arrow_schema();
-    let (mut fields, mut arrays) = typed_columns(schema, &values, existing.as_ref())?;
+    let (mut fields, mut arrays) =
+        typed_columns(schema, &values, existing.as_ref(), settings.readers)?;
     let ts = |c: Option<&LakeChange>| c.map(|c| c.ts_ms * 1000);
     fields.push(Field::new(CDC_OP, DataType::Utf8, true));
     arrays.push(Arc::new(StringArray::from_iter(

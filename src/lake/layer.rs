@@ -15,7 +15,7 @@ use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 
 use super::change::LakeChange;
-use super::config::LakeConfig;
+use super::config::{LakeConfig, Readers};
 use super::dv::delete_rows;
 use super::key_cache::KeyCache;
 use super::keys::{keyed_writer_properties, Located};
@@ -103,6 +103,34 @@ impl Layer {
             state,
             commits: 0,
         })
+    }
+
+    /// Logs a warning when the table carries a reader feature `readers` rules out: it was
+    /// written under another profile, and the profile's engines cannot open it.
+    pub(super) fn warn_beyond(&self, readers: Readers) {
+        let Some(snapshot) = self.existing().and_then(|t| t.snapshot().ok()) else {
+            return;
+        };
+        let Some(features) = snapshot.protocol().reader_features() else {
+            return;
+        };
+        let names: Vec<String> = features.iter().map(|f| f.to_string()).collect();
+        let beyond: Vec<&str> = [
+            ("deletionVectors", readers.deletion_vectors()),
+            ("timestampNtz", readers.timestamp_ntz()),
+        ]
+        .into_iter()
+        .filter(|(name, allowed)| !allowed && names.iter().any(|n| n == name))
+        .map(|(name, _)| name)
+        .collect();
+        if !beyond.is_empty() {
+            tracing::warn!(
+                table = %self.path,
+                "the table has {} from before readers = \"{}\": engines of that profile cannot open it until it is rewritten (move it aside and snapshot the table again)",
+                beyond.join(" and "),
+                readers.name()
+            );
+        }
     }
 
     pub(super) fn exists(&self) -> bool {

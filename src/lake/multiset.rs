@@ -28,6 +28,7 @@ use deltalake::arrow::row::{RowConverter, SortField};
 use serde_json::{Map, Value as Json};
 
 use super::change::LakeChange;
+use super::config::Readers;
 use super::keys::locate;
 use super::layer::{df_err, Layer};
 use super::layout::ROW_ID;
@@ -51,6 +52,7 @@ pub(super) async fn identify_rows(
     silver: &Layer,
     keyed: &Arc<TableSchema>,
     changes: &[&LakeChange],
+    readers: Readers,
 ) -> Result<Vec<(usize, LakeChange)>, LakeError> {
     let table = keyed.id.to_string();
     let plain = TableSchema {
@@ -65,7 +67,7 @@ pub(super) async fn identify_rows(
         .flat_map(|c| [c.before.as_ref(), c.after.as_ref()])
         .collect();
     let existing = silver.arrow_schema();
-    let (fields, arrays) = typed_columns(&plain, &images, existing.as_ref())?;
+    let (fields, arrays) = typed_columns(&plain, &images, existing.as_ref(), readers)?;
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields.clone())), arrays)
         .map_err(|e| df_err(&keyed.id, e))?;
     let converter = RowConverter::new(

@@ -35,12 +35,12 @@ use deltalake::datafusion::scalar::ScalarValue;
 use deltalake::protocol::SaveMode;
 
 use super::change::LakeChange;
-use super::config::SchemaChanges;
+use super::config::{Readers, SchemaChanges};
 use super::layer::{quote, Layer};
 use super::layout::{
     CDC_POSITION, CDC_PREFIX, END_AT, END_POSITION, ROW_ID, START_AT, START_POSITION,
 };
-use super::types::arrow_type;
+use super::types::{holds_as_is, lake_type};
 use super::LakeError;
 use crate::event::TableSchema;
 
@@ -110,7 +110,13 @@ fn holds(held: &DataType, new: &DataType) -> bool {
 }
 
 /// Compares the table with `schema` under `policy`.
-fn plan(layer: &Layer, schema: &TableSchema, key: &[String], policy: SchemaChanges) -> Plan {
+fn plan(
+    layer: &Layer,
+    schema: &TableSchema,
+    key: &[String],
+    policy: SchemaChanges,
+    readers: Readers,
+) -> Plan {
     let Some(existing) = layer.arrow_schema() else {
         return Plan::default();
     };
@@ -124,9 +130,9 @@ fn plan(layer: &Layer, schema: &TableSchema, key: &[String], policy: SchemaChang
         ..Plan::default()
     };
     for c in &schema.columns {
-        let new = arrow_type(c);
+        let new = lake_type(c, readers);
         match existing.field_with_name(&c.name) {
-            Ok(f) if *f.data_type() != new => {
+            Ok(f) if !holds_as_is(f.data_type(), c, readers) => {
                 if policy != SchemaChanges::Lenient || !holds(f.data_type(), &new) {
                     out.casts.push((c.name.clone(), f.data_type().clone(), new));
                 }
@@ -166,9 +172,10 @@ pub(super) async fn follow_schema(
     schema: &TableSchema,
     key: &[String],
     policy: SchemaChanges,
+    readers: Readers,
     first: &LakeChange,
 ) -> Result<(), LakeError> {
-    let plan = plan(layer, schema, key, policy);
+    let plan = plan(layer, schema, key, policy, readers);
     if plan.is_empty() {
         return Ok(());
     }
@@ -254,7 +261,7 @@ pub(super) async fn follow_schema(
                 let declared = schema.columns.iter().find(|c| &c.name == new);
                 (
                     new.clone(),
-                    declared.map_or(f.data_type().clone(), arrow_type),
+                    declared.map_or(f.data_type().clone(), |c| lake_type(c, readers)),
                 )
             }
             None => (name.clone(), target_type(name, f.data_type())),

@@ -67,7 +67,8 @@ pub(super) async fn write_silver(
         .map(|c| c.after.as_ref().or(c.before.as_ref()))
         .collect();
     let existing = layer.arrow_schema();
-    let (mut fields, mut arrays) = typed_columns(schema, &rows, existing.as_ref())?;
+    let (mut fields, mut arrays) =
+        typed_columns(schema, &rows, existing.as_ref(), settings.readers)?;
     fields.push(Field::new(CDC_OP, DataType::Utf8, false));
     arrays.push(Arc::new(StringArray::from_iter_values(
         finals.iter().map(|c| c.op.code()),

@@ -12,6 +12,7 @@ use deltalake::arrow::array::{
 use deltalake::arrow::datatypes::{DataType, Field, Fields, SchemaRef, TimeUnit};
 use serde_json::Value as Json;
 
+use super::config::Readers;
 use super::LakeError;
 use crate::event::{Column, ColumnType, TableSchema};
 
@@ -319,11 +320,38 @@ pub fn build_array(
     })
 }
 
-/// The typed source columns of `schema` for `rows` (None: all null).
+/// The Arrow type a column takes in a new table or as a new column under `readers`: DATETIME
+/// is a UTC timestamp of the same wall-clock value where the readers cannot read
+/// `timestamp_ntz`.
+pub fn lake_type(column: &Column, readers: Readers) -> DataType {
+    match arrow_type(column) {
+        DataType::Timestamp(unit, None) if !readers.timestamp_ntz() => {
+            DataType::Timestamp(unit, Some(Arc::from("UTC")))
+        }
+        other => other,
+    }
+}
+
+/// Whether a table column of type `held` already holds `column` as `readers` would write it:
+/// a DATETIME is held as either timestamp (a table keeps the type it was created with when
+/// the profile changes).
+pub fn holds_as_is(held: &DataType, column: &Column, readers: Readers) -> bool {
+    let new = lake_type(column, readers);
+    *held == new
+        || (matches!(column.column_type, ColumnType::DateTime { .. })
+            && matches!(
+                (held, &new),
+                (DataType::Timestamp(a, _), DataType::Timestamp(b, _)) if a == b
+            ))
+}
+
+/// The typed source columns of `schema` for `rows` (None: all null), in the types the table
+/// `existing` holds them, or for columns it does not have yet, those `readers` allow.
 pub fn typed_columns(
     schema: &TableSchema,
     rows: &[Option<&serde_json::Map<String, Json>>],
     existing: Option<&SchemaRef>,
+    readers: Readers,
 ) -> Result<(Vec<Field>, Vec<ArrayRef>), LakeError> {
     let mut fields = Vec::with_capacity(schema.columns.len());
     let mut arrays = Vec::with_capacity(schema.columns.len());
@@ -334,6 +362,7 @@ pub fn typed_columns(
         let held = existing
             .and_then(|e| e.field_with_name(&column.name).ok())
             .map(|f| f.data_type().clone())
+            .or_else(|| Some(lake_type(column, readers)))
             .filter(|t| *t != data_type);
         let values: Vec<Option<&Json>> = rows
             .iter()

@@ -128,6 +128,9 @@ impl LakeWriter {
                 history: Layer::open(&self.storage, history_path(id)).await?,
                 silver: Layer::open(&self.storage, silver_path(id)).await?,
             };
+            for layer in [&layers.history, &layers.silver] {
+                layer.warn_beyond(self.settings.readers);
+            }
             self.tables.insert(id.clone(), layers);
         }
         Ok(self.tables.get_mut(id).expect("just inserted"))
@@ -400,10 +403,11 @@ async fn apply_current(
             &schema,
             &key,
             settings.schema_changes_for(&schema.id.to_string()),
+            settings.readers,
             &segment[0],
         )
         .await?;
-        apply_column_defaults(layer, &schema).await?;
+        apply_column_defaults(layer, &schema, settings.readers).await?;
     }
     let identified;
     let (history_changes, silver_changes) = if multiset {
@@ -418,7 +422,8 @@ async fn apply_current(
                 in_history.contains(&(*c as *const _)) || in_silver.contains(&(*c as *const _))
             })
             .collect();
-        identified = multiset::identify_rows(&layers.silver, &schema, &union).await?;
+        identified =
+            multiset::identify_rows(&layers.silver, &schema, &union, settings.readers).await?;
         let pick = |set: &HashSet<*const LakeChange>| -> Vec<&LakeChange> {
             identified
                 .iter()

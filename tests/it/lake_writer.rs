@@ -69,11 +69,11 @@ fn replayed_older_changes_neither_resurrect_nor_overwrite() {
             )
             .unwrap();
             let settings = binlake::lake::config::LakeConfig {
-                silver_deletes: if deletion_vectors {
+                silver_deletes: Some(if deletion_vectors {
                     binlake::lake::config::SilverDeletes::DeletionVectors
                 } else {
                     binlake::lake::config::SilverDeletes::CopyOnWrite
-                },
+                }),
                 ..Default::default()
             };
             let mut writer = binlake::lake::writer::LakeWriter::new(storage, settings);

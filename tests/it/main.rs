@@ -18,6 +18,7 @@ mod mutations;
 mod mysql;
 mod oracle;
 mod pipelines;
+mod readers;
 mod status_page;
 mod tls;
 

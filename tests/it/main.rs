@@ -3,6 +3,7 @@
 
 mod support;
 
+mod boundaries;
 mod cli;
 mod ddl_torture;
 mod debezium_consumer;

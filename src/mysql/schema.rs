@@ -55,12 +55,10 @@ impl DeclaredTable {
         let name = strip_quotes(&def.name.value);
         for o in &def.options {
             match o.option {
-                ColumnOption::Unique {
-                    is_primary: true, ..
-                } => self.primary_key = vec![name.clone()],
-                ColumnOption::Unique {
-                    is_primary: false, ..
-                } => self.unique_keys.push((name.clone(), vec![name.clone()])),
+                ColumnOption::PrimaryKey(_) => self.primary_key = vec![name.clone()],
+                ColumnOption::Unique(_) => {
+                    self.unique_keys.push((name.clone(), vec![name.clone()]))
+                }
                 _ => {}
             }
         }
@@ -391,9 +389,7 @@ fn declared_column(def: &ColumnDef, table_charset: Option<Charset>) -> DeclaredC
                 explicit = charset_by_name(&name.to_string());
             }
             ColumnOption::NotNull => nullable = false,
-            ColumnOption::Unique {
-                is_primary: true, ..
-            } => nullable = false,
+            ColumnOption::PrimaryKey(_) => nullable = false,
             ColumnOption::Default(expr) => default = literal_text(expr),
             _ => {}
         }
@@ -454,19 +450,14 @@ fn literal_text(expr: &sqlparser::ast::Expr) -> Option<String> {
 /// A UNIQUE constraint as (index name, columns); MySQL names an unnamed one after its first
 /// column.
 fn unique_key(con: &TableConstraint) -> (String, Vec<String>) {
-    let TableConstraint::Unique {
-        name,
-        index_name,
-        columns,
-        ..
-    } = con
-    else {
+    let TableConstraint::Unique(unique) = con else {
         return (String::new(), Vec::new());
     };
-    let columns = index_columns(columns);
-    let name = index_name
+    let columns = index_columns(&unique.columns);
+    let name = unique
+        .index_name
         .as_ref()
-        .or(name.as_ref())
+        .or(unique.name.as_ref())
         .map(|n| strip_quotes(&n.value))
         .unwrap_or_else(|| columns.first().cloned().unwrap_or_default());
     (name, columns)
@@ -608,10 +599,10 @@ impl SchemaTracker {
                     }
                     for con in &ct.constraints {
                         match con {
-                            TableConstraint::PrimaryKey { columns, .. } => {
-                                t.primary_key = index_columns(columns);
+                            TableConstraint::PrimaryKey(key) => {
+                                t.primary_key = index_columns(&key.columns);
                             }
-                            TableConstraint::Unique { .. } => t.unique_keys.push(unique_key(con)),
+                            TableConstraint::Unique(_) => t.unique_keys.push(unique_key(con)),
                             _ => {}
                         }
                     }
@@ -626,14 +617,12 @@ impl SchemaTracker {
                     self.tables.insert(id.clone(), t);
                     changed.push(id);
                 }
-                Statement::AlterTable {
-                    name, operations, ..
-                } => {
-                    let named = ident_name(&name, default_db);
+                Statement::AlterTable(alter) => {
+                    let named = ident_name(&alter.name, default_db);
                     let keyless = self.is_keyless(&named);
                     let before = self.tables.get(&named).cloned();
                     let mut id = named.clone();
-                    for op in operations {
+                    for op in alter.operations {
                         id = self.alter(id, op, default_db);
                     }
                     let rounded = match (&before, self.tables.get(&id)) {
@@ -668,8 +657,8 @@ impl SchemaTracker {
                         changed.push(id);
                     }
                 }
-                Statement::Truncate { table_names, .. } => {
-                    for t in table_names {
+                Statement::Truncate(truncate) => {
+                    for t in truncate.table_names {
                         truncated.push(ident_name(&t.name, default_db));
                     }
                 }
@@ -838,14 +827,14 @@ impl SchemaTracker {
                 }
             }
             A::AddConstraint {
-                constraint: TableConstraint::PrimaryKey { columns, .. },
+                constraint: TableConstraint::PrimaryKey(key),
                 ..
             } => {
-                t.primary_key = index_columns(&columns);
+                t.primary_key = index_columns(&key.columns);
             }
             A::DropPrimaryKey { .. } => t.primary_key.clear(),
             A::AddConstraint {
-                constraint: con @ TableConstraint::Unique { .. },
+                constraint: con @ TableConstraint::Unique(_),
                 ..
             } => t.unique_keys.push(unique_key(&con)),
             A::DropIndex { name } | A::DropConstraint { name, .. } => {

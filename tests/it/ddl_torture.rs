@@ -1,8 +1,9 @@
 //! The DDL torture workload: every schema change binlake follows (ADD COLUMN with a default,
 //! widening and narrowing type changes, a cross-type change, RENAME and CHANGE COLUMN, DROP
-//! COLUMN, a primary-key change, TRUNCATE, RENAME TABLE) interleaved with inserts, updates,
-//! deletes and primary-key moves, the pipeline SIGKILLed at pseudo-random moments, under each
-//! `schema_changes` policy.
+//! COLUMN, a primary-key change, a DECIMAL scale lowered (the server rounds), TRUNCATE, RENAME
+//! TABLE) interleaved with inserts, updates, deletes and primary-key moves, beside a table with
+//! no key at all whose identical rows are inserted, deleted and updated one copy at a time, the
+//! pipeline SIGKILLed at pseudo-random moments, under each `schema_changes` policy.
 
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use crate::support::scenario::Scenario;
 fn workload() -> Vec<String> {
     let mut steps = vec![
         "CREATE TABLE shop.t (id INT PRIMARY KEY, a INT, b VARCHAR(20), c DECIMAL(8,2), d DATE, n BIGINT)".to_string(),
+        "CREATE TABLE shop.k (a INT, b VARCHAR(10))".to_string(),
     ];
     // The DML names the columns as the DDL so far left them.
     let dml = |round: u64, b: &str, n: &str| -> Vec<String> {
@@ -24,6 +26,9 @@ fn workload() -> Vec<String> {
             format!("UPDATE shop.t SET a = a + 1, c = c + 1 WHERE id % 3 = {}", round % 3),
             format!("DELETE FROM shop.t WHERE id = {}", base + 2),
             format!("UPDATE shop.t SET id = {} WHERE id = {}", base + 50, base + 1),
+            format!("INSERT INTO shop.k (a, b) VALUES (1, 'dup'), (1, 'dup'), ({round}, NULL)"),
+            "DELETE FROM shop.k WHERE a = 1 LIMIT 1".to_string(),
+            "UPDATE shop.k SET b = 'u' WHERE b IS NULL LIMIT 1".to_string(),
         ]
     };
     let ddl = [
@@ -32,11 +37,13 @@ fn workload() -> Vec<String> {
         "ALTER TABLE shop.t MODIFY a BIGINT",
         "ALTER TABLE shop.t RENAME COLUMN b TO bb",
         "ALTER TABLE shop.t MODIFY c DECIMAL(12,3)",
+        "ALTER TABLE shop.k ADD COLUMN z INT NULL",
         "ALTER TABLE shop.t MODIFY d DATETIME",
         "ALTER TABLE shop.t CHANGE n nn VARCHAR(30)",
         "ALTER TABLE shop.t DROP COLUMN e",
         "ALTER TABLE shop.t DROP PRIMARY KEY, ADD PRIMARY KEY (id, a)",
         "ALTER TABLE shop.t MODIFY a INT",
+        "ALTER TABLE shop.t MODIFY c DECIMAL(12,1)",
     ];
     let (mut b, mut n) = ("b", "n");
     for (round, statement) in ddl.iter().enumerate() {
@@ -126,6 +133,24 @@ fn every_ddl_under_evolve_with_sigkills_leaves_silver_equal_to_the_server() {
         ),
         source_rows(&db, "SELECT count(*) FROM shop.t")
     );
+    // The table with no key: a multiset, each copy once.
+    assert_eq!(
+        lake_query(
+            &table_url(&lake, "silver/shop/k"),
+            &[],
+            "SELECT a, b, z FROM t ORDER BY a, b, z"
+        ),
+        source_rows(&db, "SELECT a, b, z FROM shop.k ORDER BY a, b, z"),
+        "the keyless table's silver holds the server's rows, each copy once"
+    );
+    assert_eq!(
+        lake_query(
+            &table_url(&lake, "silver/shop/k__history"),
+            &[],
+            "SELECT count(*) FROM t WHERE __end_position IS NULL"
+        ),
+        source_rows(&db, "SELECT count(*) FROM shop.k")
+    );
 }
 
 #[test]
@@ -137,17 +162,19 @@ fn every_ddl_under_lenient_with_sigkills_keeps_what_it_promises() {
     assert_eq!(code, Some(0), "{stderr}");
     let lake = dir.path().join("lake");
     // The columns lenient follows exactly: renamed ones start anew, so they are left out.
+    // DECIMAL(12,3) → DECIMAL(12,1) is no narrowing lenient keeps away from (two more integer
+    // digits): `c` is cast, rounded as the server rounds.
     assert_eq!(
         lake_query(
             &table_url(&lake, "silver/shop/t"),
             &[],
-            "SELECT id, a, c, to_char(d, '%Y-%m-%dT%H:%M:%S'), arrow_typeof(a) FROM t ORDER BY id, a"
+            "SELECT id, a, c, to_char(d, '%Y-%m-%dT%H:%M:%S'), arrow_typeof(a), arrow_typeof(c) FROM t ORDER BY id, a"
         ),
         source_rows(
             &db,
-            "SELECT id, a, c, DATE_FORMAT(d, '%Y-%m-%dT%H:%i:%s'), 'Int64' FROM shop.t ORDER BY id, a"
+            "SELECT id, a, c, DATE_FORMAT(d, '%Y-%m-%dT%H:%i:%s'), 'Int64', 'Decimal128(12, 1)' FROM shop.t ORDER BY id, a"
         ),
-        "silver equals the server; `a` stayed BIGINT after the narrowing"
+        "silver equals the server; `a` stayed BIGINT after the narrowing, `c` was cast"
     );
 }
 

@@ -227,11 +227,14 @@ pub(super) async fn follow_schema(
     };
     let mut columns = Vec::new();
     let row_ids = key == [ROW_ID];
-    // A multiset given a key: its rows cannot be keyed from themselves (a key column added
-    // with AUTO_INCREMENT was filled by the server without row events), so silver is emptied,
-    // history's open versions closed, and the snapshot the source takes of such a table (see
-    // the schema tracker) fills them again by the new key.
-    let keyed_again = layer.state.key == [ROW_ID] && !row_ids;
+    // A multiset given a key on columns it holds is re-keyed from its own rows (the server
+    // keeps them unique under the key). Given one on a column it does not hold (one added
+    // with AUTO_INCREMENT, filled by the server without row events), its rows cannot be keyed
+    // from themselves: silver is emptied, history's open versions closed, and the snapshot the
+    // source takes of such a table (see the schema tracker) fills them again by the new key.
+    let keyed_again = layer.state.key == [ROW_ID]
+        && !row_ids
+        && key.iter().any(|k| existing.field_with_name(k).is_err());
     let history = layer.path.ends_with("__history");
     for f in existing.fields() {
         let name = f.name();

@@ -30,6 +30,31 @@ pub struct SinkOptions {
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How often the sink looks at its consumer group's members (see [`GroupWatch`]).
+const MEMBERS_CHECK_EVERY: Duration = Duration::from_secs(10);
+
+/// Checks in a row that must see another member before the sink stops: longer than a
+/// SIGKILLed sink stays in the group (`session.timeout.ms`, 10 s by default here).
+const MEMBERS_CHECKS: u32 = 4;
+
+/// Several sinks in one consumer group would write the same Delta tables from two processes
+/// (a table's partitions split between them, or handed over at a rebalance while the last
+/// batch is still being committed), and their exactly-once records (the offsets in each
+/// commit) would overwrite each other. Until binlake assigns whole tables to members and
+/// fences handovers, a sink that keeps seeing another member in its group stops, naming it.
+///
+/// A broker that cannot describe groups (librdkafka's mock cluster) is watched through the
+/// assignment instead: a table topic whose partitions this sink does not all hold, long after
+/// it joined, is held by another member.
+#[derive(Default)]
+struct GroupWatch {
+    last_check: Option<std::time::Instant>,
+    /// Checks in a row that saw another member.
+    crowded: u32,
+    /// The broker does not describe groups: watch the assignment.
+    by_assignment: bool,
+}
+
 struct KafkaRecords<'a> {
     input: &'a mut KafkaInput,
     options: &'a SinkOptions,
@@ -38,6 +63,7 @@ struct KafkaRecords<'a> {
     targets: Option<Offsets>,
     /// The next offset per partition the lake holds.
     consumed: Offsets,
+    group: GroupWatch,
 }
 
 impl RecordSource for KafkaRecords<'_> {
@@ -63,6 +89,7 @@ impl RecordSource for KafkaRecords<'_> {
         if self.stop.load(Ordering::Relaxed) {
             return Ok(Next::End);
         }
+        self.check_alone_in_group()?;
         Ok(
             match self.input.poll(wait).map_err(PipelineError::Transport)? {
                 Some(r) => Next::Record(r),
@@ -132,10 +159,67 @@ pub async fn sink_kafka(
         stop,
         targets: None,
         consumed: Offsets::default(),
+        group: GroupWatch::default(),
     };
     run_sink(writer, &mut source, gold, options.metrics.as_ref()).await
 }
 
+impl KafkaRecords<'_> {
+    /// Errs when another member has been in this sink's consumer group at
+    /// [`MEMBERS_CHECKS`] checks in a row.
+    fn check_alone_in_group(&mut self) -> Result<(), PipelineError> {
+        let now = std::time::Instant::now();
+        if self
+            .group
+            .last_check
+            .is_some_and(|t| now.duration_since(t) < MEMBERS_CHECK_EVERY)
+        {
+            return Ok(());
+        }
+        self.group.last_check = Some(now);
+        let others = if self.group.by_assignment {
+            self.input
+                .table_topics_not_held(METADATA_TIMEOUT)
+                .map(|topics| {
+                    (!topics.is_empty())
+                        .then(|| format!("another member holds {}", topics.join(", ")))
+                })
+        } else {
+            match self.input.group_members(METADATA_TIMEOUT) {
+                Err(e) if e.contains("UnsupportedFeature") => {
+                    tracing::debug!("{e}: watching the assignment instead");
+                    self.group.by_assignment = true;
+                    self.group.last_check = None;
+                    return Ok(());
+                }
+                result => result.map(|members| {
+                    (members.len() > 1).then(|| {
+                        format!("it has {} members ({})", members.len(), members.join(", "))
+                    })
+                }),
+            }
+        };
+        let others = match others {
+            Ok(others) => others,
+            Err(e) => {
+                tracing::warn!("{e}; looking again in {MEMBERS_CHECK_EVERY:?}");
+                return Ok(());
+            }
+        };
+        let Some(others) = others else {
+            self.group.crowded = 0;
+            return Ok(());
+        };
+        self.group.crowded += 1;
+        if self.group.crowded < MEMBERS_CHECKS {
+            return Ok(());
+        }
+        Err(PipelineError::Transport(format!(
+            "consumer group {}: {others}. Another binlake sink shares the group, and two processes writing one Delta table would break its exactly-once record. Run one sink per group (`[transport] group_id`)",
+            self.input.group_id()
+        )))
+    }
+}
 /// The next offset per partition of `targets` that is already applied: the larger of what the
 /// lake's tables record and what the consumer group committed (when the group answers).
 async fn already_applied(

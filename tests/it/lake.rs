@@ -3,6 +3,7 @@
 //! with the server's own SELECT.
 
 use std::path::Path;
+use std::time::Duration;
 
 use crate::support::lake::{azurite, lake_query, python, source_rows, table_url};
 use crate::support::mariadb::MariaDb;
@@ -254,6 +255,59 @@ fn shop_in_kafka(label: &str) -> ShopInKafka {
         dir,
         config,
     }
+}
+
+/// Two `binlake sink` processes in one consumer group would write the same Delta tables and
+/// overwrite each other's exactly-once record: a sink that keeps seeing another member in its
+/// group stops, non-zero, naming the group and its members, instead of sharing tables.
+#[test]
+fn a_second_sink_in_the_group_is_refused_rather_than_sharing_tables() {
+    let ShopInKafka {
+        broker: _broker,
+        config,
+        dir: _dir,
+        ..
+    } = shop_in_kafka("twosinks");
+    // The lake first takes what is there, so that the two sinks below meet idle, and the stop
+    // comes from the watch rather than from Delta refusing one of two concurrent commits.
+    let (code, stderr) = binlake(&["sink", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    let spawn = || {
+        crate::KillOnDrop(
+            std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
+                .args(["sink", "--config"])
+                .arg(&config)
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let mut sinks = [spawn(), spawn()];
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let stopped = loop {
+        if let Some(i) = (0..2).find(|&i| sinks[i].try_wait().unwrap().is_some()) {
+            break i;
+        }
+        if std::time::Instant::now() > deadline {
+            let mut logs = String::new();
+            for sink in sinks.iter_mut() {
+                sink.kill().unwrap();
+                sink.wait().unwrap();
+                std::io::Read::read_to_string(sink.stderr.as_mut().unwrap(), &mut logs).unwrap();
+            }
+            panic!("neither sink stopped within 90 s:\n{logs}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let status = sinks[stopped].wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(sinks[stopped].stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Another binlake sink shares the group")
+            && (stderr.contains("it has 2 members") || stderr.contains("another member holds")),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -1081,7 +1135,8 @@ fn binlake_snapshot_backfills_a_table_or_a_slice_while_streaming_goes_on() {
 /// kept apart, a delete or an update takes one copy, NULL matches NULL, rows written before an
 /// ADD COLUMN are found after it. Given a primary key (an AUTO_INCREMENT column the server
 /// fills without row events) silver is refilled by the new key; with the key dropped it is a
-/// multiset again, re-keyed in place. Silver equals the server after every step, and history
+/// multiset again, re-keyed in place, and given a key on a column it holds, re-keyed in place
+/// by it. Silver equals the server after every step, and history
 /// has one open version per row.
 #[test]
 fn a_table_without_any_key_reaches_silver_as_a_multiset() {
@@ -1189,6 +1244,12 @@ fn a_table_without_any_key_reaches_silver_as_a_multiset() {
          DELETE FROM log WHERE id = 7 LIMIT 1; UPDATE log SET what = 'y' WHERE id = 8;",
     );
     run_and_compare("id, at, what, n", "the key dropped again");
+    // A key on a column silver holds: re-keyed from its own rows.
+    db.sql(
+        "USE shop; DELETE FROM log WHERE id = 7 LIMIT 1; ALTER TABLE log ADD PRIMARY KEY (id); \
+         UPDATE log SET n = 1 WHERE id = 9;",
+    );
+    run_and_compare("id, at, what, n", "given a key on a column it holds");
 }
 
 /// A table renamed into the capture (RENAME TABLE staging TO live, the usual swap of a table

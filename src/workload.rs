@@ -32,17 +32,26 @@ pub const SCENARIOS: &[&str] = &[
     "ticket_sales",
 ];
 
-struct Rng(u64);
+/// A seeded xorshift64 generator: the same seed (not 0) gives the same workload, benchmark
+/// or generated test rows.
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
     }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
+
+    /// A number in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        self.below_u64(n as u64) as usize
+    }
+
+    /// A number in `0..n` (0 when `n` is 0).
+    pub fn below_u64(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
     }
 }
 
@@ -263,7 +272,7 @@ impl Ecommerce {
             .await?;
             1
         } else if roll < 98 {
-            let n = self.rng.next() % 100_000;
+            let n = self.rng.next_u64() % 100_000;
             let city = CITIES[self.rng.below(CITIES.len())];
             tx.exec_drop(
                 "INSERT INTO Customers (Name, Email, Country, City) VALUES (?, ?, 'Portugal', ?)",

@@ -29,6 +29,7 @@ use crate::lake::storage::LakeStorage;
 use crate::lake::writer::LakeWriter;
 use crate::lake::LakeError;
 use crate::transport::record::Record;
+use crate::workload::Rng;
 
 #[derive(Debug, Clone)]
 pub struct LakeBenchOptions {
@@ -204,20 +205,6 @@ pub(super) async fn build_base(lake: &Path, rows: u64) -> Result<(), LakeError> 
     Ok(())
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
 #[derive(Clone)]
 pub(super) struct Change {
     pub(super) op: &'static str,
@@ -250,11 +237,11 @@ impl Workload {
     fn pick(&mut self) -> u64 {
         for _ in 0..100 {
             let id = match self.keys {
-                Keys::Oltp if self.rng.below(10) < 9 => {
+                Keys::Oltp if self.rng.below_u64(10) < 9 => {
                     let newest = (self.rows / 10).max(1);
-                    self.max - self.rng.below(newest)
+                    self.max - self.rng.below_u64(newest)
                 }
-                _ => 1 + self.rng.below(self.max),
+                _ => 1 + self.rng.below_u64(self.max),
             };
             if !self.deleted.contains(&id) {
                 return id;
@@ -267,7 +254,7 @@ impl Workload {
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
             self.pos += 100;
-            let roll = self.rng.below(10);
+            let roll = self.rng.below_u64(10);
             let change = if roll == 0 {
                 self.max += 1;
                 Change {

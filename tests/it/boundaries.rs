@@ -9,6 +9,8 @@
 //! The rows come from a seeded generator: `BINLAKE_PROPERTY_SEED` replays a run, and a failure
 //! names the seed, the row, the column and both values.
 
+use binlake::workload::Rng;
+
 use crate::support::binlake;
 use crate::support::lake::{lake_query, source_rows, table_url};
 use crate::support::mariadb::MariaDb;
@@ -360,28 +362,12 @@ const COLUMNS: &[Column] = &[
     },
 ];
 
-/// xorshift64: the rows depend on the seed only.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    /// A value of `column`, NULL one time in eight.
-    fn value(&mut self, column: &Column) -> &'static str {
-        if self.below(8) == 0 {
-            "NULL"
-        } else {
-            column.values[self.below(column.values.len())]
-        }
+/// A value of `column`, NULL one time in eight.
+fn value(rng: &mut Rng, column: &Column) -> &'static str {
+    if rng.below(8) == 0 {
+        "NULL"
+    } else {
+        column.values[rng.below(column.values.len())]
     }
 }
 
@@ -444,7 +430,7 @@ fn rows_at_every_types_boundaries_reach_silver_exactly() {
     let rows = 120;
     let names: Vec<String> = COLUMNS.iter().map(|c| format!("`{}`", c.name)).collect();
     for id in 1..=rows {
-        let values: Vec<&str> = COLUMNS.iter().map(|c| rng.value(c)).collect();
+        let values: Vec<&str> = COLUMNS.iter().map(|c| value(&mut rng, c)).collect();
         sql.push_str(&format!(
             "INSERT INTO prop.t (id, {}) VALUES ({id}, {});\n",
             names.join(", "),
@@ -459,7 +445,7 @@ fn rows_at_every_types_boundaries_reach_silver_exactly() {
             1 => {
                 let sets: Vec<String> = COLUMNS
                     .iter()
-                    .map(|c| format!("`{}` = {}", c.name, rng.value(c)))
+                    .map(|c| format!("`{}` = {}", c.name, value(&mut rng, c)))
                     .collect();
                 sql.push_str(&format!(
                     "UPDATE prop.t SET {} WHERE id = {id};\n",
@@ -471,7 +457,7 @@ fn rows_at_every_types_boundaries_reach_silver_exactly() {
                 sql.push_str(&format!(
                     "UPDATE prop.t SET `{}` = {} WHERE id = {id};\n",
                     c.name,
-                    rng.value(c)
+                    value(&mut rng, c)
                 ));
             }
         }

@@ -4,7 +4,9 @@
 # broker in KAFKA_BOOTSTRAP_SERVERS). One run; prints:
 #  1. throughput on the 1.3M-change workload (sql/workload/bench_replay.sql: 1M inserts, 200k
 #     updates, 100k deletes): source -> Kafka, then Kafka -> lake (sink) on its own, then both
-#     at once (`binlake run`, fresh topics and lake);
+#     at once (`binlake run`, fresh topics and lake); and the sink alone again into a fresh
+#     lake with binlake's default batch limits (`max_rows`, `max_batch_bytes`), whose peak RSS
+#     is the one a user meets;
 #  2. freshness: a writer commits 5,000 rows/s for 30 s (each row stamped with its commit time
 #     in ms) while `binlake run` captures; `binlake bench freshness` polls silver every 100 ms
 #     for the age of the newest visible row: p50/p99.
@@ -12,7 +14,7 @@
 
 start_kafka
 
-config() { # name prefix lake max_latency_ms
+config() { # name prefix lake max_latency_ms [batch limits]
   cat > "$dir/$1.toml" <<TOML
 [source]
 url = "mysql://root@127.0.0.1:$port"
@@ -28,7 +30,7 @@ topic_prefix = "$2"
 tombstones_on_delete = false
 [lake]
 url = "$3"
-max_rows = 100000
+${5-max_rows = 100000}
 max_latency_ms = $4
 optimize_every_commits = 0
 vacuum_every_commits = 0
@@ -52,6 +54,10 @@ timed "source -> Kafka (acknowledged)" "$bin" source --config "$dir/a.toml" --ex
 timed "Kafka -> lake (sink alone)" "$bin" sink --config "$dir/a.toml" --exit-when-caught-up
 config b "benchB$$" "$dir/lakeB" 1000
 timed "source -> Kafka -> lake (run, both at once)" "$bin" run --config "$dir/b.toml" --exit-when-caught-up
+config d "benchA$$" "$dir/lakeD" 1000 ""
+# The same topics, read again by a group of its own.
+sed -i "s/^topic_prefix = .*/&\ngroup_id = \"benchD$$\"/" "$dir/d.toml"
+timed "Kafka -> lake (sink alone, default batch limits)" "$bin" sink --config "$dir/d.toml" --exit-when-caught-up
 
 echo "== 2. freshness at 5,000 row changes/s for 30 s"
 create_steady_writer

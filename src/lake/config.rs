@@ -21,6 +21,10 @@ pub struct LakeConfig {
     /// A batch is committed when it holds this many records...
     #[serde(default = "default_max_rows")]
     pub max_rows: usize,
+    /// ...or this many bytes of record keys and values (what bounds the sink's memory when
+    /// rows are wide or a batch spans many tables)...
+    #[serde(default = "default_max_batch_bytes")]
+    pub max_batch_bytes: usize,
     /// ...or when its first record is this old.
     #[serde(default = "default_max_latency_ms")]
     pub max_latency_ms: u64,
@@ -139,6 +143,9 @@ pub enum SilverDeletes {
 fn default_max_rows() -> usize {
     50_000
 }
+fn default_max_batch_bytes() -> usize {
+    16 << 20
+}
 fn default_max_latency_ms() -> u64 {
     1000
 }
@@ -162,6 +169,7 @@ impl Default for LakeConfig {
             url: String::new(),
             storage: Default::default(),
             max_rows: default_max_rows(),
+            max_batch_bytes: default_max_batch_bytes(),
             max_latency_ms: default_max_latency_ms(),
             optimize_every_commits: default_optimize_every(),
             vacuum_every_commits: default_vacuum_every(),
@@ -207,6 +215,9 @@ impl LakeConfig {
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         if self.max_rows == 0 {
             return Err(("lake.max_rows", "must be at least 1".into()));
+        }
+        if self.max_batch_bytes == 0 {
+            return Err(("lake.max_batch_bytes", "must be at least 1".into()));
         }
         if self.max_latency_ms == 0 {
             return Err(("lake.max_latency_ms", "must be at least 1".into()));

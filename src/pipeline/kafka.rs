@@ -64,10 +64,54 @@ struct KafkaRecords<'a> {
     /// The next offset per partition the lake holds.
     consumed: Offsets,
     group: GroupWatch,
+    gaps: GapWatch,
+}
+
+/// Kafka deletes records by retention whether or not a consumer read them, and a consumer
+/// whose position was deleted jumps to the oldest record left (`auto.offset.reset`): the
+/// changes in between would be missing from the lake with nothing to show for it. The sink
+/// knows, per partition, the next offset it must read (what the lake holds, or the group
+/// committed, and then what it consumed); a record beyond it means records were deleted
+/// unread, and the sink stops, naming the partition and the offsets. (binlake's topics are
+/// neither compacted nor transactional, so their offsets have no holes of their own.)
+#[derive(Default)]
+struct GapWatch {
+    /// The next offset to read per `topic:partition`.
+    next: Offsets,
+    /// A partition not in `next` starts at offset 0 (known when the group answered at start:
+    /// a partition with neither a lake record nor a committed offset has not been read).
+    unknown_start_at_zero: bool,
+}
+
+impl GapWatch {
+    fn check(&mut self, record: &Record) -> Result<(), PipelineError> {
+        let Some(offset) = record.offset else {
+            return Ok(());
+        };
+        let sp = crate::transport::record::SourcePartition::kafka(&record.topic, record.partition)
+            .to_string();
+        let expected = self
+            .next
+            .get(&sp)
+            .or(self.unknown_start_at_zero.then_some(0));
+        if let Some(expected) = expected {
+            if offset > expected {
+                return Err(PipelineError::Transport(format!(
+                    "{} partition {}: the next record is at offset {offset}, but the lake has not applied offsets {expected}..{}: Kafka deleted them unread (retention, or a size limit), so their changes would be missing from the lake. Stop here rather than skip them: re-snapshot the topic's table (`binlake snapshot --table`) or restore the records, then start the sink again",
+                    record.topic,
+                    record.partition,
+                    offset - 1
+                )));
+            }
+        }
+        self.next.advance(&sp, offset + 1);
+        Ok(())
+    }
 }
 
 impl RecordSource for KafkaRecords<'_> {
     async fn start(&mut self, writer: &mut LakeWriter) -> Result<(), PipelineError> {
+        self.watch_gaps_from(writer).await?;
         if self.options.exit_when_caught_up && self.options.source_done.is_none() {
             let t = self
                 .input
@@ -92,7 +136,10 @@ impl RecordSource for KafkaRecords<'_> {
         self.check_alone_in_group()?;
         Ok(
             match self.input.poll(wait).map_err(PipelineError::Transport)? {
-                Some(r) => Next::Record(r),
+                Some(r) => {
+                    self.gaps.check(&r)?;
+                    Next::Record(r)
+                }
                 None => Next::Idle,
             },
         )
@@ -160,11 +207,37 @@ pub async fn sink_kafka(
         targets: None,
         consumed: Offsets::default(),
         group: GroupWatch::default(),
+        gaps: GapWatch::default(),
     };
     run_sink(writer, &mut source, gold, options.metrics.as_ref()).await
 }
 
 impl KafkaRecords<'_> {
+    /// Where each partition's reading must go on from: what the lake's tables hold, or what
+    /// the group committed when that is further.
+    async fn watch_gaps_from(&mut self, writer: &mut LakeWriter) -> Result<(), PipelineError> {
+        let targets = self
+            .input
+            .end_offsets(METADATA_TIMEOUT)
+            .map_err(PipelineError::Transport)?;
+        let tables: Vec<TableId> = targets
+            .iter()
+            .filter_map(|(sp, _)| self.input.table_of(sp))
+            .collect();
+        let mut next = writer.resume_offsets(&tables).await?;
+        match self.input.committed(&targets, METADATA_TIMEOUT) {
+            Ok(committed) => {
+                next.advance_all(&committed);
+                self.gaps.unknown_start_at_zero = true;
+            }
+            Err(e) => tracing::warn!(
+                "{e}; records of partitions the lake has no record of are taken from wherever they start"
+            ),
+        }
+        self.gaps.next = next;
+        Ok(())
+    }
+
     /// Errs when another member has been in this sink's consumer group at
     /// [`MEMBERS_CHECKS`] checks in a row.
     fn check_alone_in_group(&mut self) -> Result<(), PipelineError> {

@@ -60,8 +60,10 @@ pub async fn run_sink<S: RecordSource>(
 ) -> Result<SinkStats, PipelineError> {
     source.start(writer).await?;
     let max_rows = writer.settings().max_rows;
+    let max_bytes = writer.settings().max_batch_bytes;
     let max_latency = writer.settings().max_latency();
     let mut batch: Vec<Record> = Vec::with_capacity(max_rows.min(100_000));
+    let mut batch_bytes = 0usize;
     let mut first_at: Option<Instant> = None;
     let mut stats = SinkStats::default();
     loop {
@@ -78,8 +80,14 @@ pub async fn run_sink<S: RecordSource>(
         let (flush, ack, end) = match source.next(wait)? {
             Next::Record(r) => {
                 first_at.get_or_insert_with(Instant::now);
+                batch_bytes +=
+                    r.key.as_ref().map_or(0, Vec::len) + r.value.as_ref().map_or(0, Vec::len);
                 batch.push(r);
-                (batch.len() >= max_rows || aged(first_at), None, false)
+                (
+                    batch.len() >= max_rows || batch_bytes >= max_bytes || aged(first_at),
+                    None,
+                    false,
+                )
             }
             Next::Flush(ack) => (true, Some(ack), false),
             Next::End => (true, None, true),
@@ -114,6 +122,7 @@ pub async fn run_sink<S: RecordSource>(
                 }
             }
             batch.clear();
+            batch_bytes = 0;
             first_at = None;
         }
         if let Some(ack) = ack {

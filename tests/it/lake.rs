@@ -257,6 +257,58 @@ fn shop_in_kafka(label: &str) -> ShopInKafka {
     }
 }
 
+/// Records Kafka deleted before the sink read them (retention; here librdkafka's mock cluster,
+/// which keeps 5 MB a partition, or DeleteRecords on a real broker) are changes the lake would
+/// lack: the sink stops, non-zero, naming the partition and the offsets, instead of jumping to
+/// the oldest record left. (The mock cluster keeps 5 MB a partition, counted compressed: the
+/// rows are hashes, which do not compress.)
+#[test]
+fn records_deleted_before_the_sink_read_them_stop_it_visibly() {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    let db = MariaDb::start();
+    db.sql(
+        "CREATE DATABASE shop; CREATE TABLE shop.many (id INT PRIMARY KEY, v VARCHAR(256)); \
+         USE shop; INSERT INTO many SELECT seq, CONCAT(SHA2(seq, 512), SHA2(seq + 1000000, 512)) \
+         FROM seq_1_to_200000;",
+    );
+    let broker = crate::support::kafka::broker();
+    let prefix = unique_prefix("gap");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_run_config(
+        dir.path(),
+        &db,
+        &kafka_transport(&broker, &prefix),
+        "url = \"lake\"",
+    );
+    let (code, stderr) = binlake(&["source", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    // A real broker keeps everything: delete the first records as retention would. (The mock
+    // cluster has no DeleteRecords; its 5 MB limit already dropped the first records of each
+    // of its four partitions.)
+    let topic = format!("{prefix}.shop.many");
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .create()
+        .unwrap();
+    let mut upto = rdkafka::TopicPartitionList::new();
+    for partition in 0..4 {
+        upto.add_partition_offset(&topic, partition, rdkafka::Offset::Offset(100))
+            .unwrap();
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _ = runtime.block_on(admin.delete_records(&upto, &AdminOptions::new()));
+    let (code, stderr) = binlake(&["sink", "--exit-when-caught-up"], &config);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{topic} partition "))
+            && stderr.contains(": the next record is at offset")
+            && stderr.contains("but the lake has not applied offsets 0..")
+            && stderr.contains("Kafka deleted them unread"),
+        "{stderr}"
+    );
+}
+
 /// Two `binlake sink` processes in one consumer group would write the same Delta tables and
 /// overwrite each other's exactly-once record: a sink that keeps seeing another member in its
 /// group stops, non-zero, naming the group and its members, instead of sharing tables.

@@ -17,7 +17,7 @@ use super::config::Readers;
 use super::keys::{self, Located};
 use super::layer::df_err;
 use super::layer::TableLayers;
-use super::layout::{CDC_POSITION, END_AT, END_POSITION};
+use super::layout::{CDC_POSITION, END_AT, END_POSITION, START_POSITION};
 use super::types::typed_columns;
 use super::LakeError;
 use crate::event::TableSchema;
@@ -34,6 +34,23 @@ pub(super) struct KeyState {
     pub(super) live: bool,
     /// History has an open version of it (silver may not yet, after a crash between the two).
     pub(super) open_in_history: bool,
+    /// For a key silver does not hold but history has open: where that version starts (the
+    /// change silver still has to apply). None when it starts before every change of the
+    /// batch for the key.
+    pub(super) open_since: Option<String>,
+}
+
+impl KeyState {
+    /// Whether silver applies `order`: a change after the last one it applied to the key; for
+    /// a key history holds open and silver lacks (a crash between their commits), from the
+    /// change that opened that version on (the end of the version before it is the same
+    /// order, and must not hide it).
+    pub(super) fn silver_applies(&self, order: &str) -> bool {
+        if !self.live && self.open_in_history {
+            return self.open_since.as_deref().is_none_or(|s| order >= s);
+        }
+        self.position.as_deref().is_none_or(|p| order > p)
+    }
 }
 
 /// Where silver and history keep a batch's keys (indexed as the batch's distinct keys).
@@ -103,6 +120,7 @@ pub(super) async fn applied_positions(
     // A key silver does not hold was last deleted: the end of its last closed version. (The
     // history step looks up the open versions of the other keys itself.)
     let mut deleted_positions = HashMap::new();
+    let mut open_starts = HashMap::new();
     let mut history_of_others = Located::default();
     if let Some(history) = layers.history.existing() {
         let started = Instant::now();
@@ -116,6 +134,9 @@ pub(super) async fn applied_positions(
         deleted_positions = history_of_others
             .max_values(history, &layers.history.path, END_POSITION, floor)
             .await?;
+        open_starts = history_of_others
+            .max_values(history, &layers.history.path, START_POSITION, floor)
+            .await?;
         let l = &history_of_others;
         tracing::debug!(table = %schema.id, keys = others.len(), files = l.files_scanned, rows = l.rows_scanned, elapsed_ms = started.elapsed().as_millis() as u64, "history keys of deleted rows located");
     }
@@ -127,6 +148,9 @@ pub(super) async fn applied_positions(
         } else {
             deleted_positions.remove(&i)
         };
+        let open_since = (!live && open_in_history)
+            .then(|| open_starts.remove(&i))
+            .flatten();
         if live || open_in_history || position.is_some() {
             applied.insert(
                 c.key_text(),
@@ -134,6 +158,7 @@ pub(super) async fn applied_positions(
                     position,
                     live,
                     open_in_history,
+                    open_since,
                 },
             );
         }

@@ -465,12 +465,21 @@ async fn apply_current(
         .truncated_at
         .clone()
         .max(layers.history.state.truncated_at.clone());
+    let after_truncate = |c: &LakeChange| truncated_at.as_ref().is_none_or(|t| c.order > *t);
     let guard = |c: &LakeChange| {
-        truncated_at.as_ref().is_none_or(|t| c.order > *t)
+        after_truncate(c)
             && match applied.get(&c.key_text()).and_then(|k| k.position.as_ref()) {
                 Some(position) => c.order > *position,
                 None => true,
             }
+    };
+    // Silver may be behind history for a key (a crash between their commits): see
+    // [`KeyState::silver_applies`].
+    let silver_guard = |c: &LakeChange| {
+        after_truncate(c)
+            && applied
+                .get(&c.key_text())
+                .is_none_or(|k| k.silver_applies(&c.order))
     };
     if !fresh_history.is_empty() {
         let changes: Vec<&LakeChange> = history_changes
@@ -503,7 +512,7 @@ async fn apply_current(
         let changes: Vec<&LakeChange> = silver_changes
             .iter()
             .copied()
-            .filter(|c| guard(c))
+            .filter(|c| silver_guard(c))
             .collect();
         let state = layers
             .silver

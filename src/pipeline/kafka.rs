@@ -70,16 +70,19 @@ struct KafkaRecords<'a> {
 /// Kafka deletes records by retention whether or not a consumer read them, and a consumer
 /// whose position was deleted jumps to the oldest record left (`auto.offset.reset`): the
 /// changes in between would be missing from the lake with nothing to show for it. The sink
-/// knows, per partition, the next offset it must read (what the lake holds, or the group
-/// committed, and then what it consumed); a record beyond it means records were deleted
-/// unread, and the sink stops, naming the partition and the offsets. (binlake's topics are
-/// neither compacted nor transactional, so their offsets have no holes of their own.)
+/// knows, per partition, the next offset it must read (where the group's committed offset
+/// puts the consumer, offset 0 without one, then what it consumed); a record beyond it means
+/// records were deleted unread, and the sink stops, naming the partition and the offsets.
+/// (binlake's topics are neither compacted nor transactional, so their offsets have no holes
+/// of their own. The lake's own record is no guide here: a layer a batch did not change keeps
+/// an older offset, and the group commits only what the lake holds.)
 #[derive(Default)]
 struct GapWatch {
     /// The next offset to read per `topic:partition`.
     next: Offsets,
-    /// A partition not in `next` starts at offset 0 (known when the group answered at start:
-    /// a partition with neither a lake record nor a committed offset has not been read).
+    /// A partition not in `next` starts at offset 0: the group answered at start and has no
+    /// committed offset for it. (When it did not answer, a partition's first record is taken
+    /// as where reading starts.)
     unknown_start_at_zero: bool,
 }
 
@@ -111,7 +114,7 @@ impl GapWatch {
 
 impl RecordSource for KafkaRecords<'_> {
     async fn start(&mut self, writer: &mut LakeWriter) -> Result<(), PipelineError> {
-        self.watch_gaps_from(writer).await?;
+        self.watch_gaps_from()?;
         if self.options.exit_when_caught_up && self.options.source_done.is_none() {
             let t = self
                 .input
@@ -213,28 +216,21 @@ pub async fn sink_kafka(
 }
 
 impl KafkaRecords<'_> {
-    /// Where each partition's reading must go on from: what the lake's tables hold, or what
-    /// the group committed when that is further.
-    async fn watch_gaps_from(&mut self, writer: &mut LakeWriter) -> Result<(), PipelineError> {
+    /// Where each partition's reading starts: the group's committed offset, or 0.
+    fn watch_gaps_from(&mut self) -> Result<(), PipelineError> {
         let targets = self
             .input
             .end_offsets(METADATA_TIMEOUT)
             .map_err(PipelineError::Transport)?;
-        let tables: Vec<TableId> = targets
-            .iter()
-            .filter_map(|(sp, _)| self.input.table_of(sp))
-            .collect();
-        let mut next = writer.resume_offsets(&tables).await?;
         match self.input.committed(&targets, METADATA_TIMEOUT) {
             Ok(committed) => {
-                next.advance_all(&committed);
+                self.gaps.next = committed;
                 self.gaps.unknown_start_at_zero = true;
             }
             Err(e) => tracing::warn!(
-                "{e}; records of partitions the lake has no record of are taken from wherever they start"
+                "{e}; each partition's first record is taken as where reading starts (a gap before it goes unseen)"
             ),
         }
-        self.gaps.next = next;
         Ok(())
     }
 

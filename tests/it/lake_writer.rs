@@ -51,6 +51,25 @@ fn k_record(
     }
 }
 
+/// A lake writer on `lake`, with silver's deletes by deletion vector or copy-on-write.
+fn writer(lake: &Path, deletion_vectors: bool) -> binlake::lake::writer::LakeWriter {
+    let storage = binlake::lake::storage::LakeStorage::new(
+        lake.to_str().unwrap(),
+        &Default::default(),
+        Path::new("/"),
+    )
+    .unwrap();
+    let settings = binlake::lake::config::LakeConfig {
+        silver_deletes: Some(if deletion_vectors {
+            binlake::lake::config::SilverDeletes::DeletionVectors
+        } else {
+            binlake::lake::config::SilverDeletes::CopyOnWrite
+        }),
+        ..Default::default()
+    };
+    binlake::lake::writer::LakeWriter::new(storage, settings)
+}
+
 /// A change at or before the position already applied to its key is ignored, whatever path
 /// it comes by: replayed through another source partition, an older insert does not bring a
 /// deleted row back and an older update does not overwrite a newer one; history keeps one
@@ -62,21 +81,7 @@ fn replayed_older_changes_neither_resurrect_nor_overwrite() {
         let lake = dir.path().join("lake");
         let runtime = tokio::runtime::Runtime::new().unwrap();
         runtime.block_on(async {
-            let storage = binlake::lake::storage::LakeStorage::new(
-                lake.to_str().unwrap(),
-                &Default::default(),
-                Path::new("/"),
-            )
-            .unwrap();
-            let settings = binlake::lake::config::LakeConfig {
-                silver_deletes: Some(if deletion_vectors {
-                    binlake::lake::config::SilverDeletes::DeletionVectors
-                } else {
-                    binlake::lake::config::SilverDeletes::CopyOnWrite
-                }),
-                ..Default::default()
-            };
-            let mut writer = binlake::lake::writer::LakeWriter::new(storage, settings);
+            let mut writer = writer(&lake, deletion_vectors);
             writer
                 .apply(&[
                     k_record("c", 1, "one", 100, None),
@@ -143,30 +148,13 @@ fn silver_catches_up_with_history_after_a_crash_between_their_commits() {
         let dir = tempfile::tempdir().unwrap();
         let lake = dir.path().join("lake");
         let runtime = tokio::runtime::Runtime::new().unwrap();
-        let writer = || {
-            let storage = binlake::lake::storage::LakeStorage::new(
-                lake.to_str().unwrap(),
-                &Default::default(),
-                Path::new("/"),
-            )
-            .unwrap();
-            let settings = binlake::lake::config::LakeConfig {
-                silver_deletes: Some(if deletion_vectors {
-                    binlake::lake::config::SilverDeletes::DeletionVectors
-                } else {
-                    binlake::lake::config::SilverDeletes::CopyOnWrite
-                }),
-                ..Default::default()
-            };
-            binlake::lake::writer::LakeWriter::new(storage, settings)
-        };
         let batch = [
             k_record("c", 2, "two", 300, Some(2)),
             k_record("u", 2, "two-paid", 400, Some(3)),
             k_record("u", 1, "one-paid", 410, Some(4)),
         ];
         runtime.block_on(async {
-            let mut first = writer();
+            let mut first = writer(&lake, deletion_vectors);
             first
                 .apply(&[
                     k_record("c", 1, "one", 100, Some(0)),
@@ -186,7 +174,7 @@ fn silver_catches_up_with_history_after_a_crash_between_their_commits() {
             .unwrap();
         std::fs::remove_file(newest).unwrap();
         runtime.block_on(async {
-            writer().apply(&batch).await.unwrap();
+            writer(&lake, deletion_vectors).apply(&batch).await.unwrap();
         });
         let mode = if deletion_vectors {
             "deletion vectors"

@@ -60,6 +60,12 @@ fn short(v: &Json) -> String {
 }
 
 /// Decodes one envelope written with `schema`.
+/// The text every layer orders changes by: the binlog place, and at one place a delete before
+/// anything else (a primary-key move's delete and create share one binlog row).
+pub fn order_key(position: &Position, delete: bool) -> String {
+    format!("{}:{}", position.sort_key(), if delete { 0 } else { 1 })
+}
+
 pub fn decode(value: &[u8], schema: SchemaRef<'_>) -> Result<DecodedChange, String> {
     let envelope: Json = serde_json::from_slice(value).map_err(|e| format!("not JSON: {e}"))?;
     let Json::Object(envelope) = envelope else {
@@ -136,11 +142,7 @@ pub fn decode(value: &[u8], schema: SchemaRef<'_>) -> Result<DecodedChange, Stri
         pos,
         row,
     };
-    let order = format!(
-        "{}:{}",
-        position.sort_key(),
-        if op == Op::Delete { 0 } else { 1 }
-    );
+    let order = order_key(&position, op == Op::Delete);
     Ok(DecodedChange {
         op,
         before,

@@ -34,7 +34,8 @@ use super::layer::{df_err, Layer};
 use super::layout::ROW_ID;
 use super::types::typed_columns;
 use super::LakeError;
-use crate::event::{Column, ColumnType, Op, TableSchema};
+use crate::envelope::decode::order_key;
+use crate::event::{Column, ColumnType, Op, Position, TableSchema};
 
 /// `schema` with the `_cdc_row_id` column appended and made its key.
 pub(super) fn keyed_schema(schema: &TableSchema) -> TableSchema {
@@ -143,10 +144,7 @@ pub(super) async fn identify_rows(
                 let after = c.after.as_ref().expect("an update has an after image");
                 let new = with_id(after, &insert_order);
                 if let Some(before) = removed {
-                    out.push((
-                        i,
-                        change(Op::Delete, delete_order(&c.order), Some(before), None),
-                    ));
+                    out.push((i, change(Op::Delete, delete_order(c), Some(before), None)));
                 }
                 live.entry(bytes(2 * i + 1))
                     .or_default()
@@ -174,13 +172,15 @@ pub(super) async fn identify_rows(
     Ok(out)
 }
 
-/// The order key of an update's delete half: just before the update's own, as a primary-key
-/// move's delete sorts (see [`crate::envelope::decode`]).
-fn delete_order(order: &str) -> String {
-    match order.strip_suffix(":1") {
-        Some(stem) => format!("{stem}:0"),
-        None => order.to_string(),
-    }
+/// The order key of an update's delete half: at the update's binlog place, sorting just before
+/// it, as a primary-key move's delete does.
+fn delete_order(update: &LakeChange) -> String {
+    let position = Position {
+        file: Arc::clone(&update.file),
+        pos: update.pos,
+        row: update.row,
+    };
+    order_key(&position, true)
 }
 
 #[cfg(test)]
@@ -189,11 +189,17 @@ mod tests {
 
     #[test]
     fn an_update_deletes_just_before_it_inserts() {
-        let update = "0000000001:000000001234:00000002:1";
-        let delete = delete_order(update);
+        let position = Position {
+            file: Arc::from("mysql-bin.000001"),
+            pos: 1234,
+            row: 2,
+        };
+        let update = order_key(&position, false);
+        let delete = order_key(&position, true);
         assert_eq!(delete, "0000000001:000000001234:00000002:0");
-        assert!(delete.as_str() < update);
-        assert!(delete.as_str() > "0000000001:000000001234:00000001:1");
+        assert!(delete < update);
+        let earlier = Position { row: 1, ..position };
+        assert!(delete > order_key(&earlier, false));
     }
 
     #[test]

@@ -255,13 +255,16 @@ impl KafkaRecords<'_> {
                 })
         } else {
             match self.input.group_members(METADATA_TIMEOUT) {
-                Err(e) if e.contains("UnsupportedFeature") => {
-                    tracing::debug!("{e}: watching the assignment instead");
+                Ok(None) => {
+                    tracing::debug!(
+                        "the broker cannot describe consumer groups: watching the assignment instead"
+                    );
                     self.group.by_assignment = true;
                     self.group.last_check = None;
                     return Ok(());
                 }
                 result => result.map(|members| {
+                    let members = members.unwrap_or_default();
                     (members.len() > 1).then(|| {
                         format!("it has {} members ({})", members.len(), members.join(", "))
                     })

@@ -136,19 +136,28 @@ impl KafkaInput {
         Ok(not_held)
     }
 
-    /// The members of this sink's consumer group, as `client id@host`.
-    pub fn group_members(&self, timeout: Duration) -> Result<Vec<String>, String> {
-        let groups = self
+    /// The members of this sink's consumer group, as `client id@host`; None when the broker
+    /// cannot describe groups (librdkafka's mock cluster).
+    pub fn group_members(&self, timeout: Duration) -> Result<Option<Vec<String>>, String> {
+        let groups = match self
             .consumer
             .fetch_group_list(Some(&self.group_id), timeout)
-            .map_err(|e| format!("describing consumer group {}: {e}", self.group_id))?;
-        Ok(groups
-            .groups()
-            .iter()
-            .filter(|g| g.name() == self.group_id)
-            .flat_map(|g| g.members())
-            .map(|m| format!("{}@{}", m.client_id(), m.client_host()))
-            .collect())
+        {
+            Ok(groups) => groups,
+            Err(rdkafka::error::KafkaError::GroupListFetch(
+                rdkafka::types::RDKafkaErrorCode::UnsupportedFeature,
+            )) => return Ok(None),
+            Err(e) => return Err(format!("describing consumer group {}: {e}", self.group_id)),
+        };
+        Ok(Some(
+            groups
+                .groups()
+                .iter()
+                .filter(|g| g.name() == self.group_id)
+                .flat_map(|g| g.members())
+                .map(|m| format!("{}@{}", m.client_id(), m.client_host()))
+                .collect(),
+        ))
     }
 
     /// The end offset of every partition of every table topic now: what "caught up" means.

@@ -39,11 +39,14 @@ if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip'
 fi
 # The engines tests/it/readers.rs reads the lake with (docs/readers.md), pinned: what each
 # reads is part of the docs.
-if ! "$CACHE/venv/bin/python" -c 'import deltalake, pyarrow, duckdb, duckdb_extension_delta, polars, pandas, pytz' >/dev/null 2>&1; then
-  echo "== installing Python's deltalake, pyarrow, DuckDB with its delta extension, Polars and pandas (PyPI) into $CACHE/venv"
+# kubernetes-validate (with the API schemas bundled, so offline) checks the Kubernetes example
+# (tests/it/kubernetes.rs).
+if ! "$CACHE/venv/bin/python" -c 'import deltalake, pyarrow, duckdb, duckdb_extension_delta, polars, pandas, pytz, kubernetes_validate' >/dev/null 2>&1; then
+  echo "== installing Python's deltalake, pyarrow, DuckDB with its delta extension, Polars, pandas and kubernetes-validate (PyPI) into $CACHE/venv"
   [ -x "$CACHE/venv/bin/pip" ] || python3 -m venv "$CACHE/venv"
   "$CACHE/venv/bin/pip" install -q --disable-pip-version-check 'deltalake==1.6.6' pyarrow \
-    'duckdb==1.5.5' 'duckdb-extension-delta==1.5.5' 'polars==2.1.0' 'pandas==3.1.1' pytz
+    'duckdb==1.5.5' 'duckdb-extension-delta==1.5.5' 'polars==2.1.0' 'pandas==3.1.1' pytz \
+    'kubernetes-validate==1.37.0'
 fi
 export BINLAKE_PYTHON="$CACHE/venv/bin/python"
 

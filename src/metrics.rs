@@ -33,6 +33,8 @@ pub struct Metrics {
     pub changes_applied: Counter,
     pub dead_letters: Counter,
     pub commits: Counter,
+    /// Batches applied again because another sink committed to the table first.
+    pub concurrent_commits: Counter,
     pub errors: Counter,
     pub gold_refreshes: Counter,
     pub gold_failures: Counter,
@@ -95,6 +97,7 @@ impl Metrics {
             changes_applied: Counter::default(),
             dead_letters: Counter::default(),
             commits: Counter::default(),
+            concurrent_commits: Counter::default(),
             errors: Counter::default(),
             gold_refreshes: Counter::default(),
             gold_failures: Counter::default(),
@@ -124,6 +127,11 @@ impl Metrics {
                 m.dead_letters.clone(),
             );
             r.register("commits", "Delta commits", m.commits.clone());
+            r.register(
+                "concurrent_commits",
+                "Table applies done again because another sink committed to the table first",
+                m.concurrent_commits.clone(),
+            );
             r.register("errors", "Errors that stopped a batch", m.errors.clone());
             r.register(
                 "gold_refreshes",

@@ -28,6 +28,8 @@ pub struct LakeChange {
     pub topic: String,
     pub partition: i32,
     pub offset: Option<i64>,
+    /// [`LakeChange::key_text`], made on first use (it is asked for many times a batch).
+    pub key: std::sync::OnceLock<String>,
 }
 
 impl LakeChange {
@@ -37,14 +39,16 @@ impl LakeChange {
     }
 
     /// The primary-key values as JSON text (from after, or before for a delete).
-    pub fn key_text(&self) -> String {
-        let row = self.after.as_ref().or(self.before.as_ref());
-        let mut key = Vec::with_capacity(self.schema.primary_key.len());
-        for &i in &self.schema.primary_key {
-            let name = &self.schema.columns[i].name;
-            key.push(row.and_then(|r| r.get(name)).cloned().unwrap_or(Json::Null));
-        }
-        Json::Array(key).to_string()
+    pub fn key_text(&self) -> &str {
+        self.key.get_or_init(|| {
+            let row = self.after.as_ref().or(self.before.as_ref());
+            let mut key = Vec::with_capacity(self.schema.primary_key.len());
+            for &i in &self.schema.primary_key {
+                let name = &self.schema.columns[i].name;
+                key.push(row.and_then(|r| r.get(name)).cloned().unwrap_or(Json::Null));
+            }
+            Json::Array(key).to_string()
+        })
     }
 }
 
@@ -75,5 +79,6 @@ pub fn parse(record: &Record) -> Result<Option<LakeChange>, String> {
         topic: record.topic.clone(),
         partition: record.partition,
         offset: record.offset,
+        key: Default::default(),
     }))
 }

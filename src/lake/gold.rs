@@ -4,7 +4,7 @@
 //! in the order their references give; a cycle is an error; a model that fails is reported with
 //! its file and line and the others still run.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -460,28 +460,8 @@ pub async fn refresh(
         SessionConfig::new().set_bool("datafusion.sql_parser.enable_ident_normalization", false);
     let ctx = SessionContext::new_with_config(config);
     register_json_functions(&ctx);
+    register_silver(storage, &ctx).await?;
     let catalog = ctx.catalog("datafusion").expect("the default catalog");
-    let mut schemas: BTreeMap<String, ()> = BTreeMap::new();
-    for (db, table) in silver_tables(storage).await? {
-        if schemas.insert(db.clone(), ()).is_none() {
-            catalog
-                .register_schema(&db, Arc::new(MemorySchemaProvider::new()))
-                .map_err(|e| LakeError::Storage {
-                    table: db.clone(),
-                    reason: e.to_string(),
-                })?;
-        }
-        let path = format!("silver/{db}/{table}");
-        let provider = open_provider(storage, &path, &ctx).await?;
-        ctx.register_table(
-            deltalake::datafusion::common::TableReference::partial(db.as_str(), table.as_str()),
-            provider,
-        )
-        .map_err(|e| LakeError::Storage {
-            table: path.clone(),
-            reason: e.to_string(),
-        })?;
-    }
     catalog
         .register_schema("gold", Arc::new(MemorySchemaProvider::new()))
         .map_err(|e| LakeError::Storage {
@@ -517,6 +497,32 @@ pub async fn refresh(
     Ok(outcomes)
 }
 
+/// Registers every silver table as `<db>.<table>`, as it is now (again, when it was already).
+async fn register_silver(storage: &LakeStorage, ctx: &SessionContext) -> Result<(), LakeError> {
+    let catalog = ctx.catalog("datafusion").expect("the default catalog");
+    for (db, table) in silver_tables(storage).await? {
+        if catalog.schema(&db).is_none() {
+            catalog
+                .register_schema(&db, Arc::new(MemorySchemaProvider::new()))
+                .map_err(|e| LakeError::Storage {
+                    table: db.clone(),
+                    reason: e.to_string(),
+                })?;
+        }
+        let path = format!("silver/{db}/{table}");
+        let provider = open_provider(storage, &path, ctx).await?;
+        let reference =
+            deltalake::datafusion::common::TableReference::partial(db.as_str(), table.as_str());
+        let _ = ctx.deregister_table(reference.clone());
+        ctx.register_table(reference, provider)
+            .map_err(|e| LakeError::Storage {
+                table: path.clone(),
+                reason: e.to_string(),
+            })?;
+    }
+    Ok(())
+}
+
 async fn open_provider(
     storage: &LakeStorage,
     path: &str,
@@ -544,31 +550,59 @@ async fn open_provider(
         })
 }
 
+/// Times a model is computed again when another sink of the group refreshed it at the same
+/// moment (its overwrite went in first).
+const CONCURRENT_REFRESH_ATTEMPTS: u32 = 5;
+
 async fn run_model(
     storage: &LakeStorage,
     ctx: &SessionContext,
     model: &GoldModel,
 ) -> Result<usize, String> {
-    let df = ctx
-        .sql(&model.sql)
-        .await
-        .map_err(|e| locate(model, &e.to_string()))?;
-    let batches = df
-        .collect()
-        .await
-        .map_err(|e| locate(model, &e.to_string()))?;
-    let rows = batches.iter().map(|b| b.num_rows()).sum();
     let path = format!("gold/{}", model.name);
     let url = storage.table_url(&path).map_err(|e| e.to_string())?;
-    let table = DeltaTable::try_from_url_with_storage_options(url, storage.options().clone())
-        .await
-        .map_err(|e| format!("{path}: {e}"))?;
-    let table = table
-        .write(batches)
-        .with_save_mode(SaveMode::Overwrite)
-        .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite)
-        .await
-        .map_err(|e| format!("{path}: {e}"))?;
+    let mut attempt = 0;
+    let (table, rows) = loop {
+        let df = ctx
+            .sql(&model.sql)
+            .await
+            .map_err(|e| locate(model, &e.to_string()))?;
+        let batches = df
+            .collect()
+            .await
+            .map_err(|e| locate(model, &e.to_string()))?;
+        let rows = batches.iter().map(|b| b.num_rows()).sum::<usize>();
+        let table =
+            DeltaTable::try_from_url_with_storage_options(url.clone(), storage.options().clone())
+                .await
+                .map_err(|e| format!("{path}: {e}"))?;
+        // One refresh at a time: an overwrite goes in only on top of the version it read, and
+        // the loser of two sinks refreshing at once computes the model again from what silver
+        // holds now.
+        let written = table
+            .write(batches)
+            .with_save_mode(SaveMode::Overwrite)
+            .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite)
+            .with_commit_properties(
+                deltalake::kernel::transaction::CommitProperties::default().with_max_retries(0),
+            )
+            .await
+            .map_err(|e| LakeError::Delta {
+                table: path.clone(),
+                source: Box::new(e),
+            });
+        match written {
+            Ok(table) => break (table, rows),
+            Err(e) if e.is_concurrent_commit() && attempt < CONCURRENT_REFRESH_ATTEMPTS => {
+                attempt += 1;
+                tracing::info!(model = %model.name, attempt, "another sink refreshed the model at the same moment: computing it again");
+                register_silver(storage, ctx)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    };
     // Later models read this one as gold.<name>.
     let provider = table
         .table_provider()

@@ -67,7 +67,7 @@ pub(super) async fn applied_positions(
     layers: &TableLayers,
     schema: &TableSchema,
     changes: &[&LakeChange],
-    floors: &HashMap<String, &str>,
+    floors: &HashMap<&str, &str>,
 ) -> Result<(Applied, KeyLocations), LakeError> {
     let mut applied = Applied::new();
     let mut locations = KeyLocations::default();
@@ -98,7 +98,7 @@ pub(super) async fn applied_positions(
     let keys = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
         .map_err(|e| df_err(&schema.id, e))?;
     // The earliest change per key: a row whose position is below it needs no exact value.
-    let floor = |i: usize| floors.get(&changes[i].key_text()).map(|f| f.to_string());
+    let floor = |i: usize| floors.get(changes[i].key_text()).map(|f| f.to_string());
     let mut silver_positions = HashMap::new();
     if let Some(silver) = layers.silver.existing() {
         let started = Instant::now();
@@ -153,7 +153,7 @@ pub(super) async fn applied_positions(
             .flatten();
         if live || open_in_history || position.is_some() {
             applied.insert(
-                c.key_text(),
+                c.key_text().to_string(),
                 KeyState {
                     position,
                     live,

@@ -32,7 +32,7 @@ pub(super) struct HistoryKeys<'a> {
     /// The batch's distinct keys as typed key columns (when a table existed to look them up).
     pub(super) keys: Option<&'a RecordBatch>,
     /// Key text → the key's row in `keys`.
-    pub(super) index: &'a HashMap<String, usize>,
+    pub(super) index: &'a HashMap<&'a str, usize>,
 }
 
 /// History: every change a version; the open version of a changed key is closed.
@@ -46,14 +46,14 @@ pub(super) async fn write_history(
 ) -> Result<(), LakeError> {
     let applied = keys.applied;
     // Per key, its changes in order.
-    let mut by_key: Vec<(String, Vec<&LakeChange>)> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut by_key: Vec<(&str, Vec<&LakeChange>)> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
     for c in changes {
         let k = c.key_text();
-        match index.get(&k) {
+        match index.get(k) {
             Some(&i) => by_key[i].1.push(c),
             None => {
-                index.insert(k.clone(), by_key.len());
+                index.insert(k, by_key.len());
                 by_key.push((k, vec![c]));
             }
         }
@@ -71,7 +71,7 @@ pub(super) async fn write_history(
         list.sort_by(|a, b| a.order.cmp(&b.order));
         let first = list[0];
         if applied
-            .get(k)
+            .get(*k)
             .is_some_and(|state| state.live || state.open_in_history)
         {
             rows.push(Row {
@@ -140,7 +140,7 @@ pub(super) async fn write_history(
             .filter(|r| r.close)
             .filter_map(|r| {
                 let end = r.end?;
-                Some((*keys.index.get(&end.key_text())?, end))
+                Some((*keys.index.get(end.key_text())?, end))
             })
             .collect();
         layer.add_missing_columns(schema, &batch.schema()).await?;

@@ -105,6 +105,18 @@ impl Layer {
         })
     }
 
+    /// A stand-in for a layer whose table is being committed by a task of its own: it holds no
+    /// table until the task gives the layer back.
+    pub(super) fn detached(path: &str) -> Layer {
+        Layer {
+            path: path.to_string(),
+            key_cache: Default::default(),
+            table: None,
+            state: LayerState::default(),
+            commits: 0,
+        }
+    }
+
     /// Logs a warning when the table carries a reader feature `readers` rules out: it was
     /// written under another profile, and the profile's engines cannot open it.
     pub(super) fn warn_beyond(&self, readers: Readers) {

@@ -12,6 +12,8 @@ pub struct LakeMetrics {
     pub changes_applied: u64,
     pub dead_letters: u64,
     pub commits: u64,
+    /// Commits that found another writer's commit first (the batch was applied again).
+    pub concurrent_commits: u64,
     pub last_batch: Duration,
     pub optimizes: u64,
     pub vacuums: u64,

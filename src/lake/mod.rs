@@ -57,6 +57,23 @@ pub enum LakeError {
 }
 
 impl LakeError {
+    /// Another writer committed to the table since this one read it (binlake commits without
+    /// retries, see [`state::LayerState::commit_properties`]): reload it and apply again.
+    pub fn is_concurrent_commit(&self) -> bool {
+        use deltalake::kernel::transaction::TransactionError;
+        matches!(
+            self,
+            LakeError::Delta { source, .. } if matches!(
+                source.as_ref(),
+                deltalake::DeltaTableError::VersionAlreadyExists(_)
+                    | deltalake::DeltaTableError::Transaction {
+                        source: TransactionError::MaxCommitAttempts(_)
+                            | TransactionError::CommitConflict(_)
+                    }
+            )
+        )
+    }
+
     /// A storage or Arrow failure on table `table`.
     pub fn storage(table: &str, reason: impl std::fmt::Display) -> LakeError {
         LakeError::Storage {

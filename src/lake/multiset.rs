@@ -124,6 +124,8 @@ pub(super) async fn identify_rows(
             before,
             after,
             order,
+            // The key is the row id now, not the source's.
+            key: Default::default(),
             ..(*c).clone()
         };
         let removed = match (c.op, &c.before) {

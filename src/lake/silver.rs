@@ -30,7 +30,7 @@ pub(super) struct SilverKeys<'a> {
     pub(super) applied: &'a Applied,
     pub(super) located: &'a Located,
     /// Key text → the key's index in `located`.
-    pub(super) index: &'a HashMap<String, usize>,
+    pub(super) index: &'a HashMap<&'a str, usize>,
 }
 
 /// Silver: the last change per key, merged.
@@ -43,17 +43,17 @@ pub(super) async fn write_silver(
     settings: &LakeConfig,
 ) -> Result<(), LakeError> {
     let applied = keys.applied;
-    let mut last: HashMap<String, usize> = HashMap::new();
-    let mut order: Vec<String> = Vec::new();
+    let mut last: HashMap<&str, usize> = HashMap::new();
+    let mut order: Vec<&str> = Vec::new();
     for (i, c) in changes.iter().enumerate() {
         let k = c.key_text();
-        match last.get(&k) {
+        match last.get(k) {
             Some(&j) if changes[j].order >= c.order => {}
             Some(_) => {
                 last.insert(k, i);
             }
             None => {
-                order.push(k.clone());
+                order.push(k);
                 last.insert(k, i);
             }
         }
@@ -61,7 +61,7 @@ pub(super) async fn write_silver(
     let finals: Vec<&LakeChange> = order.iter().map(|k| changes[last[k]]).collect();
     let any_live = finals
         .iter()
-        .any(|c| applied.get(&c.key_text()).is_some_and(|k| k.live));
+        .any(|c| applied.get(c.key_text()).is_some_and(|k| k.live));
     let rows: Vec<Option<&serde_json::Map<String, Json>>> = finals
         .iter()
         .map(|c| c.after.as_ref().or(c.before.as_ref()))
@@ -107,7 +107,7 @@ pub(super) async fn write_silver(
             .map_err(|e| df_err(&schema.id, e))?;
         let replaced: Vec<usize> = finals
             .iter()
-            .filter_map(|c| keys.index.get(&c.key_text()).copied())
+            .filter_map(|c| keys.index.get(c.key_text()).copied())
             .collect();
         return layer
             .upsert_by_deletion(schema, batch, keys.located, replaced, state)

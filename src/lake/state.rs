@@ -39,6 +39,19 @@ pub struct LayerState {
 
 const STATE_KEY: &str = "binlake";
 
+/// Commit info key naming the process that made the commit (several sinks may share a group).
+pub const WRITER_KEY: &str = "binlake.writer";
+
+/// This process as a writer: `<host>:<pid>` (the host from `HOSTNAME`, a pod's name under
+/// Kubernetes).
+fn writer_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+        format!("{host}:{}", std::process::id())
+    })
+}
+
 impl LayerState {
     pub(super) fn with_key(mut self, key: &[String]) -> LayerState {
         self.key = key.to_vec();
@@ -47,6 +60,11 @@ impl LayerState {
 
     /// The commit properties that record this state: a `txn` action per Kafka partition (app
     /// id `binlake:<topic>:<partition>`, version = the next offset) and the state itself.
+    ///
+    /// No retries: the commit goes in only on top of the version the batch was computed from.
+    /// A table another sink committed to in the meantime fails the commit (see
+    /// [`super::LakeError::is_concurrent_commit`]), and the writer reloads the table and applies
+    /// the batch again, so the state it records always includes the other sink's.
     pub(super) fn commit_properties(&self) -> CommitProperties {
         let txns = self
             .offsets
@@ -54,11 +72,15 @@ impl LayerState {
             .map(|(sp, next)| Transaction::new(format!("binlake:{sp}"), next))
             .collect();
         CommitProperties::default()
+            .with_max_retries(0)
             .with_application_transactions(txns)
-            .with_metadata([(
-                STATE_KEY.to_string(),
-                serde_json::to_value(self).expect("state serialises"),
-            )])
+            .with_metadata([
+                (
+                    STATE_KEY.to_string(),
+                    serde_json::to_value(self).expect("state serialises"),
+                ),
+                (WRITER_KEY.to_string(), writer_id().into()),
+            ])
     }
 }
 

@@ -232,13 +232,18 @@ pub fn build_array(
             .as_bool()
             .ok_or_else(|| format!("expected true/false, got {v}"))),
         DataType::Binary => fill!(BinaryBuilder::with_capacity(n, n * 16), base64_bytes),
-        DataType::Utf8 => fill!(
-            StringBuilder::with_capacity(n, n * 16),
-            |v: &Json| match v {
-                Json::String(s) => Ok(s.clone()),
-                other => Ok(other.to_string()),
+        DataType::Utf8 => {
+            // Strings are copied into the array once, not through a String of their own.
+            let mut b = StringBuilder::with_capacity(n, n * 16);
+            for v in values {
+                match v {
+                    None | Some(Json::Null) => b.append_null(),
+                    Some(Json::String(s)) => b.append_value(s),
+                    Some(other) => b.append_value(other.to_string()),
+                }
             }
-        ),
+            Arc::new(b.finish()) as ArrayRef
+        }
         DataType::Date32 => fill!(Date32Builder::with_capacity(n), |v| int(
             v,
             i32::MIN as i64,
@@ -347,6 +352,37 @@ pub fn holds_as_is(held: &DataType, column: &Column, readers: Readers) -> bool {
 
 /// The typed source columns of `schema` for `rows` (None: all null), in the types the table
 /// `existing` holds them, or for columns it does not have yet, those `readers` allow.
+/// Each column's values over `rows`. A row whose fields come in the schema's order (as binlake
+/// writes them) is read in one pass; any other row by name, column by column.
+fn values_by_column<'r>(
+    schema: &TableSchema,
+    rows: &[Option<&'r serde_json::Map<String, Json>>],
+) -> Vec<Vec<Option<&'r Json>>> {
+    let columns = &schema.columns;
+    let mut out: Vec<Vec<Option<&Json>>> = (0..columns.len())
+        .map(|_| Vec::with_capacity(rows.len()))
+        .collect();
+    for row in rows {
+        match row {
+            None => out.iter_mut().for_each(|values| values.push(None)),
+            Some(row)
+                if row.len() == columns.len()
+                    && row.keys().zip(columns).all(|(k, c)| *k == c.name) =>
+            {
+                for (values, value) in out.iter_mut().zip(row.values()) {
+                    values.push(Some(value));
+                }
+            }
+            Some(row) => {
+                for (values, column) in out.iter_mut().zip(columns) {
+                    values.push(row.get(&column.name));
+                }
+            }
+        }
+    }
+    out
+}
+
 pub fn typed_columns(
     schema: &TableSchema,
     rows: &[Option<&serde_json::Map<String, Json>>],
@@ -355,6 +391,7 @@ pub fn typed_columns(
 ) -> Result<(Vec<Field>, Vec<ArrayRef>), LakeError> {
     let mut fields = Vec::with_capacity(schema.columns.len());
     let mut arrays = Vec::with_capacity(schema.columns.len());
+    let mut by_column = values_by_column(schema, rows).into_iter();
     for column in &schema.columns {
         let data_type = arrow_type(column);
         // The table may hold the column under a wider type than the source now declares
@@ -364,10 +401,7 @@ pub fn typed_columns(
             .map(|f| f.data_type().clone())
             .or_else(|| Some(lake_type(column, readers)))
             .filter(|t| *t != data_type);
-        let values: Vec<Option<&Json>> = rows
-            .iter()
-            .map(|r| r.and_then(|r| r.get(&column.name)))
-            .collect();
+        let values = by_column.next().expect("one per column");
         let value_error = |reason: String| LakeError::Value {
             table: schema.id.to_string(),
             column: column.name.clone(),

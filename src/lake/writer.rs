@@ -152,8 +152,8 @@ impl LakeWriter {
         for (_, group) in groups {
             let mut changes = Vec::with_capacity(group.len());
             let consumed = Offsets::after(group.iter().copied());
-            for r in &group {
-                match parse(r) {
+            for (r, parsed) in group.iter().zip(parse_on_every_core(&group)) {
+                match parsed {
                     Ok(Some(c)) => changes.push(c),
                     Ok(None) => {}
                     Err(reason) => dead.push(DeadLetter { record: r, reason }),
@@ -182,7 +182,7 @@ impl LakeWriter {
             }
             // A value that does not fit its column: checked change by change only when the
             // batch fails to convert.
-            let (mine, error) = match self.apply_table(&id, &mine, &consumed).await {
+            let (mine, error) = match self.apply_table_fenced(&id, &mine, &consumed).await {
                 Err(e @ LakeError::Value { .. }) => (mine, e),
                 other => {
                     other?;
@@ -208,18 +208,32 @@ impl LakeWriter {
                         }
                     }
                 }
-                self.apply_table(&id, &ok, &consumed).await?;
+                self.apply_table_fenced(&id, &ok, &consumed).await?;
                 self.clear_stop(&id).await?;
             }
         }
         if !dead.is_empty() {
             let settings = self.settings.clone();
-            if self.dead_letters.is_none() {
-                self.dead_letters = Some(Layer::open(&self.storage, DEAD_LETTERS.into()).await?);
+            let mut attempt = 0;
+            loop {
+                if self.dead_letters.is_none() {
+                    self.dead_letters =
+                        Some(Layer::open(&self.storage, DEAD_LETTERS.into()).await?);
+                }
+                let layer = self.dead_letters.as_mut().expect("opened");
+                match write_dead_letters(layer, &dead, &settings, &mut self.metrics).await {
+                    Err(e) if e.is_concurrent_commit() && attempt < CONCURRENT_COMMIT_ATTEMPTS => {
+                        attempt += 1;
+                        self.metrics.concurrent_commits += 1;
+                        self.dead_letters = None;
+                        tokio::time::sleep(backoff(attempt)).await;
+                    }
+                    other => {
+                        self.metrics.commits += other?;
+                        break;
+                    }
+                }
             }
-            let layer = self.dead_letters.as_mut().expect("opened");
-            let commits = write_dead_letters(layer, &dead, &settings, &mut self.metrics).await?;
-            self.metrics.commits += commits;
         }
         self.metrics.last_batch = started.elapsed();
         Ok(())
@@ -254,7 +268,7 @@ impl LakeWriter {
                     consumed.advance(c.source_partition(), o + 1);
                 }
             }
-            self.apply_table(id, before, &consumed).await?;
+            self.apply_table_fenced(id, before, &consumed).await?;
         }
         let stop = StoppedTable::new(id, &changes[bad], reason);
         tracing::error!(table = %id, "{}", stop.message());
@@ -285,6 +299,29 @@ impl LakeWriter {
         Ok(())
     }
 
+    /// [`Self::apply_table`], applied again on freshly loaded tables when another sink
+    /// committed to one of them first: what that sink applied is then held, and skipped.
+    async fn apply_table_fenced(
+        &mut self,
+        id: &TableId,
+        changes: &[LakeChange],
+        consumed: &Offsets,
+    ) -> Result<(), LakeError> {
+        let mut attempt = 0;
+        loop {
+            match self.apply_table(id, changes, consumed).await {
+                Err(e) if e.is_concurrent_commit() && attempt < CONCURRENT_COMMIT_ATTEMPTS => {
+                    attempt += 1;
+                    self.metrics.concurrent_commits += 1;
+                    tracing::info!(table = %id, attempt, "another writer committed to the table first: reloading it and applying the batch again");
+                    self.tables.remove(id);
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     async fn apply_table(
         &mut self,
         id: &TableId,
@@ -293,21 +330,64 @@ impl LakeWriter {
     ) -> Result<(), LakeError> {
         let settings = self.settings.clone();
         let layers = self.layers(id).await?;
-        // Bronze: every change not already there.
+        // Bronze (every change not already there) commits in a task of its own while history
+        // and silver are worked out here: the tables are independent, each with its own
+        // exactly-once record.
         let fresh = layers.bronze.fresh(changes);
-        let bronze_started = Instant::now();
-        if !fresh.is_empty() {
+        let bronze_write = if fresh.is_empty() {
+            None
+        } else {
             let batch = bronze_batch(&fresh)?;
             let state = layers.bronze.next_state(&fresh, consumed);
-            layers
-                .bronze
-                .append(batch, Some(vec![INGEST_DATE.into()]), state, &settings)
-                .await?;
+            let detached = Layer::detached(&layers.bronze.path);
+            let mut bronze = std::mem::replace(&mut layers.bronze, detached);
+            let settings = settings.clone();
+            Some(tokio::spawn(async move {
+                let started = Instant::now();
+                let result = bronze
+                    .append(batch, Some(vec![INGEST_DATE.into()]), state, &settings)
+                    .await;
+                (bronze, result, started.elapsed())
+            }))
+        };
+        let current = self.apply_segments(id, changes, consumed, &settings).await;
+        if let Some(task) = bronze_write {
+            let (bronze, result, took) = task
+                .await
+                .map_err(|e| LakeError::storage(&id.to_string(), e))?;
+            self.tables.get_mut(id).expect("opened").bronze = bronze;
+            self.metrics.bronze_time += took;
+            result?;
             self.metrics.commits += 1;
         }
-        self.metrics.bronze_time += bronze_started.elapsed();
+        current?;
+        self.metrics.changes_applied += changes.len() as u64;
+        if let Some(newest) = changes.iter().map(|c| c.ts_ms).max() {
+            self.metrics.newest_source_ts_ms = self.metrics.newest_source_ts_ms.max(newest);
+        }
+        let entry = self.metrics.tables.entry(id.to_string()).or_default();
+        entry.0 += changes.len() as u64;
+        if let Some(newest) = changes.iter().map(|c| c.ts_ms).max() {
+            entry.1 = entry.1.max(newest);
+        }
         let layers = self.tables.get_mut(id).expect("opened");
-        // Silver and history, one segment per schema version or truncate.
+        let maintenance_started = Instant::now();
+        for layer in [&mut layers.bronze, &mut layers.history, &mut layers.silver] {
+            maintain(layer, &settings, &mut self.metrics).await?;
+        }
+        self.metrics.maintenance_time += maintenance_started.elapsed();
+        Ok(())
+    }
+
+    /// History and silver of `id`: one segment per schema version or truncate.
+    async fn apply_segments(
+        &mut self,
+        id: &TableId,
+        changes: &[LakeChange],
+        consumed: &Offsets,
+        settings: &LakeConfig,
+    ) -> Result<(), LakeError> {
+        let layers = self.tables.get_mut(id).expect("opened");
         let mut start = 0;
         while start < changes.len() {
             let schema = &changes[start].schema;
@@ -335,27 +415,46 @@ impl LakeWriter {
                 m
             };
             let n =
-                apply_current(layers, segment, &seg_consumed, &settings, &mut self.metrics).await?;
+                apply_current(layers, segment, &seg_consumed, settings, &mut self.metrics).await?;
             self.metrics.commits += n;
             start = end;
         }
-        self.metrics.changes_applied += changes.len() as u64;
-        if let Some(newest) = changes.iter().map(|c| c.ts_ms).max() {
-            self.metrics.newest_source_ts_ms = self.metrics.newest_source_ts_ms.max(newest);
-        }
-        let entry = self.metrics.tables.entry(id.to_string()).or_default();
-        entry.0 += changes.len() as u64;
-        if let Some(newest) = changes.iter().map(|c| c.ts_ms).max() {
-            entry.1 = entry.1.max(newest);
-        }
-        let layers = self.tables.get_mut(id).expect("opened");
-        let maintenance_started = Instant::now();
-        for layer in [&mut layers.bronze, &mut layers.history, &mut layers.silver] {
-            maintain(layer, &settings, &mut self.metrics).await?;
-        }
-        self.metrics.maintenance_time += maintenance_started.elapsed();
         Ok(())
     }
+}
+
+/// Decodes `records` (see [`parse`]), in order, split over the cores: decoding the envelopes
+/// is the largest share of a batch's work done on the sink's own thread.
+fn parse_on_every_core(records: &[&Record]) -> Vec<Result<Option<LakeChange>, String>> {
+    const CHUNK_AT_LEAST: usize = 2_000;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores < 2 || records.len() < 2 * CHUNK_AT_LEAST {
+        return records.iter().map(|r| parse(r)).collect();
+    }
+    let chunk = records.len().div_ceil(cores);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = records
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(|r| parse(r)).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|p| p.join().expect("decoding does not panic"))
+            .collect()
+    })
+}
+
+/// How often a table is reloaded and its batch applied again before a concurrent writer is
+/// taken for a fault (two sinks that keep racing on one table).
+const CONCURRENT_COMMIT_ATTEMPTS: u32 = 20;
+
+/// The wait before applying again: growing, with jitter, so racing sinks fall out of step.
+fn backoff(attempt: u32) -> std::time::Duration {
+    let jitter = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        % 50) as u64;
+    std::time::Duration::from_millis(25 * u64::from(attempt.min(8)) + jitter)
 }
 
 /// Applies one segment (one schema version, or one truncate) to history and silver.
@@ -445,7 +544,7 @@ async fn apply_current(
         }
     }
     let started = Instant::now();
-    let mut floors: HashMap<String, &str> = HashMap::new();
+    let mut floors: HashMap<&str, &str> = HashMap::new();
     for c in history_changes.iter().chain(silver_changes.iter()) {
         let e = floors.entry(c.key_text()).or_insert(c.order.as_str());
         if c.order.as_str() < *e {
@@ -453,7 +552,7 @@ async fn apply_current(
         }
     }
     let (applied, locations) = applied_positions(layers, &schema, &keys, &floors).await?;
-    let index: HashMap<String, usize> = keys
+    let index: HashMap<&str, usize> = keys
         .iter()
         .enumerate()
         .map(|(i, c)| (c.key_text(), i))
@@ -468,7 +567,7 @@ async fn apply_current(
     let after_truncate = |c: &LakeChange| truncated_at.as_ref().is_none_or(|t| c.order > *t);
     let guard = |c: &LakeChange| {
         after_truncate(c)
-            && match applied.get(&c.key_text()).and_then(|k| k.position.as_ref()) {
+            && match applied.get(c.key_text()).and_then(|k| k.position.as_ref()) {
                 Some(position) => c.order > *position,
                 None => true,
             }
@@ -478,7 +577,7 @@ async fn apply_current(
     let silver_guard = |c: &LakeChange| {
         after_truncate(c)
             && applied
-                .get(&c.key_text())
+                .get(c.key_text())
                 .is_none_or(|k| k.silver_applies(&c.order))
     };
     if !fresh_history.is_empty() {

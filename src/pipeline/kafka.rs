@@ -1,6 +1,13 @@
 //! Kafka as a record source: a consumer group's records; offsets committed to the group once
 //! the lake holds them; with `--exit-when-caught-up`, finished at the end the topics had at
 //! start (or, under `run`, when the source has finished).
+//!
+//! Several sinks may share one consumer group: Kafka assigns each its partitions, and a Delta
+//! table written from two of them (a table's partitions split, or handed over at a rebalance
+//! while the last batch is still being committed) stays exactly once because every binlake
+//! commit goes in only on top of the version it was computed from (see
+//! `lake::writer::LakeWriter`): the loser reloads the table, skips what the winner applied, and
+//! commits the rest. See docs/exactly-once.md.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,31 +37,6 @@ pub struct SinkOptions {
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How often the sink looks at its consumer group's members (see [`GroupWatch`]).
-const MEMBERS_CHECK_EVERY: Duration = Duration::from_secs(10);
-
-/// Checks in a row that must see another member before the sink stops: longer than a
-/// SIGKILLed sink stays in the group (`session.timeout.ms`, 10 s by default here).
-const MEMBERS_CHECKS: u32 = 4;
-
-/// Several sinks in one consumer group would write the same Delta tables from two processes
-/// (a table's partitions split between them, or handed over at a rebalance while the last
-/// batch is still being committed), and their exactly-once records (the offsets in each
-/// commit) would overwrite each other. Until binlake assigns whole tables to members and
-/// fences handovers, a sink that keeps seeing another member in its group stops, naming it.
-///
-/// A broker that cannot describe groups (librdkafka's mock cluster) is watched through the
-/// assignment instead: a table topic whose partitions this sink does not all hold, long after
-/// it joined, is held by another member.
-#[derive(Default)]
-struct GroupWatch {
-    last_check: Option<std::time::Instant>,
-    /// Checks in a row that saw another member.
-    crowded: u32,
-    /// The broker does not describe groups: watch the assignment.
-    by_assignment: bool,
-}
-
 struct KafkaRecords<'a> {
     input: &'a mut KafkaInput,
     options: &'a SinkOptions,
@@ -63,7 +45,9 @@ struct KafkaRecords<'a> {
     targets: Option<Offsets>,
     /// The next offset per partition the lake holds.
     consumed: Offsets,
-    group: GroupWatch,
+    /// When the group's committed offsets were last read for "caught up" (other members apply
+    /// the partitions this sink does not hold).
+    group_checked: Option<std::time::Instant>,
     gaps: GapWatch,
 }
 
@@ -87,28 +71,25 @@ struct GapWatch {
 }
 
 impl GapWatch {
-    fn check(&mut self, record: &Record) -> Result<(), PipelineError> {
-        let Some(offset) = record.offset else {
-            return Ok(());
-        };
+    /// The offset `record` was expected at, when it lies beyond it (a gap, or a partition
+    /// another member of the group applied up to there and handed over).
+    fn beyond(&self, record: &Record) -> Option<i64> {
+        let offset = record.offset?;
         let sp = crate::transport::record::SourcePartition::kafka(&record.topic, record.partition)
             .to_string();
         let expected = self
             .next
             .get(&sp)
-            .or(self.unknown_start_at_zero.then_some(0));
-        if let Some(expected) = expected {
-            if offset > expected {
-                return Err(PipelineError::Transport(format!(
-                    "{} partition {}: the next record is at offset {offset}, but the lake has not applied offsets {expected}..{}: Kafka deleted them unread (retention, or a size limit), so their changes would be missing from the lake. Stop here rather than skip them: re-snapshot the topic's table (`binlake snapshot --table`) or restore the records, then start the sink again",
-                    record.topic,
-                    record.partition,
-                    offset - 1
-                )));
-            }
+            .or(self.unknown_start_at_zero.then_some(0))?;
+        (offset > expected).then_some(expected)
+    }
+
+    fn accept(&mut self, record: &Record) {
+        if let Some(offset) = record.offset {
+            let sp =
+                crate::transport::record::SourcePartition::kafka(&record.topic, record.partition);
+            self.next.advance(sp, offset + 1);
         }
-        self.next.advance(&sp, offset + 1);
-        Ok(())
     }
 }
 
@@ -136,11 +117,11 @@ impl RecordSource for KafkaRecords<'_> {
         if self.stop.load(Ordering::Relaxed) {
             return Ok(Next::End);
         }
-        self.check_alone_in_group()?;
         Ok(
             match self.input.poll(wait).map_err(PipelineError::Transport)? {
                 Some(r) => {
-                    self.gaps.check(&r)?;
+                    self.check_gap(&r)?;
+                    self.gaps.accept(&r);
                     Next::Record(r)
                 }
                 None => Next::Idle,
@@ -185,10 +166,23 @@ impl RecordSource for KafkaRecords<'_> {
                 }
             }
         }
-        if let Some(t) = &self.targets {
-            if self.consumed.reached(t) {
-                tracing::info!("sink: caught up");
-                return Ok(true);
+        let Some(t) = &self.targets else {
+            return Ok(false);
+        };
+        if self.consumed.reached(t) {
+            tracing::info!("sink: caught up");
+            return Ok(true);
+        }
+        // Other members of the group apply the partitions this sink does not hold: what they
+        // committed counts too.
+        if self
+            .group_checked
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
+        {
+            self.group_checked = Some(std::time::Instant::now());
+            match self.input.committed(t, Duration::from_secs(1)) {
+                Ok(committed) => self.consumed.advance_all(&committed),
+                Err(e) => tracing::debug!("{e}"),
             }
         }
         Ok(false)
@@ -209,7 +203,7 @@ pub async fn sink_kafka(
         stop,
         targets: None,
         consumed: Offsets::default(),
-        group: GroupWatch::default(),
+        group_checked: None,
         gaps: GapWatch::default(),
     };
     run_sink(writer, &mut source, gold, options.metrics.as_ref()).await
@@ -234,64 +228,35 @@ impl KafkaRecords<'_> {
         Ok(())
     }
 
-    /// Errs when another member has been in this sink's consumer group at
-    /// [`MEMBERS_CHECKS`] checks in a row.
-    fn check_alone_in_group(&mut self) -> Result<(), PipelineError> {
-        let now = std::time::Instant::now();
-        if self
-            .group
-            .last_check
-            .is_some_and(|t| now.duration_since(t) < MEMBERS_CHECK_EVERY)
-        {
-            return Ok(());
-        }
-        self.group.last_check = Some(now);
-        let others = if self.group.by_assignment {
-            self.input
-                .table_topics_not_held(METADATA_TIMEOUT)
-                .map(|topics| {
-                    (!topics.is_empty())
-                        .then(|| format!("another member holds {}", topics.join(", ")))
-                })
-        } else {
-            match self.input.group_members(METADATA_TIMEOUT) {
-                Ok(None) => {
-                    tracing::debug!(
-                        "the broker cannot describe consumer groups: watching the assignment instead"
-                    );
-                    self.group.by_assignment = true;
-                    self.group.last_check = None;
-                    return Ok(());
-                }
-                result => result.map(|members| {
-                    let members = members.unwrap_or_default();
-                    (members.len() > 1).then(|| {
-                        format!("it has {} members ({})", members.len(), members.join(", "))
-                    })
-                }),
-            }
-        };
-        let others = match others {
-            Ok(others) => others,
-            Err(e) => {
-                tracing::warn!("{e}; looking again in {MEMBERS_CHECK_EVERY:?}");
-                return Ok(());
-            }
-        };
-        let Some(others) = others else {
-            self.group.crowded = 0;
+    /// Errs when `record` lies beyond the next offset its partition must be read at, unless
+    /// the group's committed offset has moved there: another member applied the partition up
+    /// to it and the group handed it to this sink (a rebalance). Otherwise Kafka deleted
+    /// records no member applied.
+    fn check_gap(&mut self, record: &Record) -> Result<(), PipelineError> {
+        let (Some(expected), Some(offset)) = (self.gaps.beyond(record), record.offset) else {
             return Ok(());
         };
-        self.group.crowded += 1;
-        if self.group.crowded < MEMBERS_CHECKS {
+        let sp = crate::transport::record::SourcePartition::kafka(&record.topic, record.partition);
+        let mut wanted = Offsets::default();
+        wanted.insert(&sp, offset);
+        let committed = self
+            .input
+            .committed(&wanted, METADATA_TIMEOUT)
+            .map_err(PipelineError::Transport)?
+            .get(&sp.to_string());
+        if committed.is_some_and(|c| c >= offset) {
+            tracing::info!(topic = %record.topic, partition = record.partition, offset, "reading on where another member of the group left the partition");
             return Ok(());
         }
         Err(PipelineError::Transport(format!(
-            "consumer group {}: {others}. Another binlake sink shares the group, and two processes writing one Delta table would break its exactly-once record. Run one sink per group (`[transport] group_id`)",
-            self.input.group_id()
+            "{} partition {}: the next record is at offset {offset}, but the lake has not applied offsets {expected}..{}: Kafka deleted them unread (retention, or a size limit), so their changes would be missing from the lake. Stop here rather than skip them: re-snapshot the topic's table (`binlake snapshot --table`) or restore the records, then start the sink again",
+            record.topic,
+            record.partition,
+            offset - 1
         )))
     }
 }
+
 /// The next offset per partition of `targets` that is already applied: the larger of what the
 /// lake's tables record and what the consumer group committed (when the group answers).
 async fn already_applied(

@@ -167,6 +167,8 @@ fn observe(metrics: Option<&Metrics>, writer: &LakeWriter, before: &LakeMetrics,
     m.dead_letters
         .inc_by(now.dead_letters - before.dead_letters);
     m.commits.inc_by(now.commits - before.commits);
+    m.concurrent_commits
+        .inc_by(now.concurrent_commits - before.concurrent_commits);
     m.batch_seconds.observe(now.last_batch.as_secs_f64());
     m.set_stopped(&writer.stopped());
     if now.newest_source_ts_ms > 0 {

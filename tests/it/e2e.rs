@@ -399,3 +399,127 @@ fn ecommerce_with_source_and_sink_killed_ten_times_equals_the_source() {
     assert_eq!(code, Some(0), "{stderr}");
     assert_lake_equals_source(&db, &container);
 }
+
+/// Three `binlake sink` processes in one consumer group share the tables (each topic has two
+/// partitions, so one table is often written from two sinks at once) while the workload runs;
+/// one of them, at random, is SIGKILLed and started again four times. The lake equals the
+/// source, bronze holds every change once, and the commits show the sinks taking turns on one
+/// table: a sink's commits interleaved with another's while both were alive.
+#[test]
+fn ecommerce_with_three_sinks_in_one_group_one_killed_again_and_again_equals_the_source() {
+    std::env::var("AZURITE_BLOB_STORAGE_URL")
+        .expect("AZURITE_BLOB_STORAGE_URL: run the suite with scripts/test.sh");
+    let db = MariaDb::start();
+    db.sql_file(&repo("sql/online_store.sql"));
+    let b = crate::support::kafka::broker();
+    let prefix = crate::support::unique_prefix("group");
+    let container = crate::support::unique_prefix("group");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &db, &b.bootstrap, &prefix, &container);
+    // Each sink is its own static member of the group, and a killed one is given up after 6 s
+    // (the least a broker allows by default): until then its partitions wait.
+    let sink_config = |n: usize| {
+        let path = dir.path().join(format!("sink-{n}.toml"));
+        let text = std::fs::read_to_string(&config).unwrap().replace(
+            &format!("{prefix}-sink-1\""),
+            &format!("{prefix}-sink-{n}\"\n\"session.timeout.ms\" = \"6000\""),
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let configs = [sink_config(1), sink_config(2), sink_config(3)];
+    // Each process's log goes to one file per config under BINLAKE_E2E_LOGS when it is set.
+    let logs = std::env::var_os("BINLAKE_E2E_LOGS").map(std::path::PathBuf::from);
+    let spawn = |command: &str, config: &Path| {
+        let stderr = match &logs {
+            Some(logs) => {
+                std::fs::create_dir_all(logs).unwrap();
+                let name = config.file_stem().unwrap().to_string_lossy();
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(logs.join(format!("{command}-{name}.log")))
+                    .unwrap()
+                    .into()
+            }
+            None => std::process::Stdio::null(),
+        };
+        KillOnDrop(
+            std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
+                .args([command, "--config"])
+                .arg(config)
+                .stderr(stderr)
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let secs = workload_secs() / 2;
+    std::thread::scope(|scope| {
+        let handle = scope.spawn(|| run_workload(&db, &config, secs));
+        let _source = spawn("source", &config);
+        let mut sinks = vec![spawn("sink", &configs[0]), spawn("sink", &configs[1])];
+        let mut rng = binlake::workload::Rng(0x5EED_0016);
+        // Kills further apart than the session timeout, so the group settles in between and
+        // the members apply (a group that rebalances all the time applies nothing).
+        let gap = Duration::from_millis(secs * 1000 / 6);
+        for round in 0..5 {
+            std::thread::sleep(
+                gap / 2 + Duration::from_millis(rng.below_u64(gap.as_millis() as u64)),
+            );
+            if round == 0 {
+                // A third member joins: the group rebalances under load.
+                sinks.push(spawn("sink", &configs[2]));
+                continue;
+            }
+            let victim = rng.below(3);
+            sinks[victim].kill().unwrap();
+            sinks[victim].wait().unwrap();
+            sinks[victim] = spawn("sink", &configs[victim]);
+        }
+        handle.join().unwrap();
+    });
+    let (code, stderr) = binlake(&["source", "--exit-when-caught-up"], &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    // Two members catch up together: each applies its partitions and counts the other's.
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = configs[..2]
+            .iter()
+            .map(|c| scope.spawn(move || binlake(&["sink", "--exit-when-caught-up"], c)))
+            .collect();
+        for run in runs {
+            let (code, stderr) = run.join().unwrap();
+            assert_eq!(code, Some(0), "{stderr}");
+        }
+    });
+    assert_lake_equals_source(&db, &container);
+    // Some writer's commits to one table came before and after another writer's: two sinks
+    // were applying the same table at once.
+    let options = [("use_emulator", "true")];
+    let runs: Vec<Vec<(String, usize)>> = TABLES
+        .iter()
+        .map(|table| {
+            // Each table's commits as runs of one writer: (writer, commits in a row).
+            let writers = crate::support::lake::commit_writers(
+                &format!("az://{container}/lake/bronze/online_store/{table}"),
+                &options,
+            );
+            let mut runs: Vec<(String, usize)> = Vec::new();
+            for w in writers {
+                match runs.last_mut() {
+                    Some((last, n)) if *last == w => *n += 1,
+                    _ => runs.push((w, 1)),
+                }
+            }
+            runs
+        })
+        .collect();
+    let interleaved = runs.iter().any(|runs| {
+        runs.iter()
+            .enumerate()
+            .any(|(i, (w, _))| runs[i + 1..].iter().skip(1).any(|(x, _)| x == w))
+    });
+    assert!(
+        interleaved,
+        "no table was written by two sinks in turn: {runs:?}"
+    );
+}

@@ -3,7 +3,6 @@
 //! with the server's own SELECT.
 
 use std::path::Path;
-use std::time::Duration;
 
 use crate::support::lake::{azurite, lake_query, python, source_rows, table_url};
 use crate::support::mariadb::MariaDb;
@@ -305,59 +304,6 @@ fn records_deleted_before_the_sink_read_them_stop_it_visibly() {
             && stderr.contains(": the next record is at offset")
             && stderr.contains("but the lake has not applied offsets 0..")
             && stderr.contains("Kafka deleted them unread"),
-        "{stderr}"
-    );
-}
-
-/// Two `binlake sink` processes in one consumer group would write the same Delta tables and
-/// overwrite each other's exactly-once record: a sink that keeps seeing another member in its
-/// group stops, non-zero, naming the group and its members, instead of sharing tables.
-#[test]
-fn a_second_sink_in_the_group_is_refused_rather_than_sharing_tables() {
-    let ShopInKafka {
-        broker: _broker,
-        config,
-        dir: _dir,
-        ..
-    } = shop_in_kafka("twosinks");
-    // The lake first takes what is there, so that the two sinks below meet idle, and the stop
-    // comes from the watch rather than from Delta refusing one of two concurrent commits.
-    let (code, stderr) = binlake(&["sink", "--exit-when-caught-up"], &config);
-    assert_eq!(code, Some(0), "{stderr}");
-    let spawn = || {
-        crate::KillOnDrop(
-            std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
-                .args(["sink", "--config"])
-                .arg(&config)
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap(),
-        )
-    };
-    let mut sinks = [spawn(), spawn()];
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    let stopped = loop {
-        if let Some(i) = (0..2).find(|&i| sinks[i].try_wait().unwrap().is_some()) {
-            break i;
-        }
-        if std::time::Instant::now() > deadline {
-            let mut logs = String::new();
-            for sink in sinks.iter_mut() {
-                sink.kill().unwrap();
-                sink.wait().unwrap();
-                std::io::Read::read_to_string(sink.stderr.as_mut().unwrap(), &mut logs).unwrap();
-            }
-            panic!("neither sink stopped within 90 s:\n{logs}");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let status = sinks[stopped].wait().unwrap();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(sinks[stopped].stderr.as_mut().unwrap(), &mut stderr).unwrap();
-    assert!(!status.success(), "{stderr}");
-    assert!(
-        stderr.contains("Another binlake sink shares the group")
-            && (stderr.contains("it has 2 members") || stderr.contains("another member holds")),
         "{stderr}"
     );
 }

@@ -10,6 +10,7 @@ mod debezium_consumer;
 mod e2e;
 mod fixtures;
 mod kafka;
+mod kubernetes;
 mod lake;
 mod lake_writer;
 mod layout;

@@ -104,62 +104,6 @@ impl KafkaInput {
         &self.group_id
     }
 
-    /// Table topics whose partitions this sink does not all hold, as `topic (n of m
-    /// partitions)`: with one member in the group it holds every one (once it has joined and
-    /// seen the topic), so some other member holds the rest.
-    pub fn table_topics_not_held(&self, timeout: Duration) -> Result<Vec<String>, String> {
-        let assignment = self
-            .consumer
-            .assignment()
-            .map_err(|e| format!("reading this sink's Kafka assignment: {e}"))?;
-        let mut held: HashMap<String, usize> = HashMap::new();
-        for element in assignment.elements() {
-            *held.entry(element.topic().to_string()).or_default() += 1;
-        }
-        let metadata = self.consumer.fetch_metadata(None, timeout).map_err(|e| {
-            format!(
-                "reading Kafka metadata from {}: {e}",
-                self.settings.brokers()
-            )
-        })?;
-        let mut not_held: Vec<String> = metadata
-            .topics()
-            .iter()
-            .filter(|t| self.is_table_topic(t.name()))
-            .filter_map(|t| {
-                let n = held.get(t.name()).copied().unwrap_or(0);
-                let m = t.partitions().len();
-                (n < m).then(|| format!("{} ({n} of {m} partitions)", t.name()))
-            })
-            .collect();
-        not_held.sort();
-        Ok(not_held)
-    }
-
-    /// The members of this sink's consumer group, as `client id@host`; None when the broker
-    /// cannot describe groups (librdkafka's mock cluster).
-    pub fn group_members(&self, timeout: Duration) -> Result<Option<Vec<String>>, String> {
-        let groups = match self
-            .consumer
-            .fetch_group_list(Some(&self.group_id), timeout)
-        {
-            Ok(groups) => groups,
-            Err(rdkafka::error::KafkaError::GroupListFetch(
-                rdkafka::types::RDKafkaErrorCode::UnsupportedFeature,
-            )) => return Ok(None),
-            Err(e) => return Err(format!("describing consumer group {}: {e}", self.group_id)),
-        };
-        Ok(Some(
-            groups
-                .groups()
-                .iter()
-                .filter(|g| g.name() == self.group_id)
-                .flat_map(|g| g.members())
-                .map(|m| format!("{}@{}", m.client_id(), m.client_host()))
-                .collect(),
-        ))
-    }
-
     /// The end offset of every partition of every table topic now: what "caught up" means.
     pub fn end_offsets(&self, timeout: Duration) -> Result<Offsets, String> {
         let metadata = self.consumer.fetch_metadata(None, timeout).map_err(|e| {

@@ -64,6 +64,33 @@ pub fn lake_query(url: &str, options: &[(&str, &str)], sql: &str) -> Vec<String>
     })
 }
 
+/// The process that made each commit of the Delta table at `url` (commit info
+/// `binlake.writer`), oldest first; commits without one are left out.
+pub fn commit_writers(url: &str, options: &[(&str, &str)]) -> Vec<String> {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        use futures_util::StreamExt;
+        deltalake::azure::register_handlers(None);
+        let url = url::Url::parse(url).unwrap();
+        let options = options
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let table = deltalake::DeltaTable::try_from_url_with_storage_options(url.clone(), options)
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        let mut writers = Vec::new();
+        let mut history = table.history(None);
+        while let Some(commit) = history.next().await {
+            if let Some(w) = commit.unwrap().info.get(binlake::lake::state::WRITER_KEY) {
+                writers.push(w.as_str().unwrap_or_default().to_string());
+            }
+        }
+        writers.reverse();
+        writers
+    })
+}
+
 /// The file URL of table `rel` under a local lake directory.
 pub fn table_url(lake: &Path, rel: &str) -> String {
     url::Url::from_directory_path(lake.join(rel))

@@ -451,8 +451,8 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), LakeError> {
 }
 
 /// Resets the kernel's peak-RSS counter (Linux), so the next reading covers what follows.
-/// Memory the previous case freed is first handed back to the system (what glibc's malloc
-/// holds for C code; the binary's own allocator, mimalloc, returns pages by itself).
+/// Memory the previous case freed is first handed back to the system (glibc keeps it
+/// otherwise, and it would count toward the next case's peak).
 pub(super) fn reset_peak_rss() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free heap pages to the kernel.

@@ -23,6 +23,8 @@ pub struct DecodedChange {
     pub ts_ms: i64,
     /// Read by a snapshot rather than streamed.
     pub snapshot: bool,
+    /// The logical server name (`source.name`).
+    pub server: Option<String>,
 }
 
 /// What names the schema a message was written with, for the error when it is unknown.
@@ -155,5 +157,6 @@ pub fn decode(value: &[u8], schema: SchemaRef<'_>) -> Result<DecodedChange, Stri
             text("snapshot"),
             Some("true" | "last" | "first" | "incremental")
         ),
+        server: text("name").map(str::to_string),
     })
 }

@@ -25,6 +25,8 @@ pub struct LakeChange {
     pub gtid: Option<String>,
     pub ts_ms: i64,
     pub snapshot: bool,
+    /// The logical server name the change came from (`source.name`).
+    pub server: Option<String>,
     pub topic: String,
     pub partition: i32,
     pub offset: Option<i64>,
@@ -76,6 +78,7 @@ pub fn parse(record: &Record) -> Result<Option<LakeChange>, String> {
         gtid: d.gtid,
         ts_ms: d.ts_ms,
         snapshot: d.snapshot,
+        server: d.server,
         topic: record.topic.clone(),
         partition: record.partition,
         offset: record.offset,

@@ -57,6 +57,17 @@ pub struct LakeConfig {
     /// `db.table` → its own `schema_changes`.
     #[serde(default)]
     pub table_schema_changes: std::collections::BTreeMap<String, SchemaChanges>,
+    /// `[[lake.route]]`: shards of one schema landed in one table (see [`super::route`]).
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// One `[[lake.route]]`: the source tables `from` matches (a `db.table` glob) land in `to`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub from: String,
+    pub to: String,
 }
 
 /// `[lake] schema_changes`.
@@ -180,6 +191,7 @@ impl Default for LakeConfig {
             on_unappliable: OnUnappliable::default(),
             schema_changes: SchemaChanges::default(),
             table_schema_changes: Default::default(),
+            routes: Vec::new(),
         }
     }
 }
@@ -221,6 +233,9 @@ impl LakeConfig {
         }
         if self.max_latency_ms == 0 {
             return Err(("lake.max_latency_ms", "must be at least 1".into()));
+        }
+        for route in &self.routes {
+            super::route::Routes::check(route).map_err(|reason| ("lake.route", reason))?;
         }
         if self.silver_deletes == Some(SilverDeletes::DeletionVectors)
             && !self.readers.deletion_vectors()

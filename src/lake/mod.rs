@@ -6,7 +6,8 @@
 //! [`writer`] routes a batch; [`layer`] is one table and its exactly-once [`state`];
 //! [`bronze`], [`silver`] and [`history`] write their layers; [`guard`] says what a key already
 //! holds, located by [`keys`] and read by [`read_back`]; [`dv`] writes deletion vectors;
-//! [`evolution`] and [`maintenance`] keep tables in shape; [`gold`] runs the SQL models.
+//! [`evolution`] and [`maintenance`] keep tables in shape; [`route`] lands shards in one table;
+//! [`gold`] runs the SQL models.
 
 mod bronze;
 pub mod change;
@@ -27,6 +28,7 @@ mod multiset;
 mod parallel;
 mod read_back;
 mod retype;
+pub mod route;
 mod silver;
 pub mod state;
 pub mod stopped;

@@ -35,6 +35,7 @@ use super::maintenance::maintain;
 use super::metrics::LakeMetrics;
 use super::multiset;
 use super::retype::follow_schema;
+use super::route::Routes;
 use super::silver::{truncate_silver, write_silver, SilverKeys};
 use super::state::LayerState;
 use super::stopped::{self, StoppedTable};
@@ -54,18 +55,21 @@ pub struct LakeWriter {
     stopped: BTreeMap<TableId, StoppedTable>,
     /// Tables with a stop record in the lake (from an earlier run), loaded on first use.
     recorded_stops: Option<HashSet<String>>,
+    /// `[[lake.route]]`: source tables landed in another table.
+    routes: Routes,
 }
 
 impl LakeWriter {
     pub fn new(storage: LakeStorage, settings: LakeConfig) -> LakeWriter {
         LakeWriter {
             storage,
-            settings,
             tables: HashMap::new(),
             dead_letters: None,
             metrics: LakeMetrics::default(),
             stopped: BTreeMap::new(),
             recorded_stops: None,
+            routes: Routes::new(&settings.routes).expect("routes are checked with the config"),
+            settings,
         }
     }
 
@@ -97,6 +101,7 @@ impl LakeWriter {
     pub async fn resume_offsets(&mut self, tables: &[TableId]) -> Result<Offsets, LakeError> {
         let mut out = Offsets::default();
         for id in tables {
+            let id = &self.routes.target(id).unwrap_or(id).clone();
             let layers = self.layers(id).await?;
             for layer in [&layers.bronze, &layers.history, &layers.silver] {
                 for (sp, next) in layer.state.offsets.iter() {
@@ -176,6 +181,20 @@ impl LakeWriter {
                     reason: format!("{} on the topic of {id}", s.schema.id),
                 });
             }
+            let (id, mine) = match self.routes.route(id, mine) {
+                Ok(routed) => routed,
+                Err(unroutable) => {
+                    if !self.stopped.contains_key(&unroutable.target) {
+                        let error = LakeError::Schema {
+                            table: unroutable.target.to_string(),
+                            reason: unroutable.reason,
+                        };
+                        self.stop_at(&unroutable.target, &unroutable.changes, error)
+                            .await?;
+                    }
+                    continue;
+                }
+            };
             if self.stopped.contains_key(&id) {
                 // Stopped earlier in this run: nothing more of it applies until a restart.
                 continue;

@@ -21,6 +21,7 @@ mod mysql;
 mod oracle;
 mod pipelines;
 mod readers;
+mod routes;
 mod status_page;
 mod tls;
 

@@ -15,6 +15,7 @@ mod lake;
 mod lake_writer;
 mod layout;
 mod live;
+mod many_tables;
 mod mariadb_replay;
 mod mutations;
 mod mysql;

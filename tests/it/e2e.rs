@@ -13,7 +13,6 @@ use std::time::Duration;
 use crate::support::binlake;
 use crate::support::lake::{lake_query, source_rows};
 use crate::support::mariadb::MariaDb;
-use crate::KillOnDrop;
 
 const TABLES: [&str; 7] = [
     "Customers",
@@ -237,14 +236,7 @@ fn ecommerce_through_kafka_to_azurite_with_ddl_equals_the_source() {
     let container = crate::support::unique_prefix("e2e");
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &db, &b.bootstrap, &prefix, &container);
-    let mut run = KillOnDrop(
-        std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
-            .args(["run", "--config"])
-            .arg(&config)
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut run = crate::support::spawn_binlake("run", &config, std::process::Stdio::null());
     run_workload(&db, &config, workload_secs());
     // SIGTERM: the running pipeline commits what it has and exits 0.
     let pid = run.id().to_string();
@@ -341,30 +333,8 @@ fn ecommerce_with_source_and_sink_killed_ten_times_equals_the_source() {
     let container = crate::support::unique_prefix("kill");
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &db, &b.bootstrap, &prefix, &container);
-    // Each process's log goes to one file per command under BINLAKE_E2E_LOGS when it is set,
-    // so a failure can be read back after the test's folder is gone.
-    let logs = std::env::var_os("BINLAKE_E2E_LOGS").map(std::path::PathBuf::from);
     let spawn = |command: &str| {
-        let stderr = match &logs {
-            Some(logs) => {
-                std::fs::create_dir_all(logs).unwrap();
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(logs.join(format!("{command}.log")))
-                    .unwrap()
-                    .into()
-            }
-            None => std::process::Stdio::null(),
-        };
-        KillOnDrop(
-            std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
-                .args([command, "--config"])
-                .arg(&config)
-                .stderr(stderr)
-                .spawn()
-                .unwrap(),
-        )
+        crate::support::spawn_binlake(command, &config, crate::support::e2e_log(command))
     };
     let secs = workload_secs();
     std::thread::scope(|scope| {
@@ -380,23 +350,17 @@ fn ecommerce_with_source_and_sink_killed_ten_times_equals_the_source() {
             std::thread::sleep(
                 gap / 2 + Duration::from_millis(rng % (gap.as_millis() as u64).max(1)),
             );
-            let victim = if rng % 2 == 0 { &mut source } else { &mut sink };
-            victim.kill().unwrap();
-            victim.wait().unwrap();
             if rng % 2 == 0 {
-                source = spawn("source");
+                crate::support::restart(&mut source, || spawn("source"));
             } else {
-                sink = spawn("sink");
+                crate::support::restart(&mut sink, || spawn("sink"));
             }
         }
         handle.join().unwrap();
         source.kill().unwrap();
         sink.kill().unwrap();
     });
-    let (code, stderr) = binlake(&["source", "--exit-when-caught-up"], &config);
-    assert_eq!(code, Some(0), "{stderr}");
-    let (code, stderr) = binlake(&["sink", "--exit-when-caught-up"], &config);
-    assert_eq!(code, Some(0), "{stderr}");
+    crate::support::catch_up(&config);
     assert_lake_equals_source(&db, &container);
 }
 
@@ -428,29 +392,12 @@ fn ecommerce_with_three_sinks_in_one_group_one_killed_again_and_again_equals_the
         path
     };
     let configs = [sink_config(1), sink_config(2), sink_config(3)];
-    // Each process's log goes to one file per config under BINLAKE_E2E_LOGS when it is set.
-    let logs = std::env::var_os("BINLAKE_E2E_LOGS").map(std::path::PathBuf::from);
     let spawn = |command: &str, config: &Path| {
-        let stderr = match &logs {
-            Some(logs) => {
-                std::fs::create_dir_all(logs).unwrap();
-                let name = config.file_stem().unwrap().to_string_lossy();
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(logs.join(format!("{command}-{name}.log")))
-                    .unwrap()
-                    .into()
-            }
-            None => std::process::Stdio::null(),
-        };
-        KillOnDrop(
-            std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
-                .args([command, "--config"])
-                .arg(config)
-                .stderr(stderr)
-                .spawn()
-                .unwrap(),
+        let name = config.file_stem().unwrap().to_string_lossy();
+        crate::support::spawn_binlake(
+            command,
+            config,
+            crate::support::e2e_log(&format!("{command}-{name}")),
         )
     };
     let secs = workload_secs() / 2;
@@ -472,9 +419,7 @@ fn ecommerce_with_three_sinks_in_one_group_one_killed_again_and_again_equals_the
                 continue;
             }
             let victim = rng.below(3);
-            sinks[victim].kill().unwrap();
-            sinks[victim].wait().unwrap();
-            sinks[victim] = spawn("sink", &configs[victim]);
+            crate::support::restart(&mut sinks[victim], || spawn("sink", &configs[victim]));
         }
         handle.join().unwrap();
     });

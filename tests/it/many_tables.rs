@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use crate::support::lake::python;
 use crate::support::mariadb::MariaDb;
 use crate::support::scenario::Scenario;
-use crate::KillOnDrop;
 
 const TABLES: usize = 1000;
 
@@ -53,14 +52,7 @@ fn a_thousand_tables_created_while_running_all_land() {
         .include("many.*")
         .embedded_lake()
         .write(dir.path(), "many.toml");
-    let mut run = KillOnDrop(
-        std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
-            .args(["run", "--config"])
-            .arg(&config)
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut run = crate::support::spawn_binlake("run", &config, std::process::Stdio::null());
     // The tables come into being while the pipeline streams.
     std::thread::sleep(Duration::from_secs(2));
     db.sql(&format!("CALL many.make_tables({TABLES})"));

@@ -18,15 +18,7 @@ pub fn lake_query(url: &str, options: &[(&str, &str)], sql: &str) -> Vec<String>
     static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
     let runtime = RUNTIME.get_or_init(|| tokio::runtime::Runtime::new().unwrap());
     runtime.block_on(async {
-        deltalake::azure::register_handlers(None);
-        let url = url::Url::parse(url).unwrap();
-        let options = options
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let table = deltalake::DeltaTable::try_from_url_with_storage_options(url.clone(), options)
-            .await
-            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        let table = open_table(url, options).await;
         let ctx = SessionContext::new();
         table.update_datafusion_session(&ctx.state()).unwrap();
         ctx.register_table("t", table.table_provider().await.unwrap())
@@ -64,21 +56,26 @@ pub fn lake_query(url: &str, options: &[(&str, &str)], sql: &str) -> Vec<String>
     })
 }
 
+/// The Delta table at `url` (with storage `options`), at its newest version.
+async fn open_table(url: &str, options: &[(&str, &str)]) -> deltalake::DeltaTable {
+    deltalake::azure::register_handlers(None);
+    let url = url::Url::parse(url).unwrap();
+    let options = options
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    deltalake::DeltaTable::try_from_url_with_storage_options(url.clone(), options)
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"))
+}
+
 /// The process that made each commit of the Delta table at `url` (commit info
 /// `binlake.writer`), oldest first; commits without one are left out.
 pub fn commit_writers(url: &str, options: &[(&str, &str)]) -> Vec<String> {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         use futures_util::StreamExt;
-        deltalake::azure::register_handlers(None);
-        let url = url::Url::parse(url).unwrap();
-        let options = options
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let table = deltalake::DeltaTable::try_from_url_with_storage_options(url.clone(), options)
-            .await
-            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        let table = open_table(url, options).await;
         let mut writers = Vec::new();
         let mut history = table.history(None);
         while let Some(commit) = history.next().await {

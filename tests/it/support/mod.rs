@@ -76,6 +76,52 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// Starts `binlake COMMAND --config CONFIG` in the background, its stderr to `stderr`.
+pub fn spawn_binlake(command: &str, config: &Path, stderr: std::process::Stdio) -> KillOnDrop {
+    KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
+            .args([command, "--config"])
+            .arg(config)
+            .stderr(stderr)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// SIGKILLs `process` and puts the one `start` makes in its place.
+pub fn restart(process: &mut KillOnDrop, start: impl FnOnce() -> KillOnDrop) {
+    process.kill().unwrap();
+    process.wait().unwrap();
+    *process = start();
+}
+
+/// Runs `binlake source` and then `binlake sink` with `--exit-when-caught-up`: everything the
+/// server's binlog holds is in the lake when it returns.
+pub fn catch_up(config: &Path) {
+    for command in ["source", "sink"] {
+        let (code, stderr) = binlake(&[command, "--exit-when-caught-up"], config);
+        assert_eq!(code, Some(0), "{command}: {stderr}");
+    }
+}
+
+/// Where a background process logs: appended to `<name>.log` under `BINLAKE_E2E_LOGS` when
+/// that is set (so a failure can be read back after the test's folder is gone), else nowhere.
+pub fn e2e_log(name: &str) -> std::process::Stdio {
+    match std::env::var_os("BINLAKE_E2E_LOGS") {
+        Some(logs) => {
+            let logs = std::path::PathBuf::from(logs);
+            std::fs::create_dir_all(&logs).unwrap();
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(logs.join(format!("{name}.log")))
+                .unwrap()
+                .into()
+        }
+        None => std::process::Stdio::null(),
+    }
+}
+
 /// Runs `command` to its end and returns its output; panics with its stderr if it failed.
 pub fn run_ok(command: &mut std::process::Command) -> std::process::Output {
     let out = command.output().unwrap();

@@ -29,3 +29,27 @@ pub struct LakeMetrics {
     /// Per `db.table`: changes applied, and the source commit time (ms) of the newest.
     pub tables: BTreeMap<String, (u64, i64)>,
 }
+
+impl LakeMetrics {
+    /// Adds what `part` (one table's job) counted.
+    pub fn absorb(&mut self, part: &LakeMetrics) {
+        self.records += part.records;
+        self.changes_applied += part.changes_applied;
+        self.dead_letters += part.dead_letters;
+        self.commits += part.commits;
+        self.concurrent_commits += part.concurrent_commits;
+        self.optimizes += part.optimizes;
+        self.vacuums += part.vacuums;
+        self.bronze_time += part.bronze_time;
+        self.lookup_time += part.lookup_time;
+        self.history_time += part.history_time;
+        self.silver_time += part.silver_time;
+        self.maintenance_time += part.maintenance_time;
+        self.newest_source_ts_ms = self.newest_source_ts_ms.max(part.newest_source_ts_ms);
+        for (table, (changes, newest)) in &part.tables {
+            let entry = self.tables.entry(table.clone()).or_default();
+            entry.0 += changes;
+            entry.1 = entry.1.max(*newest);
+        }
+    }
+}

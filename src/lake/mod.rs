@@ -3,7 +3,7 @@
 //! `silver/<db>/<table>__history` (SCD type 2), plus `dead_letters`. It owns the storage URL
 //! forms, the MySQL → Arrow mapping and exactly-once application of transport records.
 //!
-//! [`writer`] routes a batch; [`layer`] is one table and its exactly-once [`state`];
+//! [`writer`] routes a batch; [`table_apply`] applies one table's share of it; [`layer`] is one table and its exactly-once [`state`];
 //! [`bronze`], [`silver`] and [`history`] write their layers; [`guard`] says what a key already
 //! holds, located by [`keys`] and read by [`read_back`]; [`dv`] writes deletion vectors;
 //! [`evolution`] and [`maintenance`] keep tables in shape; [`route`] lands shards in one table;
@@ -33,6 +33,7 @@ mod silver;
 pub mod state;
 pub mod stopped;
 pub mod storage;
+mod table_apply;
 pub mod types;
 pub mod writer;
 

@@ -9,9 +9,8 @@
 //! or before the position already applied to its key is ignored (see [`super::guard`]), which
 //! keeps a late snapshot row or a replayed older insert from resurrecting a deleted row.
 //!
-//! A batch is cut into segments, one per schema version or TRUNCATE, each applied to history
-//! and silver in its own commits, so a schema change lands between the rows written before and
-//! after it.
+//! The tables of a batch are applied in parallel, each by a [`TableJob`] (see
+//! [`super::table_apply`]).
 //!
 //! A change the lake cannot take (a value its column cannot hold) stops its table at that
 //! change under `[lake] on_unappliable = "stop"` (see [`super::stopped`]): the table's changes
@@ -19,29 +18,21 @@
 //! Under `"dead_letter"` it goes to the dead-letter table instead.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
 use std::time::Instant;
 
-use super::bronze::bronze_batch;
 use super::change::{parse, LakeChange};
 use super::config::{LakeConfig, OnUnappliable};
 use super::dead_letters::{convertible, write_dead_letters, DeadLetter};
-use super::evolution::apply_column_defaults;
-use super::guard::applied_positions;
-use super::history::{truncate_history, write_history, HistoryKeys};
-use super::layer::{key_names, Layer, TableLayers};
-use super::layout::{bronze_path, history_path, silver_path, DEAD_LETTERS, INGEST_DATE};
-use super::maintenance::maintain;
+use super::layer::{Layer, TableLayers};
+use super::layout::DEAD_LETTERS;
 use super::metrics::LakeMetrics;
-use super::multiset;
-use super::retype::follow_schema;
 use super::route::Routes;
-use super::silver::{truncate_silver, write_silver, SilverKeys};
 use super::state::LayerState;
 use super::stopped::{self, StoppedTable};
 use super::storage::LakeStorage;
+use super::table_apply::{backoff, open_layers, TableJob, CONCURRENT_COMMIT_ATTEMPTS};
 use super::LakeError;
-use crate::event::{Op, TableId};
+use crate::event::TableId;
 use crate::transport::record::{Offsets, Record};
 
 /// Applies batches of records to the lake.
@@ -128,14 +119,7 @@ impl LakeWriter {
 
     async fn layers(&mut self, id: &TableId) -> Result<&mut TableLayers, LakeError> {
         if !self.tables.contains_key(id) {
-            let layers = TableLayers {
-                bronze: Layer::open(&self.storage, bronze_path(id)).await?,
-                history: Layer::open(&self.storage, history_path(id)).await?,
-                silver: Layer::open(&self.storage, silver_path(id)).await?,
-            };
-            for layer in [&layers.history, &layers.silver] {
-                layer.warn_beyond(self.settings.readers);
-            }
+            let layers = open_layers(&self.storage, &self.settings, id).await?;
             self.tables.insert(id.clone(), layers);
         }
         Ok(self.tables.get_mut(id).expect("just inserted"))
@@ -154,6 +138,8 @@ impl LakeWriter {
             }
         }
         let mut dead = Vec::new();
+        // Per table: its changes and the offsets they take it to.
+        let mut work: Vec<(TableId, Vec<LakeChange>, Offsets)> = Vec::new();
         for (_, group) in groups {
             let mut changes = Vec::with_capacity(group.len());
             let consumed = Offsets::after(group.iter().copied());
@@ -199,10 +185,20 @@ impl LakeWriter {
                 // Stopped earlier in this run: nothing more of it applies until a restart.
                 continue;
             }
+            // Shards routed into one table make one job.
+            match work.iter_mut().find(|(w, _, _)| *w == id) {
+                Some((_, changes, offsets)) => {
+                    changes.extend(mine);
+                    offsets.advance_all(&consumed);
+                }
+                None => work.push((id, mine, consumed)),
+            }
+        }
+        for (id, changes, consumed, result) in self.apply_in_parallel(work).await? {
             // A value that does not fit its column: checked change by change only when the
             // batch fails to convert.
-            let (mine, error) = match self.apply_table_fenced(&id, &mine, &consumed).await {
-                Err(e @ LakeError::Value { .. }) => (mine, e),
+            let error = match result {
+                Err(e @ LakeError::Value { .. }) => e,
                 other => {
                     other?;
                     self.clear_stop(&id).await?;
@@ -210,26 +206,28 @@ impl LakeWriter {
                 }
             };
             if self.settings.on_unappliable == OnUnappliable::Stop {
-                self.stop_at(&id, &mine, error).await?;
+                self.stop_at(&id, &changes, error).await?;
                 continue;
             }
-            {
-                let mut ok = Vec::with_capacity(mine.len());
-                for c in mine {
-                    match convertible(&c) {
-                        Ok(()) => ok.push(c),
-                        Err(reason) => {
-                            let record = group
-                                .iter()
-                                .find(|r| r.offset == c.offset && r.partition == c.partition)
-                                .expect("from this group");
-                            dead.push(DeadLetter { record, reason });
-                        }
+            let mut ok = Vec::with_capacity(changes.len());
+            for c in changes {
+                match convertible(&c) {
+                    Ok(()) => ok.push(c),
+                    Err(reason) => {
+                        let record = records
+                            .iter()
+                            .find(|r| {
+                                r.topic == c.topic
+                                    && r.partition == c.partition
+                                    && r.offset == c.offset
+                            })
+                            .expect("from this batch");
+                        dead.push(DeadLetter { record, reason });
                     }
                 }
-                self.apply_table_fenced(&id, &ok, &consumed).await?;
-                self.clear_stop(&id).await?;
             }
+            self.apply_table_fenced(&id, &ok, &consumed).await?;
+            self.clear_stop(&id).await?;
         }
         if !dead.is_empty() {
             let settings = self.settings.clone();
@@ -318,127 +316,82 @@ impl LakeWriter {
         Ok(())
     }
 
-    /// [`Self::apply_table`], applied again on freshly loaded tables when another sink
-    /// committed to one of them first: what that sink applied is then held, and skipped.
+    /// Applies `changes` to `id`'s tables (see [`TableJob`]).
     async fn apply_table_fenced(
         &mut self,
         id: &TableId,
         changes: &[LakeChange],
         consumed: &Offsets,
     ) -> Result<(), LakeError> {
-        let mut attempt = 0;
-        loop {
-            match self.apply_table(id, changes, consumed).await {
-                Err(e) if e.is_concurrent_commit() && attempt < CONCURRENT_COMMIT_ATTEMPTS => {
-                    attempt += 1;
-                    self.metrics.concurrent_commits += 1;
-                    tracing::info!(table = %id, attempt, "another writer committed to the table first: reloading it and applying the batch again");
-                    self.tables.remove(id);
-                    tokio::time::sleep(backoff(attempt)).await;
-                }
-                other => return other,
-            }
-        }
+        let mut job = self.take_job(id).await?;
+        let result = job
+            .apply_fenced(&self.storage, &self.settings, changes, consumed)
+            .await;
+        self.put_back(job);
+        result
     }
 
-    async fn apply_table(
+    /// Applies each table's changes in a job of its own, as many at a time as twice the cores
+    /// (commits to object storage wait on the network); the results in `work`'s order, the
+    /// tables back in the writer.
+    #[allow(clippy::type_complexity)]
+    async fn apply_in_parallel(
         &mut self,
-        id: &TableId,
-        changes: &[LakeChange],
-        consumed: &Offsets,
-    ) -> Result<(), LakeError> {
-        let settings = self.settings.clone();
-        let layers = self.layers(id).await?;
-        // Bronze (every change not already there) commits in a task of its own while history
-        // and silver are worked out here: the tables are independent, each with its own
-        // exactly-once record.
-        let fresh = layers.bronze.fresh(changes);
-        let bronze_write = if fresh.is_empty() {
-            None
-        } else {
-            let batch = bronze_batch(&fresh)?;
-            let state = layers.bronze.next_state(&fresh, consumed);
-            let detached = Layer::detached(&layers.bronze.path);
-            let mut bronze = std::mem::replace(&mut layers.bronze, detached);
-            let settings = settings.clone();
-            Some(tokio::spawn(async move {
-                let started = Instant::now();
-                let result = bronze
-                    .append(batch, Some(vec![INGEST_DATE.into()]), state, &settings)
-                    .await;
-                (bronze, result, started.elapsed())
-            }))
+        work: Vec<(TableId, Vec<LakeChange>, Offsets)>,
+    ) -> Result<Vec<(TableId, Vec<LakeChange>, Offsets, Result<(), LakeError>)>, LakeError> {
+        use futures_util::StreamExt;
+        let mut jobs = Vec::with_capacity(work.len());
+        for (id, changes, consumed) in work {
+            jobs.push((self.take_job(&id).await?, changes, consumed));
+        }
+        let parallel = 2 * std::thread::available_parallelism().map_or(1, |n| n.get());
+        let storage = self.storage.clone();
+        let settings = std::sync::Arc::new(self.settings.clone());
+        let mut done: Vec<_> = futures_util::stream::iter(jobs.into_iter().enumerate())
+            .map(|(i, (mut job, changes, consumed))| {
+                let storage = storage.clone();
+                let settings = settings.clone();
+                tokio::spawn(async move {
+                    let result = job
+                        .apply_fenced(&storage, &settings, &changes, &consumed)
+                        .await;
+                    (i, job, changes, consumed, result)
+                })
+            })
+            .buffer_unordered(parallel)
+            .collect()
+            .await;
+        let mut out = Vec::with_capacity(done.len());
+        let mut failed = None;
+        for joined in done.drain(..) {
+            match joined {
+                Ok((i, job, changes, consumed, result)) => {
+                    let id = job.id.clone();
+                    self.put_back(job);
+                    out.push((i, (id, changes, consumed, result)));
+                }
+                Err(e) => failed = Some(LakeError::storage("a table's job", e)),
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        out.sort_by_key(|(i, _)| *i);
+        Ok(out.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// `id`'s tables, out of the writer while a job applies to them.
+    async fn take_job(&mut self, id: &TableId) -> Result<TableJob, LakeError> {
+        let layers = match self.tables.remove(id) {
+            Some(layers) => layers,
+            None => open_layers(&self.storage, &self.settings, id).await?,
         };
-        let current = self.apply_segments(id, changes, consumed, &settings).await;
-        if let Some(task) = bronze_write {
-            let (bronze, result, took) = task
-                .await
-                .map_err(|e| LakeError::storage(&id.to_string(), e))?;
-            self.tables.get_mut(id).expect("opened").bronze = bronze;
-            self.metrics.bronze_time += took;
-            result?;
-            self.metrics.commits += 1;
-        }
-        current?;
-        self.metrics.changes_applied += changes.len() as u64;
-        if let Some(newest) = changes.iter().map(|c| c.ts_ms).max() {
-            self.metrics.newest_source_ts_ms = self.metrics.newest_source_ts_ms.max(newest);
-        }
-        let entry = self.metrics.tables.entry(id.to_string()).or_default();
-        entry.0 += changes.len() as u64;
-        if let Some(newest) = changes.iter().map(|c| c.ts_ms).max() {
-            entry.1 = entry.1.max(newest);
-        }
-        let layers = self.tables.get_mut(id).expect("opened");
-        let maintenance_started = Instant::now();
-        for layer in [&mut layers.bronze, &mut layers.history, &mut layers.silver] {
-            maintain(layer, &settings, &mut self.metrics).await?;
-        }
-        self.metrics.maintenance_time += maintenance_started.elapsed();
-        Ok(())
+        Ok(TableJob::new(id.clone(), layers))
     }
 
-    /// History and silver of `id`: one segment per schema version or truncate.
-    async fn apply_segments(
-        &mut self,
-        id: &TableId,
-        changes: &[LakeChange],
-        consumed: &Offsets,
-        settings: &LakeConfig,
-    ) -> Result<(), LakeError> {
-        let layers = self.tables.get_mut(id).expect("opened");
-        let mut start = 0;
-        while start < changes.len() {
-            let schema = &changes[start].schema;
-            let mut end = start;
-            while end < changes.len()
-                && Arc::ptr_eq(&changes[end].schema, schema) | (changes[end].schema == *schema)
-                && (changes[end].op != Op::Truncate || end == start)
-            {
-                end += 1;
-                if changes[end - 1].op == Op::Truncate {
-                    break;
-                }
-            }
-            let segment = &changes[start..end];
-            let last = end == changes.len();
-            let seg_consumed = if last {
-                consumed.clone()
-            } else {
-                let mut m = Offsets::default();
-                for c in segment {
-                    if let Some(o) = c.offset {
-                        m.advance(c.source_partition(), o + 1);
-                    }
-                }
-                m
-            };
-            let n =
-                apply_current(layers, segment, &seg_consumed, settings, &mut self.metrics).await?;
-            self.metrics.commits += n;
-            start = end;
-        }
-        Ok(())
+    fn put_back(&mut self, job: TableJob) {
+        self.metrics.absorb(&job.metrics);
+        self.tables.insert(job.id, job.layers);
     }
 }
 
@@ -461,198 +414,4 @@ fn parse_on_every_core(records: &[&Record]) -> Vec<Result<Option<LakeChange>, St
             .flat_map(|p| p.join().expect("decoding does not panic"))
             .collect()
     })
-}
-
-/// How often a table is reloaded and its batch applied again before a concurrent writer is
-/// taken for a fault (two sinks that keep racing on one table).
-const CONCURRENT_COMMIT_ATTEMPTS: u32 = 20;
-
-/// The wait before applying again: growing, with jitter, so racing sinks fall out of step.
-fn backoff(attempt: u32) -> std::time::Duration {
-    let jitter = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos())
-        % 50) as u64;
-    std::time::Duration::from_millis(25 * u64::from(attempt.min(8)) + jitter)
-}
-
-/// Applies one segment (one schema version, or one truncate) to history and silver.
-async fn apply_current(
-    layers: &mut TableLayers,
-    segment: &[LakeChange],
-    consumed: &Offsets,
-    settings: &LakeConfig,
-    metrics: &mut LakeMetrics,
-) -> Result<u64, LakeError> {
-    let schema = Arc::clone(&segment[0].schema);
-    let fresh_history = layers.history.fresh(segment);
-    let fresh_silver = layers.silver.fresh(segment);
-    if fresh_history.is_empty() && fresh_silver.is_empty() {
-        return Ok(0);
-    }
-    let mut commits = 0;
-    if segment[0].op == Op::Truncate {
-        let t = segment[0].clone();
-        if !fresh_history.is_empty() {
-            let mut state = layers.history.next_state(&fresh_history, consumed);
-            state.truncated_at = Some(t.order.clone()).max(state.truncated_at);
-            truncate_history(&mut layers.history, &t, state).await?;
-            commits += 1;
-        }
-        if !fresh_silver.is_empty() {
-            let mut state = layers.silver.next_state(&fresh_silver, consumed);
-            state.truncated_at = Some(t.order.clone()).max(state.truncated_at);
-            truncate_silver(&mut layers.silver, &t, state).await?;
-            commits += 1;
-        }
-        return Ok(commits);
-    }
-    // A table with no key at all is a multiset of whole rows, keyed by row ids.
-    let multiset = schema.primary_key.is_empty();
-    let schema = if multiset {
-        Arc::new(multiset::keyed_schema(&schema))
-    } else {
-        schema
-    };
-    let key = key_names(&schema);
-    for layer in [&mut layers.history, &mut layers.silver] {
-        follow_schema(
-            layer,
-            &schema,
-            &key,
-            settings.schema_changes_for(&schema.id.to_string()),
-            settings.readers,
-            &segment[0],
-        )
-        .await?;
-        apply_column_defaults(layer, &schema, settings.readers).await?;
-    }
-    let identified;
-    let (history_changes, silver_changes) = if multiset {
-        // The changes of either table, in order, as changes of row ids.
-        let in_history: HashSet<*const LakeChange> =
-            fresh_history.iter().map(|c| *c as *const _).collect();
-        let in_silver: HashSet<*const LakeChange> =
-            fresh_silver.iter().map(|c| *c as *const _).collect();
-        let union: Vec<&LakeChange> = segment
-            .iter()
-            .filter(|c| {
-                in_history.contains(&(*c as *const _)) || in_silver.contains(&(*c as *const _))
-            })
-            .collect();
-        identified =
-            multiset::identify_rows(&layers.silver, &schema, &union, settings.readers).await?;
-        let pick = |set: &HashSet<*const LakeChange>| -> Vec<&LakeChange> {
-            identified
-                .iter()
-                .filter(|(i, _)| set.contains(&(union[*i] as *const _)))
-                .map(|(_, c)| c)
-                .collect()
-        };
-        (pick(&in_history), pick(&in_silver))
-    } else {
-        (fresh_history.clone(), fresh_silver.clone())
-    };
-    // The position already applied per key: silver's row, or for a key silver does not hold,
-    // the end of its last closed version in history (a delete).
-    let mut keys: Vec<&LakeChange> = Vec::new();
-    let mut seen = HashMap::new();
-    for c in history_changes.iter().chain(silver_changes.iter()) {
-        if seen.insert(c.key_text(), ()).is_none() {
-            keys.push(c);
-        }
-    }
-    let started = Instant::now();
-    let mut floors: HashMap<&str, &str> = HashMap::new();
-    for c in history_changes.iter().chain(silver_changes.iter()) {
-        let e = floors.entry(c.key_text()).or_insert(c.order.as_str());
-        if c.order.as_str() < *e {
-            *e = c.order.as_str();
-        }
-    }
-    let (applied, locations) = applied_positions(layers, &schema, &keys, &floors).await?;
-    let index: HashMap<&str, usize> = keys
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.key_text(), i))
-        .collect();
-    metrics.lookup_time += started.elapsed();
-    let truncated_at = layers
-        .silver
-        .state
-        .truncated_at
-        .clone()
-        .max(layers.history.state.truncated_at.clone());
-    let after_truncate = |c: &LakeChange| truncated_at.as_ref().is_none_or(|t| c.order > *t);
-    let guard = |c: &LakeChange| {
-        after_truncate(c)
-            && match applied.get(c.key_text()).and_then(|k| k.position.as_ref()) {
-                Some(position) => c.order > *position,
-                None => true,
-            }
-    };
-    // Silver may be behind history for a key (a crash between their commits): see
-    // [`KeyState::silver_applies`].
-    let silver_guard = |c: &LakeChange| {
-        after_truncate(c)
-            && applied
-                .get(c.key_text())
-                .is_none_or(|k| k.silver_applies(&c.order))
-    };
-    if !fresh_history.is_empty() {
-        let changes: Vec<&LakeChange> = history_changes
-            .iter()
-            .copied()
-            .filter(|c| guard(c))
-            .collect();
-        let state = layers
-            .history
-            .next_state(&fresh_history, consumed)
-            .with_key(&key);
-        let started = Instant::now();
-        write_history(
-            &mut layers.history,
-            &schema,
-            &changes,
-            HistoryKeys {
-                applied: &applied,
-                keys: locations.keys.as_ref(),
-                index: &index,
-            },
-            state,
-            settings,
-        )
-        .await?;
-        metrics.history_time += started.elapsed();
-        commits += 1;
-    }
-    if !fresh_silver.is_empty() {
-        let changes: Vec<&LakeChange> = silver_changes
-            .iter()
-            .copied()
-            .filter(|c| silver_guard(c))
-            .collect();
-        let state = layers
-            .silver
-            .next_state(&fresh_silver, consumed)
-            .with_key(&key);
-        let started = Instant::now();
-        let silver_keys = SilverKeys {
-            applied: &applied,
-            located: &locations.silver,
-            index: &index,
-        };
-        write_silver(
-            &mut layers.silver,
-            &schema,
-            &changes,
-            silver_keys,
-            state,
-            settings,
-        )
-        .await?;
-        metrics.silver_time += started.elapsed();
-        commits += 1;
-    }
-    Ok(commits)
 }

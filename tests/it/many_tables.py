@@ -9,7 +9,10 @@ names = sorted(os.listdir(os.path.join(root, "silver", "many")))
 tables = [n for n in names if not n.endswith("__history")]
 good = 0
 for n in tables:
-    dt = DeltaTable(os.path.join(root, "silver", "many", n))
+    try:
+        dt = DeltaTable(os.path.join(root, "silver", "many", n))
+    except Exception:
+        continue  # being created: its first commit is not there yet
     rows = pa.table(QueryBuilder().register("t", dt).execute("SELECT id, v FROM t ORDER BY id")).to_pylist()
     if [(r["id"], r["v"]) for r in rows] == [(1, "a"), (2, "B"), (3, "c")]:
         good += 1

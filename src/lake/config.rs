@@ -59,15 +59,7 @@ pub struct LakeConfig {
     pub table_schema_changes: std::collections::BTreeMap<String, SchemaChanges>,
     /// `[[lake.route]]`: shards of one schema landed in one table (see [`super::route`]).
     #[serde(default, rename = "route")]
-    pub routes: Vec<RouteConfig>,
-}
-
-/// One `[[lake.route]]`: the source tables `from` matches (a `db.table` glob) land in `to`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteConfig {
-    pub from: String,
-    pub to: String,
+    pub routes: Vec<super::route::RouteConfig>,
 }
 
 /// `[lake] schema_changes`.

@@ -16,8 +16,15 @@ use std::sync::Arc;
 use serde_json::Value as Json;
 
 use super::change::LakeChange;
-use super::config::RouteConfig;
 use crate::event::{Column, ColumnType, Op, TableId, TableSchema};
+
+/// One `[[lake.route]]`: the source tables `from` matches (a `db.table` glob) land in `to`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub from: String,
+    pub to: String,
+}
 
 /// The column naming the server a routed row came from.
 pub const SOURCE_SERVER: &str = "_source_server";

@@ -152,6 +152,45 @@ pub fn binlake(args: &[&str], config: &Path) -> (Option<i32>, String) {
     )
 }
 
+/// [`binlake`], killed and failed when it has not ended within `limit`.
+pub fn binlake_within(
+    args: &[&str],
+    config: &Path,
+    limit: std::time::Duration,
+) -> (Option<i32>, String) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    let mut child = KillOnDrop(child);
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let text = reader.join().unwrap();
+    let Some(status) = status else {
+        panic!("binlake {args:?} did not end within {limit:?}:\n{text}");
+    };
+    (status.code(), text)
+}
+
 /// Runs the binlake binary with `args --config <config>`: (exit code, stdout).
 pub fn binlake_stdout(args: &[&str], config: &Path) -> (Option<i32>, String) {
     let out = run_binlake(args, config);

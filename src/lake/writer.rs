@@ -1,5 +1,6 @@
 //! The lake writer: routes a batch of transport records to the Delta tables of each source
-//! table (bronze, then history, then silver) and to the dead-letter table, exactly once.
+//! table (bronze, history and silver; through `[[lake.route]]` to the table a route names) and
+//! to the dead-letter table, exactly once.
 //!
 //! Every commit carries, atomically with its data, what the table now holds (see
 //! [`super::state`]): the next Kafka offset per partition and the last streamed binlog position

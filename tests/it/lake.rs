@@ -320,6 +320,12 @@ fn source_and_sink_processes_through_kafka_build_the_same_lake() {
     } = shop_in_kafka("lake");
     let (code, stderr) = binlake(&["sink", "--exit-when-caught-up"], &config);
     assert_eq!(code, Some(0), "{stderr}");
+    // The sink says which partitions the group gave it.
+    assert!(
+        stderr.contains("the consumer group assigned this sink: ")
+            && stderr.contains(&format!("{prefix}.shop.orders:0")),
+        "{stderr}"
+    );
     let lake = dir.path().join("lake");
     assert_shop_lake(&db, &lake);
     // Kafka coordinates are in bronze.

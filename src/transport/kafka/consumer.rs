@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -19,10 +20,41 @@ use crate::transport::record::{
 };
 
 pub struct KafkaInput {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<RebalanceLog>,
     settings: KafkaConfig,
     group_id: String,
     schemas: HashMap<String, Arc<TableSchema>>,
+}
+
+/// Logs each change of this sink's share of the group's partitions: with several sinks in one
+/// group, which member applies what, and how often the group rebalances, is read here.
+pub struct RebalanceLog;
+
+impl ClientContext for RebalanceLog {}
+
+impl ConsumerContext for RebalanceLog {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let partitions = |list: &TopicPartitionList| {
+            list.elements()
+                .iter()
+                .map(|e| format!("{}:{}", e.topic(), e.partition()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match rebalance {
+            Rebalance::Assign(list) => tracing::info!(
+                count = list.count(),
+                "the consumer group assigned this sink: {}",
+                partitions(list)
+            ),
+            Rebalance::Revoke(list) => tracing::info!(
+                count = list.count(),
+                "the consumer group took back from this sink: {}",
+                partitions(list)
+            ),
+            Rebalance::Error(e) => tracing::warn!("consumer group rebalance: {e}"),
+        }
+    }
 }
 
 fn regex_escape(s: &str) -> String {
@@ -40,9 +72,9 @@ impl KafkaInput {
     pub fn new(settings: &KafkaConfig) -> Result<KafkaInput, String> {
         let settings = settings.clone();
         let group_id = settings.group_id();
-        let consumer: BaseConsumer = Self::config(&settings)
+        let consumer: BaseConsumer<RebalanceLog> = Self::config(&settings)
             .set("group.id", &group_id)
-            .create()
+            .create_with_context(RebalanceLog)
             .map_err(|e| format!("transport: creating the Kafka consumer: {e}"))?;
         consumer
             .subscribe(&[&Self::pattern(&settings.topic_prefix)])
@@ -71,7 +103,8 @@ impl KafkaInput {
             .set("topic.metadata.refresh.interval.ms", "5000")
             .set("isolation.level", "read_committed")
             // A restarted sink gets its partitions back after this long at most (Kafka's
-            // default is 45 s); `group.instance.id` in [transport.librdkafka] makes it instant.
+            // default is 45 s); `group.instance.id` in [transport.librdkafka] makes it instant
+            // (one id per sink process: two with one id fence each other).
             .set("session.timeout.ms", "10000");
         for (k, v) in &settings.librdkafka {
             config.set(k, v);

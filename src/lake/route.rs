@@ -10,7 +10,6 @@
 //! Not routable, and stopped visibly: a table without a primary key (its row ids are binlog
 //! places, which shards share) and a TRUNCATE of one shard (it would empty every shard's rows).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::Value as Json;
@@ -34,8 +33,9 @@ pub const SOURCE_DB: &str = "_source_db";
 /// The configured routes, first match wins.
 pub struct Routes {
     routes: Vec<(globset::GlobMatcher, TableId)>,
-    /// Routed schemas made so far, per source schema (a batch shares a handful).
-    schemas: HashMap<(usize, TableId), Arc<TableSchema>>,
+    /// Routed schemas made so far: (source schema, target, routed schema). The source schema
+    /// is held, so a schema seen again (the same `Arc`, or an equal one) finds its routed one.
+    schemas: Vec<(Arc<TableSchema>, TableId, Arc<TableSchema>)>,
 }
 
 impl Routes {
@@ -46,7 +46,7 @@ impl Routes {
         }
         Ok(Routes {
             routes: out,
-            schemas: HashMap::new(),
+            schemas: Vec::new(),
         })
     }
 
@@ -96,6 +96,19 @@ impl Routes {
         Ok((target, changes))
     }
 
+    fn routed(&mut self, source: &Arc<TableSchema>, target: &TableId) -> Arc<TableSchema> {
+        let known = self.schemas.iter().find(|(s, t, _)| {
+            t == target && (Arc::ptr_eq(s, source) || s.as_ref() == source.as_ref())
+        });
+        if let Some((_, _, routed)) = known {
+            return Arc::clone(routed);
+        }
+        let routed = Arc::new(routed_schema(source, target));
+        self.schemas
+            .push((Arc::clone(source), target.clone(), Arc::clone(&routed)));
+        routed
+    }
+
     fn route_to(
         &mut self,
         source: &TableId,
@@ -104,12 +117,7 @@ impl Routes {
     ) -> Vec<LakeChange> {
         let mut out = Vec::with_capacity(changes.len());
         for mut c in changes {
-            let key = (Arc::as_ptr(&c.schema) as usize, target.clone());
-            let schema = Arc::clone(
-                self.schemas
-                    .entry(key)
-                    .or_insert_with(|| Arc::new(routed_schema(&c.schema, target))),
-            );
+            let schema = self.routed(&c.schema, target);
             let server = Json::String(c.server.clone().unwrap_or_default());
             let db = Json::String(source.db.clone());
             for row in [&mut c.before, &mut c.after].into_iter().flatten() {
@@ -197,6 +205,38 @@ mod tests {
             bad.err().unwrap(),
             "to = \"orders\": must be `db.table`".to_string()
         );
+    }
+
+    #[test]
+    fn a_changed_source_schema_gets_its_own_routed_schema() {
+        let mut routes = Routes::new(&[RouteConfig {
+            from: "shop_*.orders".into(),
+            to: "shop.orders".into(),
+        }])
+        .unwrap();
+        let target = TableId::new("shop", "orders");
+        let schema = |columns: &[&str]| {
+            Arc::new(TableSchema {
+                id: TableId::new("shop_01", "orders"),
+                columns: columns
+                    .iter()
+                    .map(|c| Column::new(*c, ColumnType::Int))
+                    .collect(),
+                primary_key: vec![0],
+                positional_names: false,
+            })
+        };
+        let before = routes.routed(&schema(&["id"]), &target);
+        // An equal schema in another Arc finds the same routed one; one with a column added
+        // (after an ALTER TABLE) gets its own, whatever address it was given.
+        assert!(Arc::ptr_eq(
+            &before,
+            &routes.routed(&schema(&["id"]), &target)
+        ));
+        let after = routes.routed(&schema(&["id", "note"]), &target);
+        let names: Vec<&str> = after.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["_source_server", "_source_db", "id", "note"]);
+        assert_eq!(before.columns.len(), 3);
     }
 
     #[test]

@@ -51,6 +51,24 @@ fn k_record(
     }
 }
 
+/// Silver of `shop.k` as `id|v`, by id.
+fn silver_k(lake: &Path) -> Vec<String> {
+    lake_query(
+        &table_url(lake, "silver/shop/k"),
+        &[],
+        "SELECT id, v FROM t ORDER BY id",
+    )
+}
+
+/// History of `shop.k` as `id|v|open`, each key's versions in order.
+fn history_k(lake: &Path) -> Vec<String> {
+    lake_query(
+        &table_url(lake, "silver/shop/k__history"),
+        &[],
+        "SELECT id, v, __end_position IS NULL FROM t ORDER BY id, __start_position",
+    )
+}
+
 /// A lake writer on `lake`, with silver's deletes by deletion vector or copy-on-write.
 fn writer(lake: &Path, deletion_vectors: bool) -> binlake::lake::writer::LakeWriter {
     let storage = binlake::lake::storage::LakeStorage::new(
@@ -111,21 +129,9 @@ fn replayed_older_changes_neither_resurrect_nor_overwrite() {
         } else {
             "copy-on-write"
         };
+        assert_eq!(silver_k(&lake), ["1|one-new", "3|three"], "{mode}");
         assert_eq!(
-            lake_query(
-                &table_url(&lake, "silver/shop/k"),
-                &[],
-                "SELECT id, v FROM t ORDER BY id"
-            ),
-            ["1|one-new", "3|three"],
-            "{mode}"
-        );
-        assert_eq!(
-            lake_query(
-                &table_url(&lake, "silver/shop/k__history"),
-                &[],
-                "SELECT id, v, __end_position IS NULL FROM t ORDER BY id, __start_position"
-            ),
+            history_k(&lake),
             [
                 "1|one|false",
                 "1|one-new|true",
@@ -181,21 +187,9 @@ fn silver_catches_up_with_history_after_a_crash_between_their_commits() {
         } else {
             "copy-on-write"
         };
+        assert_eq!(silver_k(&lake), ["1|one-paid", "2|two-paid"], "{mode}");
         assert_eq!(
-            lake_query(
-                &table_url(&lake, "silver/shop/k"),
-                &[],
-                "SELECT id, v FROM t ORDER BY id"
-            ),
-            ["1|one-paid", "2|two-paid"],
-            "{mode}"
-        );
-        assert_eq!(
-            lake_query(
-                &table_url(&lake, "silver/shop/k__history"),
-                &[],
-                "SELECT id, v, __end_position IS NULL FROM t ORDER BY id, __start_position"
-            ),
+            history_k(&lake),
             [
                 "1|one|false",
                 "1|one-placed|false",
@@ -259,20 +253,9 @@ fn two_writers_on_one_table_take_turns_exactly_once() {
     });
     assert!(first.concurrent_commits >= 1, "{first:?}");
     assert!(second.concurrent_commits >= 1, "{second:?}");
+    assert_eq!(silver_k(&lake), ["2|two-paid"]);
     assert_eq!(
-        lake_query(
-            &table_url(&lake, "silver/shop/k"),
-            &[],
-            "SELECT id, v FROM t ORDER BY id"
-        ),
-        ["2|two-paid"]
-    );
-    assert_eq!(
-        lake_query(
-            &table_url(&lake, "silver/shop/k__history"),
-            &[],
-            "SELECT id, v, __end_position IS NULL FROM t ORDER BY id, __start_position"
-        ),
+        history_k(&lake),
         [
             "1|one|false",
             "1|one-paid|false",
@@ -466,11 +449,7 @@ fn a_stopped_table_keeps_its_bad_change_and_everything_after_unapplied() {
         "the lake resumes at the bad change"
     );
     assert_eq!(
-        lake_query(
-            &table_url(&lake, "silver/shop/k"),
-            &[],
-            "SELECT id, v FROM t ORDER BY id"
-        ),
+        silver_k(&lake),
         ["1|one", "2|two"],
         "the changes before it, and none after"
     );

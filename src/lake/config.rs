@@ -207,12 +207,21 @@ impl LakeConfig {
         }
     }
 
-    /// The `schema_changes` policy of `table` (`db.table`).
+    /// The `schema_changes` policy of `table` (`db.table`). A table a route lands shards in
+    /// takes `evolve` as `lenient`: shards take a DDL one after another, so for a while one
+    /// shard's changes come with the old schema, and a column it lacks or holds narrower must
+    /// stay in the table for the shards that have it (see [`super::route`]).
     pub fn schema_changes_for(&self, table: &str) -> SchemaChanges {
-        self.table_schema_changes
+        let policy = self
+            .table_schema_changes
             .iter()
             .find(|(t, _)| t.eq_ignore_ascii_case(table))
-            .map_or(self.schema_changes, |(_, p)| *p)
+            .map_or(self.schema_changes, |(_, p)| *p);
+        let routed = self.routes.iter().any(|r| r.to.eq_ignore_ascii_case(table));
+        match policy {
+            SchemaChanges::Evolve if routed => SchemaChanges::Lenient,
+            other => other,
+        }
     }
 
     /// Checks the values serde cannot; the error is (key, reason).

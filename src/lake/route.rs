@@ -9,6 +9,13 @@
 //!
 //! Not routable, and stopped visibly: a table without a primary key (its row ids are binlog
 //! places, which shards share) and a TRUNCATE of one shard (it would empty every shard's rows).
+//!
+//! DDL: shards take an ALTER one after another, so the routed table sees the new schema from
+//! one shard and the old one from the others for a while. A batch keeps each shard's changes
+//! together (one topic each), so that costs a commit per schema, not per change; and the
+//! target follows `lenient` where `evolve` is configured (`LakeConfig::schema_changes_for`): a
+//! column one shard lacks stays (null in its rows), and one shard's narrower type never narrows
+//! the table.
 
 use std::sync::Arc;
 

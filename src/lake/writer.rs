@@ -34,7 +34,7 @@ use super::storage::LakeStorage;
 use super::table_apply::{backoff, open_layers, TableJob, CONCURRENT_COMMIT_ATTEMPTS};
 use super::LakeError;
 use crate::event::TableId;
-use crate::transport::record::{Offsets, Record};
+use crate::transport::record::{Offsets, Record, SourcePartition};
 
 /// Applies batches of records to the lake.
 pub struct LakeWriter {
@@ -141,12 +141,22 @@ impl LakeWriter {
         let mut dead = Vec::new();
         // Per table: its changes and the offsets they take it to.
         let mut work: Vec<(TableId, Vec<LakeChange>, Offsets)> = Vec::new();
+        // Per entry of `work`: each change's place in `records` (see `merge_shard`).
+        let mut places: Vec<Vec<usize>> = Vec::new();
+        let place_of = |r: &Record| {
+            (r as *const Record as usize - records.as_ptr() as usize)
+                / std::mem::size_of::<Record>()
+        };
         for (_, group) in groups {
             let mut changes = Vec::with_capacity(group.len());
+            let mut at = Vec::with_capacity(group.len());
             let consumed = Offsets::after(group.iter().copied());
             for (r, parsed) in group.iter().zip(parse_on_every_core(&group)) {
                 match parsed {
-                    Ok(Some(c)) => changes.push(c),
+                    Ok(Some(c)) => {
+                        changes.push(c);
+                        at.push(place_of(r));
+                    }
                     Ok(None) => {}
                     Err(reason) => dead.push(DeadLetter { record: r, reason }),
                 }
@@ -156,9 +166,13 @@ impl LakeWriter {
                 continue;
             };
             let id = first.schema.id.clone();
-            let (mine, strays): (Vec<LakeChange>, Vec<LakeChange>) =
-                changes.into_iter().partition(|c| c.schema.id == id);
-            for s in strays {
+            type Placed = Vec<(LakeChange, usize)>;
+            let (mine, strays): (Placed, Placed) = changes
+                .into_iter()
+                .zip(at)
+                .partition(|(c, _)| c.schema.id == id);
+            let (mine, at): (Vec<LakeChange>, Vec<usize>) = mine.into_iter().unzip();
+            for (s, _) in strays {
                 let record = group
                     .iter()
                     .find(|r| r.offset == s.offset && r.partition == s.partition)
@@ -168,6 +182,7 @@ impl LakeWriter {
                     reason: format!("{} on the topic of {id}", s.schema.id),
                 });
             }
+            let routed = self.routes.target(&id).is_some();
             let (id, mine) = match self.routes.route(id, mine) {
                 Ok(routed) => routed,
                 Err(unroutable) => {
@@ -186,13 +201,27 @@ impl LakeWriter {
                 // Stopped earlier in this run: nothing more of it applies until a restart.
                 continue;
             }
+            if !routed {
+                if let Some(reason) = self.second_server(&id, &mine, &work).await? {
+                    let error = LakeError::Schema {
+                        table: id.to_string(),
+                        reason,
+                    };
+                    self.stop_at(&id, &mine, error).await?;
+                    continue;
+                }
+            }
             // Shards routed into one table make one job.
-            match work.iter_mut().find(|(w, _, _)| *w == id) {
-                Some((_, changes, offsets)) => {
-                    changes.extend(mine);
+            match work.iter().position(|(w, _, _)| *w == id) {
+                Some(i) => {
+                    let (_, changes, offsets) = &mut work[i];
+                    merge_shard(changes, &mut places[i], mine, at);
                     offsets.advance_all(&consumed);
                 }
-                None => work.push((id, mine, consumed)),
+                None => {
+                    work.push((id, mine, consumed));
+                    places.push(at);
+                }
             }
         }
         for (id, changes, consumed, result) in self.apply_in_parallel(work).await? {
@@ -202,7 +231,10 @@ impl LakeWriter {
                 Err(e @ LakeError::Value { .. }) => e,
                 other => {
                     other?;
-                    self.clear_stop(&id).await?;
+                    // (Stopped in this batch by another server's changes: the stop stands.)
+                    if !self.stopped.contains_key(&id) {
+                        self.clear_stop(&id).await?;
+                    }
                     continue;
                 }
             };
@@ -255,6 +287,37 @@ impl LakeWriter {
         }
         self.metrics.last_batch = started.elapsed();
         Ok(())
+    }
+
+    /// Why `changes` cannot go into `id` unrouted, when they come from another server's topic
+    /// than what the table already holds (in the lake, or earlier in this batch): one sink group
+    /// reading several servers' prefixes would mix their rows under one key. A route makes the
+    /// server part of the key.
+    async fn second_server(
+        &mut self,
+        id: &TableId,
+        changes: &[LakeChange],
+        work: &[(TableId, Vec<LakeChange>, Offsets)],
+    ) -> Result<Option<String>, LakeError> {
+        let Some(topic) = changes.first().map(|c| c.topic.clone()) else {
+            return Ok(None);
+        };
+        let mut others: Vec<String> = work
+            .iter()
+            .filter(|(w, _, _)| w == id)
+            .flat_map(|(_, c, _)| c.iter().map(|c| c.topic.clone()))
+            .collect();
+        let layers = self.layers(id).await?;
+        for layer in [&layers.bronze, &layers.history, &layers.silver] {
+            others.extend(layer.state.offsets.iter().filter_map(|(sp, _)| {
+                SourcePartition::parse(sp).and_then(|p| p.topic().map(str::to_string))
+            }));
+        }
+        Ok(others.into_iter().find(|t| *t != topic).map(|other| {
+            format!(
+                "changes from topic {topic}, but the table holds changes from topic {other}: two servers' tables of one name would mix their rows under one key. Route them with [[lake.route]] (the server then leads the key), or read each server's topics into a lake of its own"
+            )
+        }))
     }
 
     /// Stops `id` at the first of `changes` the lake cannot take, after applying those before
@@ -393,6 +456,31 @@ impl LakeWriter {
     fn put_back(&mut self, job: TableJob) {
         self.metrics.absorb(&job.metrics);
         self.tables.insert(job.id, job.layers);
+    }
+}
+
+/// Adds one shard's changes (`shard`, at places `shard_at` of the batch) to a routed table's
+/// (`changes`, at `changes_at`). Shards with Kafka topics of their own are independent streams,
+/// so each keeps a run of its own (one schema segment per shard, not one per change while the
+/// shards' schemas differ). Shards read from one binlog in-process share one stream, whose
+/// positions must be applied in order: those are merged back into the order they came in.
+fn merge_shard(
+    changes: &mut Vec<LakeChange>,
+    changes_at: &mut Vec<usize>,
+    shard: Vec<LakeChange>,
+    shard_at: Vec<usize>,
+) {
+    let one_stream = shard.iter().any(|c| c.offset.is_none());
+    changes.extend(shard);
+    changes_at.extend(shard_at);
+    if one_stream {
+        let mut both: Vec<(usize, LakeChange)> =
+            changes_at.drain(..).zip(changes.drain(..)).collect();
+        both.sort_by_key(|(at, _)| *at);
+        for (at, c) in both {
+            changes_at.push(at);
+            changes.push(c);
+        }
     }
 }
 

@@ -67,6 +67,7 @@ impl TransportKind {
             TransportKind::Embedded => &["topic_prefix"],
             TransportKind::Kafka => &[
                 "topic_prefix",
+                "sink_topic_prefixes",
                 "bootstrap_servers",
                 "group_id",
                 "partitions",

@@ -152,3 +152,212 @@ fn four_shards_routed_into_one_table_equal_their_union_through_kills() {
         [format!("{shop_02}|0")]
     );
 }
+
+/// A DDL taken by the shards one after another (`shop_01` first, `shop_02` a while later):
+/// for a while the routed table gets changes of the new schema from one shard and of the old
+/// from the other, in one batch and across batches. The column one shard lacks stays in the
+/// table (null in that shard's rows) and one shard's narrower type never narrows it back;
+/// silver equals the union of the shards at every step.
+#[test]
+fn a_ddl_rolled_over_the_shards_keeps_the_routed_table_equal_to_their_union() {
+    let db = MariaDb::start();
+    for shard in &SHARDS[..2] {
+        db.sql(&format!(
+            "CREATE DATABASE {shard}; CREATE TABLE {shard}.orders \
+             (id INT PRIMARY KEY, amount DECIMAL(10,2) NOT NULL, note VARCHAR(200)); \
+             INSERT INTO {shard}.orders VALUES (1, 10.50, 'a'), (2, 20.25, 'b');"
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = Scenario::source(&db, 4802)
+        .include("shop_*.orders")
+        .embedded_lake()
+        .section("[[lake.route]]\nfrom = \"shop_*.orders\"\nto = \"shop.orders\"")
+        .write(dir.path(), "rolling.toml");
+    let lake = dir.path().join("lake");
+    let expected = |db: &MariaDb, channel: [bool; 2]| {
+        let union: Vec<String> = SHARDS[..2]
+            .iter()
+            .zip(channel)
+            .map(|(shard, has)| {
+                let channel = if has { "IFNULL(channel, 'NULL')" } else { "'NULL'" };
+                format!("SELECT '{shard}', id, amount, IFNULL(note, 'NULL'), {channel} FROM {shard}.orders")
+            })
+            .collect();
+        source_rows(
+            db,
+            &format!(
+                "SELECT * FROM ({}) u ORDER BY 1, 2",
+                union.join(" UNION ALL ")
+            ),
+        )
+    };
+    let silver = || {
+        lake_query(
+            &table_url(&lake, "silver/shop/orders"),
+            &[],
+            "SELECT _source_db, id, CAST(amount AS VARCHAR), note, channel FROM t ORDER BY 1, 2",
+        )
+    };
+    let run = || {
+        let (code, stderr) = binlake(&["run", "--exit-when-caught-up"], &config);
+        assert_eq!(code, Some(0), "{stderr}");
+    };
+    // shop_01 takes the ALTERs; shop_02 goes on writing under the old schema, interleaved.
+    db.sql(
+        "ALTER TABLE shop_01.orders ADD COLUMN channel VARCHAR(20); \
+         INSERT INTO shop_01.orders VALUES (3, 30.00, 'c', 'web'); \
+         INSERT INTO shop_02.orders VALUES (3, 31.00, 'c'); \
+         UPDATE shop_01.orders SET channel = 'app' WHERE id = 1; \
+         UPDATE shop_02.orders SET amount = 21.00 WHERE id = 2; \
+         ALTER TABLE shop_01.orders MODIFY amount DECIMAL(14,2) NOT NULL; \
+         INSERT INTO shop_01.orders VALUES (4, 123456789.99, 'd', 'web'); \
+         INSERT INTO shop_02.orders VALUES (4, 40.00, 'd'); \
+         UPDATE shop_02.orders SET note = 'b2' WHERE id = 2;",
+    );
+    run();
+    assert_eq!(
+        silver(),
+        expected(&db, [true, false]),
+        "after shop_01's DDL"
+    );
+    // shop_02 still on the old schema in a batch of its own: the table keeps the column and
+    // the wider type.
+    db.sql("INSERT INTO shop_02.orders VALUES (5, 50.00, 'e'); DELETE FROM shop_02.orders WHERE id = 1;");
+    run();
+    assert_eq!(
+        silver(),
+        expected(&db, [true, false]),
+        "shop_02 alone, old schema"
+    );
+    // shop_02 catches up with the DDL.
+    db.sql(
+        "ALTER TABLE shop_02.orders ADD COLUMN channel VARCHAR(20); \
+         ALTER TABLE shop_02.orders MODIFY amount DECIMAL(14,2) NOT NULL; \
+         INSERT INTO shop_02.orders VALUES (6, 987654321.50, 'f', 'store'); \
+         UPDATE shop_02.orders SET channel = 'web' WHERE id = 3; \
+         UPDATE shop_01.orders SET amount = 99999999.01 WHERE id = 2;",
+    );
+    run();
+    assert_eq!(
+        silver(),
+        expected(&db, [true, true]),
+        "both shards on the new schema"
+    );
+    assert_eq!(
+        lake_query(
+            &table_url(&lake, "silver/shop/orders"),
+            &[],
+            "SELECT arrow_typeof(amount) FROM t LIMIT 1"
+        ),
+        ["Decimal128(14, 2)"]
+    );
+}
+
+/// Two servers' sources (here two `binlake source` processes on one MariaDB, each with its own
+/// `topic_prefix`, replica id and checkpoint) read by one group of sinks through
+/// `sink_topic_prefixes`: the routed table holds each server's rows apart, under its own
+/// `_source_server`; a table both servers publish and no route takes stops, naming both
+/// topics, rather than mixing two servers' rows under one key.
+#[test]
+fn one_sink_group_reads_two_servers_prefixes() {
+    let db = MariaDb::start();
+    db.sql(
+        "CREATE DATABASE shop_01; CREATE TABLE shop_01.orders \
+         (id INT PRIMARY KEY, amount DECIMAL(10,2) NOT NULL, note VARCHAR(200)); \
+         CREATE DATABASE plain; CREATE TABLE plain.items (id INT PRIMARY KEY, name TEXT);",
+    );
+    let mut rng = Rng(0x0016_2BFE);
+    let mut writes = String::new();
+    for _ in 0..200 {
+        let id = 1 + rng.below(40);
+        writes += &format!(
+            "INSERT INTO shop_01.orders VALUES ({id}, {}, 'n') ON DUPLICATE KEY UPDATE note = CONCAT(note, '+');\n",
+            rng.below(10_000)
+        );
+        if rng.below(5) == 0 {
+            writes += &format!(
+                "DELETE FROM shop_01.orders WHERE id = {};\n",
+                1 + rng.below(40)
+            );
+        }
+    }
+    db.sql(&writes);
+    db.sql("INSERT INTO plain.items VALUES (1, 'one'), (2, 'two');");
+    let broker = crate::support::kafka::broker();
+    let base = unique_prefix("servers");
+    let (eu, us) = (format!("{base}-eu"), format!("{base}-us"));
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let lake_keys = format!("url = \"{}\"\nmax_latency_ms = 200", lake.display());
+    let route = "[[lake.route]]\nfrom = \"shop_*.orders\"\nto = \"shop.orders\"";
+    let source = |prefix: &str, server_id: u32| {
+        let sub = dir.path().join(prefix);
+        std::fs::create_dir_all(&sub).unwrap();
+        let config = Scenario::source(&db, server_id)
+            .source_keys("include = [\"shop_*.orders\", \"plain.items\"]")
+            .kafka(&broker, prefix, "partitions = 2")
+            .lake(&lake_keys)
+            .section(route)
+            .write(&sub, "source.toml");
+        let (code, stderr) = binlake(&["source", "--exit-when-caught-up"], &config);
+        assert_eq!(code, Some(0), "{stderr}");
+    };
+    source(&eu, 4803);
+    source(&us, 4804);
+    let sink = Scenario::source(&db, 4805)
+        .kafka(
+            &broker,
+            &eu,
+            &format!("sink_topic_prefixes = [\"{eu}\", \"{us}\"]\ngroup_id = \"{base}-sinks\""),
+        )
+        .lake(&lake_keys)
+        .section(route)
+        .write(dir.path(), "sink.toml");
+    let (code, stderr) = binlake(&["sink", "--exit-when-caught-up"], &sink);
+    assert_ne!(
+        code,
+        Some(0),
+        "plain.items from two servers must stop: {stderr}"
+    );
+    let (eu_items, us_items) = (format!("{eu}.plain.items"), format!("{us}.plain.items"));
+    assert!(
+        stderr.contains("plain.items: stopped applying: plain.items: changes from topic ")
+            && stderr.contains("two servers' tables of one name would mix their rows")
+            && stderr.contains(&eu_items)
+            && stderr.contains(&us_items),
+        "{stderr}"
+    );
+    let expected = source_rows(
+        &db,
+        &format!(
+            "SELECT * FROM (SELECT '{eu}' s, id, amount, note FROM shop_01.orders \
+             UNION ALL SELECT '{us}', id, amount, note FROM shop_01.orders) u ORDER BY 1, 2"
+        ),
+    );
+    assert!(expected.len() > 40, "{}", expected.len());
+    assert_eq!(
+        lake_query(
+            &table_url(&lake, "silver/shop/orders"),
+            &[],
+            "SELECT _source_server, id, amount, note FROM t ORDER BY 1, 2"
+        ),
+        expected,
+        "each server's rows, apart"
+    );
+    // The stopped table holds one server's rows only, and stays stopped on a restart.
+    assert_eq!(
+        lake_query(
+            &table_url(&lake, "silver/plain/items"),
+            &[],
+            "SELECT count(*) FROM t"
+        ),
+        ["2"]
+    );
+    let (code, stderr) = binlake(&["sink", "--exit-when-caught-up"], &sink);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("two servers' tables of one name"),
+        "{stderr}"
+    );
+}

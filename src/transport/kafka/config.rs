@@ -15,6 +15,11 @@ pub struct KafkaConfig {
     /// `host:port[,host:port...]`.
     #[serde(default)]
     pub bootstrap_servers: Option<String>,
+    /// The topic prefixes the sink reads, when one group of sinks applies several servers'
+    /// topics (each server's `binlake source` with its own `topic_prefix`); `[topic_prefix]`
+    /// when unset.
+    #[serde(default)]
+    pub sink_topic_prefixes: Vec<String>,
     /// The sink's consumer group; `binlake-<topic_prefix>` when unset.
     #[serde(default)]
     pub group_id: Option<String>,
@@ -61,6 +66,7 @@ impl KafkaConfig {
         KafkaConfig {
             topic_prefix: topic_prefix.to_string(),
             bootstrap_servers: Some(bootstrap_servers.to_string()),
+            sink_topic_prefixes: Vec::new(),
             group_id: None,
             partitions: default_partitions(),
             replication_factor: default_replication(),
@@ -75,6 +81,18 @@ impl KafkaConfig {
     /// The brokers (validated present).
     pub fn brokers(&self) -> &str {
         self.bootstrap_servers.as_deref().unwrap_or_default()
+    }
+
+    /// The prefixes of the topics the sink reads: `sink_topic_prefixes`, or `topic_prefix`.
+    pub fn sink_prefixes(&self) -> Vec<&str> {
+        if self.sink_topic_prefixes.is_empty() {
+            vec![self.topic_prefix.as_str()]
+        } else {
+            self.sink_topic_prefixes
+                .iter()
+                .map(String::as_str)
+                .collect()
+        }
     }
 
     /// The group the sink consumes in: `group_id`, or `binlake-<topic_prefix>`.
@@ -96,6 +114,16 @@ impl KafkaConfig {
             return Err((
                 "transport.compression",
                 format!("{:?}: use none, gzip, snappy or lz4", self.compression),
+            ));
+        }
+        if let Some(p) = self
+            .sink_topic_prefixes
+            .iter()
+            .find(|p| p.is_empty() || p.starts_with('.') || p.ends_with('.'))
+        {
+            return Err((
+                "transport.sink_topic_prefixes",
+                format!("{p:?}: a topic prefix is a non-empty name that neither starts nor ends with a dot"),
             ));
         }
         if self.partitions < 1 {

@@ -76,14 +76,15 @@ impl KafkaInput {
             .set("group.id", &group_id)
             .create_with_context(RebalanceLog)
             .map_err(|e| format!("transport: creating the Kafka consumer: {e}"))?;
-        consumer
-            .subscribe(&[&Self::pattern(&settings.topic_prefix)])
-            .map_err(|e| {
-                format!(
-                    "transport: subscribing to the topics of {}: {e}",
-                    settings.topic_prefix
-                )
-            })?;
+        let prefixes = settings.sink_prefixes();
+        let patterns: Vec<String> = prefixes.iter().map(|p| Self::pattern(p)).collect();
+        let patterns: Vec<&str> = patterns.iter().map(String::as_str).collect();
+        consumer.subscribe(&patterns).map_err(|e| {
+            format!(
+                "transport: subscribing to the topics of {}: {e}",
+                prefixes.join(", ")
+            )
+        })?;
         Ok(KafkaInput {
             consumer,
             settings,
@@ -117,20 +118,28 @@ impl KafkaInput {
         format!("^{}\\.[^.]+\\.[^.]+$", regex_escape(prefix))
     }
 
+    /// The table a table topic of one of the prefixes carries (None: not a table topic).
+    fn table_of_topic(&self, topic: &str) -> Option<TableId> {
+        self.settings
+            .sink_prefixes()
+            .into_iter()
+            .find_map(|prefix| {
+                table_of_topic(prefix, topic)
+                    .filter(|(db, table)| {
+                        !db.is_empty() && !table.is_empty() && !table.contains('.')
+                    })
+                    .map(|(db, table)| TableId { db, table })
+            })
+    }
+
     fn is_table_topic(&self, topic: &str) -> bool {
-        table_of_topic(&self.settings.topic_prefix, topic)
-            .is_some_and(|(db, table)| !db.is_empty() && !table.is_empty() && !table.contains('.'))
+        self.table_of_topic(topic).is_some()
     }
 
     /// The table a `topic:partition` carries.
     pub fn table_of(&self, source_partition: &str) -> Option<TableId> {
         let partition = SourcePartition::parse(source_partition)?;
-        let topic = partition.topic()?;
-        if !self.is_table_topic(topic) {
-            return None;
-        }
-        let (db, table) = table_of_topic(&self.settings.topic_prefix, topic)?;
-        Some(TableId { db, table })
+        self.table_of_topic(partition.topic()?)
     }
 
     pub fn group_id(&self) -> &str {
@@ -214,9 +223,24 @@ impl KafkaInput {
         Ok(())
     }
 
-    /// Reads the whole schema topic (small: one record per table schema version).
+    /// Reads the schema topic of every prefix.
     fn load_schemas(&mut self) -> Result<(), String> {
-        let topic = schema_topic(&self.settings.topic_prefix);
+        let topics: Vec<String> = self
+            .settings
+            .sink_prefixes()
+            .into_iter()
+            .map(schema_topic)
+            .collect();
+        for topic in topics {
+            self.load_schema_topic(&topic)?;
+        }
+        Ok(())
+    }
+
+    /// Reads a whole schema topic (small: one record per table schema version; a schema's id
+    /// is its fingerprint, so two servers' topics never give one id two schemas).
+    fn load_schema_topic(&mut self, topic: &str) -> Result<(), String> {
+        let topic = topic.to_string();
         let reader: BaseConsumer = Self::config(&self.settings)
             .set("group.id", format!("{}-schemas", self.group_id))
             .create()
@@ -336,5 +360,23 @@ mod tests {
         assert!(!input.is_table_topic("binlake.transaction"));
         assert!(!input.is_table_topic("__binlake-schemas.binlake"));
         assert!(!input.is_table_topic("other.shop.orders"));
+    }
+
+    #[test]
+    fn several_prefixes_name_their_tables() {
+        let mut settings = KafkaConfig::new("127.0.0.1:9", "eu");
+        settings.sink_topic_prefixes = vec!["eu".into(), "us.east".into()];
+        let input = KafkaInput::new(&settings).unwrap();
+        assert_eq!(
+            input.table_of("eu.shop.orders:3"),
+            Some(TableId::new("shop", "orders"))
+        );
+        assert_eq!(
+            input.table_of("us.east.shop.orders:0"),
+            Some(TableId::new("shop", "orders"))
+        );
+        assert_eq!(input.table_of("us.shop.orders:0"), None);
+        assert_eq!(input.table_of("eu.transaction:0"), None);
+        assert_eq!(input.table_of("us.east.transaction:0"), None);
     }
 }

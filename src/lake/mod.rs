@@ -29,6 +29,7 @@ mod parallel;
 mod read_back;
 mod retype;
 pub mod route;
+mod schema_runs;
 mod silver;
 pub mod state;
 pub mod stopped;

@@ -28,6 +28,7 @@ use super::layer::{Layer, TableLayers};
 use super::layout::DEAD_LETTERS;
 use super::metrics::LakeMetrics;
 use super::route::Routes;
+use super::schema_runs::by_schema_version;
 use super::state::LayerState;
 use super::stopped::{self, StoppedTable};
 use super::storage::LakeStorage;
@@ -171,7 +172,10 @@ impl LakeWriter {
                 .into_iter()
                 .zip(at)
                 .partition(|(c, _)| c.schema.id == id);
-            let (mine, at): (Vec<LakeChange>, Vec<usize>) = mine.into_iter().unzip();
+            let (mine, at): (Vec<LakeChange>, Vec<usize>) =
+                by_schema_version(mine, |(c, _)| (c.partition, c.schema.as_ref()))
+                    .into_iter()
+                    .unzip();
             for (s, _) in strays {
                 let record = group
                     .iter()

@@ -48,8 +48,13 @@ struct KafkaRecords<'a> {
     /// When the group's committed offsets were last read for "caught up" (other members apply
     /// the partitions this sink does not hold).
     group_checked: Option<std::time::Instant>,
+    /// When the partitions still short of "caught up" were last logged.
+    progress_logged: Option<std::time::Instant>,
     gaps: GapWatch,
 }
+
+/// How often a catching-up sink logs the partitions it has not reached yet.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 /// Kafka deletes records by retention whether or not a consumer read them, and a consumer
 /// whose position was deleted jumps to the oldest record left (`auto.offset.reset`): the
@@ -173,6 +178,34 @@ impl RecordSource for KafkaRecords<'_> {
             tracing::info!("sink: caught up");
             return Ok(true);
         }
+        if self
+            .progress_logged
+            .is_none_or(|at| at.elapsed() >= PROGRESS_EVERY)
+        {
+            self.progress_logged = Some(std::time::Instant::now());
+            let behind: Vec<String> = t
+                .iter()
+                .filter_map(|(sp, end)| {
+                    let at = self.consumed.get(sp);
+                    (at.is_none_or(|a| a < end)).then(|| match at {
+                        Some(a) => format!("{sp} at {a} of {end}"),
+                        None => format!("{sp} not read yet, end {end}"),
+                    })
+                })
+                .collect();
+            tracing::info!(
+                partitions_behind = behind.len(),
+                partitions = t.len(),
+                "sink: catching up: {}{}",
+                behind
+                    .iter()
+                    .take(5)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if behind.len() > 5 { ", ..." } else { "" }
+            );
+        }
         // Other members of the group apply the partitions this sink does not hold: what they
         // committed counts too.
         if self
@@ -204,6 +237,7 @@ pub async fn sink_kafka(
         targets: None,
         consumed: Offsets::default(),
         group_checked: None,
+        progress_logged: None,
         gaps: GapWatch::default(),
     };
     run_sink(writer, &mut source, gold, options.metrics.as_ref()).await

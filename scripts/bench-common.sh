@@ -20,6 +20,7 @@ scripts/mariadb.sh start "$dir/db" "$port" --max-binlog-size=1G
 # Sets $bootstrap: the broker in KAFKA_BOOTSTRAP_SERVERS, or librdkafka's mock cluster in a
 # process of its own.
 start_kafka() {
+  kafka_extra=""
   if [ -n "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
     bootstrap=$KAFKA_BOOTSTRAP_SERVERS
   else
@@ -27,6 +28,8 @@ start_kafka() {
     pids+=($!)
     for _ in $(seq 1 100); do [ -s "$dir/mock.addr" ] && break; sleep 0.1; done
     bootstrap=$(cat "$dir/mock.addr")
+    # The mock cluster has no CreateTopics: binlake lets it make topics on first use.
+    kafka_extra=$'[transport.librdkafka]\n"allow.auto.create.topics" = "true"'
   fi
 }
 

@@ -23,6 +23,7 @@ kind = "kafka"
 bootstrap_servers = "$bootstrap"
 topic_prefix = "$prefix"
 tombstones_on_delete = false
+$kafka_extra
 TOML
 
 echo "== 1. throughput: 1.3M row changes, source -> Kafka (acknowledged)"

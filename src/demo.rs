@@ -80,6 +80,10 @@ pub async fn run_demo(lake_dir: &Path, out: &mut dyn Write) -> Result<(), DemoEr
     let prefix = "demo";
     let mut kafka = KafkaConfig::new(&bootstrap, prefix);
     kafka.group_id = Some("binlake-demo".into());
+    // The mock cluster has no CreateTopics: it makes a topic when first asked about it.
+    kafka
+        .librdkafka
+        .insert("allow.auto.create.topics".into(), "true".into());
     let mut output = KafkaOutput::new(&kafka).map_err(DemoError::Setup)?;
     let replayed = replay_bytes_into(
         "online-store.000001",

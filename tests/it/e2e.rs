@@ -81,7 +81,7 @@ refresh = "1h"
         models = repo("sql/gold").display()
     );
     let path = dir.join("ecommerce.toml");
-    std::fs::write(&path, config).unwrap();
+    std::fs::write(&path, crate::support::kafka::for_the_broker(&config)).unwrap();
     path
 }
 

@@ -298,3 +298,57 @@ fn transaction_metadata_topic_and_heartbeats() {
     assert_eq!(a[0].1["transaction"]["id"], first_id);
     assert_eq!(a[2].1["transaction"]["id"], records[2].1["id"]);
 }
+
+/// `[transport] partitions` is what binlake's topics get: its metadata check no longer lets a
+/// broker that creates topics on request (Kafka with `auto.create.topics.enable`, the mock
+/// cluster) make them first with its own defaults. On a real broker (KAFKA_BOOTSTRAP_SERVERS)
+/// the topic has the configured 3 partitions. The mock cluster has no CreateTopics: there
+/// capture stops, naming the topic and the two ways out, unless the config lets the broker
+/// create topics (`"allow.auto.create.topics" = "true"`).
+#[test]
+fn topics_get_the_configured_partitions_or_capture_says_why_not() {
+    use rdkafka::consumer::Consumer as _;
+    let db = MariaDb::start();
+    db.sql(
+        "CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY); \
+         INSERT INTO shop.t VALUES (1), (2), (3);",
+    );
+    let b = broker();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique_prefix("parts");
+    let scenario =
+        Scenario::source(&db, 4501)
+            .include("shop.*")
+            .kafka(&b, &prefix, "partitions = 3");
+    let topic = format!("{prefix}.shop.t");
+    if b.mock.is_some() {
+        // As the config is written, without the opt-in the tests add for the mock.
+        let raw = dir.path().join("raw.toml");
+        std::fs::write(&raw, scenario.text()).unwrap();
+        let (code, stderr) = run_source(&raw);
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!("creating topic {prefix}.")) // the schema topic comes first
+                && stderr.contains("create the topics beforehand")
+                && stderr.contains("\"allow.auto.create.topics\" = \"true\" in [transport.librdkafka]"),
+            "{stderr}"
+        );
+    }
+    let (code, stderr) = run_source(&scenario.write(dir.path(), "source.toml"));
+    assert_eq!(code, Some(0), "{stderr}");
+    let consumer: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &b.bootstrap)
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(&topic), std::time::Duration::from_secs(10))
+        .unwrap();
+    let partitions = metadata.topics()[0].partitions().len();
+    if b.mock.is_none() {
+        assert_eq!(partitions, 3, "{topic}");
+    } else {
+        // The mock's own default, as the opt-in allows.
+        assert_eq!(partitions, 4, "{topic}");
+    }
+    assert_eq!(consume(&b, &topic, 3).len(), 3);
+}

@@ -84,7 +84,13 @@ impl KafkaOutput {
             .set("compression.type", &settings.compression)
             .set("linger.ms", "5")
             .set("queue.buffering.max.messages", "200000")
-            .set("queue.buffering.max.kbytes", "262144");
+            .set("queue.buffering.max.kbytes", "262144")
+            // Asking a broker with `auto.create.topics.enable` about a topic must not create
+            // it with the broker's `num.partitions` and `default.replication.factor`:
+            // `ensure_topic` creates it with `[transport] partitions` and
+            // `replication_factor`. A broker without CreateTopics needs "true" here, set in
+            // `[transport.librdkafka]`.
+            .set("allow.auto.create.topics", "false");
         for (k, v) in &settings.librdkafka {
             config.set(k, v);
         }
@@ -177,6 +183,8 @@ impl KafkaOutput {
     }
 
     /// Creates the topic when it is new to this process; an existing topic is fine.
+    const CREATE_HINT: &'static str = " (binlake creates its topics with [transport] partitions and replication_factor; where the broker does not allow that, create the topics beforehand, or let the broker create them with its own defaults: \"allow.auto.create.topics\" = \"true\" in [transport.librdkafka])";
+
     fn ensure_topic(&mut self, topic: &str) -> Result<(), String> {
         if self.known_topics.contains(topic) {
             return Ok(());
@@ -205,12 +213,20 @@ impl KafkaOutput {
             .operation_timeout(Some(Duration::from_secs(10)));
         let brokers = self.settings.brokers();
         let results = futures_executor::block_on(self.admin.create_topics([&new], &options))
-            .map_err(|e| format!("creating topic {topic} on Kafka at {brokers}: {e}"))?;
+            .map_err(|e| {
+                format!(
+                    "creating topic {topic} on Kafka at {brokers}: {e}{}",
+                    Self::CREATE_HINT
+                )
+            })?;
         for r in results {
             match r {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((t, code)) => {
-                    return Err(format!("creating topic {t} on Kafka at {brokers}: {code}"))
+                    return Err(format!(
+                        "creating topic {t} on Kafka at {brokers}: {code}{}",
+                        Self::CREATE_HINT
+                    ))
                 }
             }
         }

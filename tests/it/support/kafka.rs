@@ -33,6 +33,31 @@ pub fn broker() -> Broker {
     }
 }
 
+/// Whether the tests' Kafka is librdkafka's mock cluster (KAFKA_BOOTSTRAP_SERVERS unset).
+pub fn uses_mock() -> bool {
+    std::env::var("KAFKA_BOOTSTRAP_SERVERS").map_or(true, |b| b.is_empty())
+}
+
+/// A config's TOML as binlake must be given it for the tests' broker. The mock cluster has no
+/// CreateTopics (it answers with a timeout) and makes a topic when asked about it, which binlake
+/// allows only when told to (`"allow.auto.create.topics" = "true"` in `[transport.librdkafka]`):
+/// against the mock, kafka configs say so. A real broker gets binlake's own CreateTopics.
+pub fn for_the_broker(toml: &str) -> String {
+    if !uses_mock() || !toml.contains("kind = \"kafka\"") {
+        return toml.to_string();
+    }
+    const LINE: &str = "\"allow.auto.create.topics\" = \"true\"\n";
+    const HEADER: &str = "[transport.librdkafka]\n";
+    match toml.find(HEADER) {
+        Some(at) => {
+            let mut out = toml.to_string();
+            out.insert_str(at + HEADER.len(), LINE);
+            out
+        }
+        None => format!("{toml}\n{HEADER}{LINE}"),
+    }
+}
+
 /// The mock cluster makes topics with several partitions when it auto-creates them; tests
 /// that check the order across keys use one partition (Kafka orders per partition).
 pub fn one_partition(b: &Broker, topic: &str) {

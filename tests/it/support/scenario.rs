@@ -131,7 +131,7 @@ impl Scenario {
     /// Writes the config as `dir/name`; returns its path.
     pub fn write(&self, dir: &Path, name: &str) -> PathBuf {
         let path = dir.join(name);
-        std::fs::write(&path, self.text()).unwrap();
+        std::fs::write(&path, super::kafka::for_the_broker(&self.text())).unwrap();
         path
     }
 }

@@ -364,7 +364,7 @@ fn ecommerce_with_source_and_sink_killed_ten_times_equals_the_source() {
     assert_lake_equals_source(&db, &container);
 }
 
-/// Three `binlake sink` processes in one consumer group share the tables (each topic has two
+/// Three `binlake sink` processes in one consumer group share the tables (each topic has several
 /// partitions, so one table is often written from two sinks at once) while the workload runs;
 /// one of them, at random, is SIGKILLed and started again four times. The lake equals the
 /// source, bronze holds every change once, and the commits show two sink processes writing

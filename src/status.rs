@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::event::{now_ms, TableId};
+use crate::lake::route::Routes;
 use crate::lake::state::LayerState;
 use crate::lake::stopped::StoppedTable;
 use crate::lake::storage::LakeStorage;
@@ -15,7 +16,6 @@ use crate::lake::writer::LakeWriter;
 use crate::lake::LakeError;
 use crate::mysql::checkpoint::CheckpointStore;
 use crate::transport::kafka::KafkaInput;
-use crate::transport::record::{table_topic, Offsets, SourcePartition};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
@@ -111,15 +111,22 @@ pub async fn collect(config: &Config) -> Result<(Option<String>, Vec<TableStatus
     let lake = config.lake("status")?;
     let storage = LakeStorage::new(&lake.url, &lake.storage, &config.base)?;
     let mut writer = LakeWriter::new(storage.clone(), lake.clone());
-    let ends = match config.transport.kafka() {
-        Some(kafka) => {
-            let input = KafkaInput::new(kafka).map_err(StatusError::Other)?;
-            input
-                .end_offsets(Duration::from_secs(10))
-                .map_err(StatusError::Other)?
+    let routes = Routes::new(&lake.routes).map_err(StatusError::Other)?;
+    // Each partition's end, with the lake table it lands in: its topic's table (under any of
+    // `sink_topic_prefixes`), or the table a route names.
+    let mut ends: Vec<(String, i64, TableId)> = Vec::new();
+    if let Some(kafka) = config.transport.kafka() {
+        let input = KafkaInput::new(kafka).map_err(StatusError::Other)?;
+        let offsets = input
+            .end_offsets(Duration::from_secs(10))
+            .map_err(StatusError::Other)?;
+        for (sp, end) in offsets.iter() {
+            if let Some(source) = input.table_of(sp) {
+                let target = routes.target(&source).cloned().unwrap_or(source);
+                ends.push((sp.to_string(), end, target));
+            }
         }
-        None => Offsets::default(),
-    };
+    }
     let mut tables = Vec::new();
     for db in storage.list_dirs("bronze").await? {
         for table in storage.list_tables(&format!("bronze/{db}")).await? {
@@ -128,14 +135,11 @@ pub async fn collect(config: &Config) -> Result<(Option<String>, Vec<TableStatus
                 table,
             };
             let [bronze, _history, silver] = writer.table_states(&id).await?;
-            let topic = table_topic(config.transport.topic_prefix(), &id);
             let newest = silver.as_ref().or(bronze.as_ref());
             let pending_rows = config.transport.kafka().is_some().then(|| {
                 ends.iter()
-                    .filter(|(sp, _)| {
-                        SourcePartition::parse(sp).is_some_and(|p| p.topic() == Some(&topic))
-                    })
-                    .map(|(sp, end)| {
+                    .filter(|(_, _, table)| *table == id)
+                    .map(|(sp, end, _)| {
                         let held = newest.and_then(|s| s.offsets.get(sp)).unwrap_or(0);
                         (end - held).max(0)
                     })

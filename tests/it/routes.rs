@@ -345,6 +345,19 @@ fn one_sink_group_reads_two_servers_prefixes() {
         expected,
         "each server's rows, apart"
     );
+    // `binlake status` counts every prefix's records against the table they land in: none
+    // left for the routed table, the other server's two inserts for the stopped one.
+    let (code, status) = crate::support::binlake_stdout(&["status"], &sink);
+    assert_eq!(code, Some(0), "{status}");
+    let lag_rows = |table: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(&format!("{table} ")))
+            .and_then(|l| l.split_whitespace().nth(3))
+            .map(str::to_string)
+    };
+    assert_eq!(lag_rows("shop.orders").as_deref(), Some("0"), "{status}");
+    assert_eq!(lag_rows("plain.items").as_deref(), Some("2"), "{status}");
     // The stopped table holds one server's rows only, and stays stopped on a restart.
     assert_eq!(
         lake_query(

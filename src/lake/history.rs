@@ -207,12 +207,15 @@ pub(super) async fn write_history(
         .await
 }
 
-/// TRUNCATE: closes every open version at the truncate.
+/// TRUNCATE: closes every version open at the truncate. A version that started after it (a
+/// change of another partition consumed ahead of the truncate) stays open, as its row stays
+/// in silver.
 pub(super) async fn truncate_history(
     layer: &mut Layer,
     t: &LakeChange,
     state: LayerState,
 ) -> Result<(), LakeError> {
+    let started_before = col(START_POSITION).lt(lit(t.order.clone()));
     let end_position = lit(t.order.clone());
     let end_at = Expr::Literal(
         deltalake::datafusion::scalar::ScalarValue::TimestampMicrosecond(
@@ -225,7 +228,7 @@ pub(super) async fn truncate_history(
         .commit_if_exists(state, |table, properties| async move {
             let (table, _) = table
                 .update()
-                .with_predicate(col(END_POSITION).is_null())
+                .with_predicate(col(END_POSITION).is_null().and(started_before))
                 .with_update(END_POSITION, end_position)
                 .with_update(END_AT, end_at)
                 .with_commit_properties(properties)

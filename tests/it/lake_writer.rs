@@ -540,3 +540,45 @@ fn an_alter_inside_a_batch_of_two_partitions_costs_one_segment_per_schema() {
     let commits = crate::support::lake::commit_writers(&table_url(&lake, "silver/shop/k"), &[]);
     assert_eq!(commits.len(), 2, "{commits:?}");
 }
+
+/// A TRUNCATE of `shop.k` at binlog `pos`, from Kafka `partition` at `offset`.
+fn k_truncate(partition: i32, offset: i64, pos: u64) -> binlake::transport::record::Record {
+    let mut record = k_record("c", 0, "", pos, Some(offset));
+    record.partition = partition;
+    let value = serde_json::json!({
+        "before": null, "after": null, "op": "t", "ts_ms": 1_700_000_000_000i64,
+        "source": {"db": "shop", "table": "k", "file": "mysql-bin.000001", "pos": pos, "row": 0,
+                   "ts_ms": 1_700_000_000_000i64, "snapshot": "false"},
+    });
+    record.value = Some(serde_json::to_vec(&value).unwrap());
+    record
+}
+
+/// A change written after a TRUNCATE but consumed before it (another partition read ahead)
+/// survives the truncate in history as in silver: the truncate closes only the versions that
+/// started before it. It used to close every open version, so history said the row was gone
+/// while silver held it.
+#[test]
+fn a_truncate_leaves_open_the_versions_written_after_it_on_another_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    // Binlog: id 1 at 100, TRUNCATE at 200, id 2 at 300, id 4 at 400. Partition 1 (id 2) is
+    // consumed ahead of partition 0 (id 1, the truncate, id 4).
+    let mut on_one = k_record("c", 2, "after", 300, Some(0));
+    on_one.partition = 1;
+    let batch = vec![
+        on_one,
+        k_record("c", 1, "before", 100, Some(0)),
+        k_truncate(0, 1, 200),
+        k_record("c", 4, "after", 400, Some(2)),
+    ];
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        writer(&lake, true).apply(&batch).await.unwrap();
+    });
+    assert_eq!(silver_k(&lake), ["2|after", "4|after"]);
+    assert_eq!(
+        history_k(&lake),
+        ["1|before|false", "2|after|true", "4|after|true"],
+        "only the version from before the truncate is closed"
+    );
+}

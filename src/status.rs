@@ -116,7 +116,7 @@ pub async fn collect(config: &Config) -> Result<(Option<String>, Vec<TableStatus
     // `sink_topic_prefixes`), or the table a route names.
     let mut ends: Vec<(String, i64, TableId)> = Vec::new();
     if let Some(kafka) = config.transport.kafka() {
-        let input = KafkaInput::new(kafka).map_err(StatusError::Other)?;
+        let input = KafkaInput::observer(kafka).map_err(StatusError::Other)?;
         let offsets = input
             .end_offsets(Duration::from_secs(10))
             .map_err(StatusError::Other)?;

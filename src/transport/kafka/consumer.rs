@@ -69,22 +69,30 @@ fn regex_escape(s: &str) -> String {
 }
 
 impl KafkaInput {
+    /// A member of the sink group, subscribed to the table topics of every prefix.
     pub fn new(settings: &KafkaConfig) -> Result<KafkaInput, String> {
+        let input = Self::observer(settings)?;
+        let prefixes = input.settings.sink_prefixes();
+        let patterns: Vec<String> = prefixes.iter().map(|p| Self::pattern(p)).collect();
+        let patterns: Vec<&str> = patterns.iter().map(String::as_str).collect();
+        input.consumer.subscribe(&patterns).map_err(|e| {
+            format!(
+                "transport: subscribing to the topics of {}: {e}",
+                prefixes.join(", ")
+            )
+        })?;
+        Ok(input)
+    }
+
+    /// Reads topics' ends and the group's offsets without joining the group: `binlake status`
+    /// must not make the running sinks rebalance.
+    pub fn observer(settings: &KafkaConfig) -> Result<KafkaInput, String> {
         let settings = settings.clone();
         let group_id = settings.group_id();
         let consumer: BaseConsumer<RebalanceLog> = Self::config(&settings)
             .set("group.id", &group_id)
             .create_with_context(RebalanceLog)
             .map_err(|e| format!("transport: creating the Kafka consumer: {e}"))?;
-        let prefixes = settings.sink_prefixes();
-        let patterns: Vec<String> = prefixes.iter().map(|p| Self::pattern(p)).collect();
-        let patterns: Vec<&str> = patterns.iter().map(String::as_str).collect();
-        consumer.subscribe(&patterns).map_err(|e| {
-            format!(
-                "transport: subscribing to the topics of {}: {e}",
-                prefixes.join(", ")
-            )
-        })?;
         Ok(KafkaInput {
             consumer,
             settings,

@@ -198,13 +198,13 @@ fn unknown_column<'r>(row: &'r Map<String, Json>, schema: &TableSchema) -> Optio
     })
 }
 
-/// Decodes one envelope written with `schema`.
 /// The text every layer orders changes by: the binlog place, and at one place a delete before
 /// anything else (a primary-key move's delete and create share one binlog row).
 pub fn order_key(position: &Position, delete: bool) -> String {
     format!("{}:{}", position.sort_key(), if delete { 0 } else { 1 })
 }
 
+/// Decodes one envelope written with `schema`.
 pub fn decode(value: &[u8], schema: SchemaRef<'_>) -> Result<DecodedChange, String> {
     // A JSON array would fill the struct's fields by position; an envelope is an object.
     if value.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {

@@ -310,7 +310,7 @@ mod tests {
             id: TableId::new("shop", "orders"),
             columns: vec![
                 Column::new("id", ColumnType::Int),
-                Column::new("note", ColumnType::Int),
+                Column::new("note", ColumnType::VarChar { max_bytes: 80 }),
             ],
             primary_key: vec![0],
             positional_names: false,
@@ -366,6 +366,12 @@ mod tests {
                 r#"`op` must be c, u, d, r or t, got Some("x")"#,
             ),
             (r#"{"op":"c","after":{"id":1}}"#, "`source` is missing"),
+            // The generic parse this replaced let the last of two equal keys win; a repeated
+            // field is now a dead letter rather than a guess at which one was meant.
+            (
+                &format!(r#"{{"op":"c","op":"d","after":{{"id":1}},{source}}}"#),
+                "not a Debezium envelope: duplicate field `op` at line 1 column 14",
+            ),
             (
                 &format!(r#"{{"op":7,"after":{{"id":1}},{source}}}"#),
                 "`op` must be c, u, d, r or t, got None",

@@ -113,4 +113,14 @@ pub fn report_sink(stats: &SinkStats, writer: &LakeWriter) {
         dead_letters = m.dead_letters,
         "sink stopped"
     );
+    tracing::debug!(
+        apply_seconds = m.apply_time.as_secs_f64(),
+        decode_seconds = m.decode_time.as_secs_f64(),
+        bronze_seconds = m.bronze_time.as_secs_f64(),
+        lookup_seconds = m.lookup_time.as_secs_f64(),
+        history_seconds = m.history_time.as_secs_f64(),
+        silver_seconds = m.silver_time.as_secs_f64(),
+        maintenance_seconds = m.maintenance_time.as_secs_f64(),
+        "where the sink's time went"
+    );
 }

@@ -15,6 +15,10 @@ pub struct LakeMetrics {
     /// Commits that found another writer's commit first (the batch was applied again).
     pub concurrent_commits: u64,
     pub last_batch: Duration,
+    /// Applying batches, start to end (decode, every layer, maintenance), summed.
+    pub apply_time: Duration,
+    /// Decoding the envelopes of batches.
+    pub decode_time: Duration,
     pub optimizes: u64,
     pub vacuums: u64,
     /// Time spent per layer, summed over batches (for benchmarks and metrics).
@@ -40,6 +44,8 @@ impl LakeMetrics {
         self.concurrent_commits += part.concurrent_commits;
         self.optimizes += part.optimizes;
         self.vacuums += part.vacuums;
+        self.apply_time += part.apply_time;
+        self.decode_time += part.decode_time;
         self.bronze_time += part.bronze_time;
         self.lookup_time += part.lookup_time;
         self.history_time += part.history_time;

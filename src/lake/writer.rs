@@ -152,7 +152,10 @@ impl LakeWriter {
             let mut changes = Vec::with_capacity(group.len());
             let mut at = Vec::with_capacity(group.len());
             let consumed = Offsets::after(group.iter().copied());
-            for (r, parsed) in group.iter().zip(parse_on_every_core(&group)) {
+            let decoding = Instant::now();
+            let parsed = parse_on_every_core(&group);
+            self.metrics.decode_time += decoding.elapsed();
+            for (r, parsed) in group.iter().zip(parsed) {
                 match parsed {
                     Ok(Some(c)) => {
                         changes.push(c);
@@ -290,6 +293,7 @@ impl LakeWriter {
             }
         }
         self.metrics.last_batch = started.elapsed();
+        self.metrics.apply_time += self.metrics.last_batch;
         Ok(())
     }
 

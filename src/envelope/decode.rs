@@ -9,16 +9,19 @@ use std::sync::Arc;
 use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::error::Category;
-use serde_json::{Map, Value as Json};
+use serde_json::value::RawValue;
+use serde_json::Value as Json;
 
+use super::row::{read_row, RowImage};
 use crate::event::{Op, Position, TableSchema};
 
 /// One decoded change event.
 #[derive(Debug, Clone)]
 pub struct DecodedChange {
     pub op: Op,
-    pub before: Option<Map<String, Json>>,
-    pub after: Option<Map<String, Json>>,
+    /// The row images, in the schema's column order.
+    pub before: Option<RowImage>,
+    pub after: Option<RowImage>,
     pub position: Position,
     /// Sorts like the change's place in the binlog; a primary-key move's delete sorts before
     /// its create, which share one binlog row.
@@ -42,7 +45,8 @@ pub enum SchemaRef<'a> {
 }
 
 /// The fields of an envelope decoding reads, borrowed from the message where no escape forces a
-/// copy. Everything else (`transaction`, the wrapper's `schema`) is skipped without being built.
+/// copy. Everything else (`transaction`, the wrapper's `schema`) is skipped without being built;
+/// the row images are kept as text, read into the schema's columns once the schema is checked.
 #[derive(Deserialize)]
 #[serde(expecting = "a JSON object")]
 struct Wire<'a> {
@@ -50,10 +54,10 @@ struct Wire<'a> {
     op: Text<'a>,
     #[serde(borrow, default)]
     source: Option<WireSource<'a>>,
-    #[serde(default)]
-    before: Option<Json>,
-    #[serde(default)]
-    after: Option<Json>,
+    #[serde(borrow, default)]
+    before: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    after: Option<&'a RawValue>,
     /// Present with Debezium's `schema`/`payload` wrapper (schemas enabled).
     #[serde(default)]
     schema: Option<IgnoredAny>,
@@ -151,14 +155,36 @@ struct WireSource<'a> {
     ts_ms: Option<Json>,
 }
 
-fn object(v: Option<Json>, what: &str) -> Result<Option<Map<String, Json>>, String> {
-    match v {
-        None | Some(Json::Null) => Ok(None),
-        Some(Json::Object(m)) => Ok(Some(m)),
-        Some(other) => Err(format!(
-            "`{what}` must be an object or null, got {}",
-            short(&other)
+/// The text of a row image: an object, or None for null or absent.
+fn object<'a>(v: Option<&'a RawValue>, what: &str) -> Result<Option<&'a str>, String> {
+    let Some(text) = v.map(|v| v.get().trim_start()) else {
+        return Ok(None);
+    };
+    match text.as_bytes().first() {
+        Some(b'{') => Ok(Some(text)),
+        Some(b'n') => Ok(None),
+        _ => {
+            let value: Json = serde_json::from_str(text).unwrap_or(Json::Null);
+            Err(format!(
+                "`{what}` must be an object or null, got {}",
+                short(&value)
+            ))
+        }
+    }
+}
+
+/// A row image's text read into the columns of `schema`.
+fn row_of(text: Option<&str>, schema: &TableSchema) -> Result<Option<RowImage>, String> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let read = read_row(text, schema).map_err(|e| format!("not a Debezium envelope: {e}"))?;
+    match read.unknown {
+        Some(unknown) => Err(format!(
+            "column {unknown} is not in the schema of {}",
+            schema.id
         )),
+        None => Ok(Some(read.row)),
     }
 }
 
@@ -186,16 +212,6 @@ fn short(v: &Json) -> String {
         s.push('…');
     }
     s
-}
-
-/// The first key of a row that is not a column of `schema`. Rows normally carry the columns in
-/// the schema's order, so each key is first compared with the column at its own place; only a
-/// key that differs is looked up by name.
-fn unknown_column<'r>(row: &'r Map<String, Json>, schema: &TableSchema) -> Option<&'r str> {
-    row.keys().enumerate().find_map(|(i, k)| {
-        let in_place = schema.columns.get(i).is_some_and(|c| c.name == *k);
-        (!in_place && schema.column_index(k).is_none()).then_some(k.as_str())
-    })
 }
 
 /// The text every layer orders changes by: the binlog place, and at one place a delete before
@@ -270,14 +286,8 @@ pub fn decode(value: &[u8], schema: SchemaRef<'_>) -> Result<DecodedChange, Stri
         Op::Delete if before.is_none() => return Err("op d without `before`".into()),
         _ => {}
     }
-    for row_value in [&before, &after].into_iter().flatten() {
-        if let Some(unknown) = unknown_column(row_value, schema) {
-            return Err(format!(
-                "column {unknown} is not in the schema of {}",
-                schema.id
-            ));
-        }
-    }
+    let before = row_of(before, schema)?;
+    let after = row_of(after, schema)?;
     let position = Position {
         file: Arc::from(file),
         pos,
@@ -338,11 +348,11 @@ mod tests {
             assert_eq!(d.server.as_deref(), Some("s1"));
             assert_eq!(d.ts_ms, 1_700_000_000_000);
             assert!(d.snapshot);
-            assert_eq!(d.before.unwrap()["note"], Json::from("a"));
+            assert_eq!(d.before.unwrap().get(1), Some(&Json::from("a")));
+            // Keys in another order and case land in the schema's columns.
             let after = d.after.unwrap();
-            // Keys keep the message's order and spelling.
-            assert_eq!(after.keys().collect::<Vec<_>>(), ["NOTE", "id"]);
-            assert_eq!(after["NOTE"], Json::from("b\"c"));
+            assert_eq!(after.get(0), Some(&Json::from(1)));
+            assert_eq!(after.get(1), Some(&Json::from("b\"c")));
             assert_eq!(d.order, order_key(&d.position, false));
         }
     }

@@ -3,5 +3,6 @@
 
 pub mod decode;
 pub mod encode;
+pub mod row;
 
 pub use encode::{write_value, Envelope, EnvelopeOptions};

@@ -9,7 +9,6 @@ use deltalake::arrow::array::{
     TimestampMicrosecondArray,
 };
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
-use serde_json::Value as Json;
 
 use super::change::LakeChange;
 use super::layout::INGEST_DATE;
@@ -21,9 +20,6 @@ use crate::event::now_ms;
 pub(super) fn bronze_batch(changes: &[&LakeChange]) -> Result<RecordBatch, LakeError> {
     let now = now_ms() as i64;
     let day = (now / 86_400_000) as i32;
-    let json = |m: &Option<serde_json::Map<String, Json>>| {
-        m.as_ref().map(|m| serde_json::to_string(m).expect("json"))
-    };
     let schema = Arc::new(Schema::new(vec![
         Field::new("op", DataType::Utf8, false),
         Field::new("before", DataType::Utf8, true),
@@ -47,10 +43,14 @@ pub(super) fn bronze_batch(changes: &[&LakeChange]) -> Result<RecordBatch, LakeE
             changes.iter().map(|c| c.op.code()),
         )),
         Arc::new(StringArray::from_iter(
-            changes.iter().map(|c| json(&c.before)),
+            changes
+                .iter()
+                .map(|c| c.before.as_ref().map(|r| r.to_json(&c.schema))),
         )),
         Arc::new(StringArray::from_iter(
-            changes.iter().map(|c| json(&c.after)),
+            changes
+                .iter()
+                .map(|c| c.after.as_ref().map(|r| r.to_json(&c.schema))),
         )),
         Arc::new(StringArray::from_iter_values(
             changes.iter().map(|c| c.order.as_str()),

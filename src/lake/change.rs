@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 
 use crate::envelope::decode::{decode, SchemaRef};
+use crate::envelope::row::RowImage;
 use crate::event::{Op, TableSchema};
 use crate::transport::record::{Record, SourcePartition, SCHEMA_HEADER};
 
@@ -14,8 +15,9 @@ use crate::transport::record::{Record, SourcePartition, SCHEMA_HEADER};
 pub struct LakeChange {
     pub schema: Arc<TableSchema>,
     pub op: Op,
-    pub before: Option<Map<String, Json>>,
-    pub after: Option<Map<String, Json>>,
+    /// The row images, one slot per column of `schema`.
+    pub before: Option<RowImage>,
+    pub after: Option<RowImage>,
     pub file: Arc<str>,
     pub pos: u64,
     pub row: u32,
@@ -43,13 +45,15 @@ impl LakeChange {
     /// The primary-key values as JSON text (from after, or before for a delete).
     pub fn key_text(&self) -> &str {
         self.key.get_or_init(|| {
+            static NULL: Json = Json::Null;
             let row = self.after.as_ref().or(self.before.as_ref());
-            let mut key = Vec::with_capacity(self.schema.primary_key.len());
-            for &i in &self.schema.primary_key {
-                let name = &self.schema.columns[i].name;
-                key.push(row.and_then(|r| r.get(name)).cloned().unwrap_or(Json::Null));
-            }
-            Json::Array(key).to_string()
+            let key: Vec<&Json> = self
+                .schema
+                .primary_key
+                .iter()
+                .map(|&i| row.and_then(|r| r.get(i)).unwrap_or(&NULL))
+                .collect();
+            serde_json::to_string(&key).expect("JSON values serialize")
         })
     }
 }

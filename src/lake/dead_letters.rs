@@ -99,8 +99,8 @@ pub(super) async fn write_dead_letters(
 /// Whether one change's values convert into their columns; the error names the column.
 pub(super) fn convertible(c: &LakeChange) -> Result<(), String> {
     for row in [&c.before, &c.after].into_iter().flatten() {
-        for column in &c.schema.columns {
-            let value = row.get(&column.name);
+        for (i, column) in c.schema.columns.iter().enumerate() {
+            let value = row.get(i);
             // One value: the array's "row 0: " says nothing.
             build_array(column, &arrow_type(column), &[value]).map_err(|e| {
                 format!(

@@ -8,9 +8,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::envelope::row::RowImage;
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::Schema;
-use serde_json::Value as Json;
 
 use super::change::LakeChange;
 use super::config::Readers;
@@ -18,7 +18,7 @@ use super::keys::{self, Located};
 use super::layer::df_err;
 use super::layer::TableLayers;
 use super::layout::{CDC_POSITION, END_AT, END_POSITION, START_POSITION};
-use super::types::typed_columns;
+use super::types::typed_columns_from;
 use super::LakeError;
 use crate::event::TableSchema;
 
@@ -84,7 +84,7 @@ pub(super) async fn applied_positions(
         primary_key: Vec::new(),
         ..schema.clone()
     };
-    let rows: Vec<Option<&serde_json::Map<String, Json>>> = changes
+    let rows: Vec<Option<&RowImage>> = changes
         .iter()
         .map(|c| c.after.as_ref().or(c.before.as_ref()))
         .collect();
@@ -94,7 +94,13 @@ pub(super) async fn applied_positions(
         .silver
         .arrow_schema()
         .or_else(|| layers.history.arrow_schema());
-    let (fields, arrays) = typed_columns(&key_schema, &rows, held.as_ref(), Readers::default())?;
+    let (fields, arrays) = typed_columns_from(
+        &key_schema,
+        &schema.primary_key,
+        &rows,
+        held.as_ref(),
+        Readers::default(),
+    )?;
     let keys = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
         .map_err(|e| df_err(&schema.id, e))?;
     // The earliest change per key: a row whose position is below it needs no exact value.

@@ -7,12 +7,12 @@ use std::collections::HashMap;
 use std::ops::Not;
 use std::sync::Arc;
 
+use crate::envelope::row::RowImage;
 use deltalake::arrow::array::{
     ArrayRef, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
 use deltalake::datafusion::prelude::{col, lit, Expr};
-use serde_json::Value as Json;
 
 use super::change::LakeChange;
 use super::config::LakeConfig;
@@ -61,7 +61,7 @@ pub(super) async fn write_history(
     // Rows: (kind, values, op, start, end)
     struct Row<'a> {
         close: bool,
-        values: Option<&'a serde_json::Map<String, Json>>,
+        values: Option<&'a RowImage>,
         op: &'static str,
         start: Option<&'a LakeChange>,
         end: Option<&'a LakeChange>,

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::Schema;
 use deltalake::arrow::row::{RowConverter, SortField};
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 
 use super::change::LakeChange;
 use super::config::Readers;
@@ -35,6 +35,7 @@ use super::layout::ROW_ID;
 use super::types::typed_columns;
 use super::LakeError;
 use crate::envelope::decode::order_key;
+use crate::envelope::row::RowImage;
 use crate::event::{Column, ColumnType, Op, Position, TableSchema};
 
 /// `schema` with the `_cdc_row_id` column appended and made its key.
@@ -63,7 +64,7 @@ pub(super) async fn identify_rows(
     };
     // Every row image of the batch, typed as silver holds its columns, encoded so that equal
     // values have equal bytes (NULL equal to NULL).
-    let images: Vec<Option<&Map<String, Json>>> = changes
+    let images: Vec<Option<&RowImage>> = changes
         .iter()
         .flat_map(|c| [c.before.as_ref(), c.after.as_ref()])
         .collect();
@@ -111,9 +112,9 @@ pub(super) async fn identify_rows(
             }
         }
     }
-    let with_id = |row: &Map<String, Json>, id: &str| {
+    let with_id = |row: &RowImage, id: &str| {
         let mut row = row.clone();
-        row.insert(ROW_ID.into(), Json::String(id.to_string()));
+        row.push(Json::String(id.to_string()));
         row
     };
     let mut out = Vec::with_capacity(changes.len());

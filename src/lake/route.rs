@@ -128,11 +128,7 @@ impl Routes {
             let server = Json::String(c.server.clone().unwrap_or_default());
             let db = Json::String(source.db.clone());
             for row in [&mut c.before, &mut c.after].into_iter().flatten() {
-                let mut routed = serde_json::Map::with_capacity(row.len() + 2);
-                routed.insert(SOURCE_SERVER.into(), server.clone());
-                routed.insert(SOURCE_DB.into(), db.clone());
-                routed.extend(std::mem::take(row));
-                *row = routed;
+                row.prepend([server.clone(), db.clone()]);
             }
             c.schema = schema;
             c.key = Default::default();

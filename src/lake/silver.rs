@@ -7,12 +7,12 @@ use std::collections::HashMap;
 use std::ops::Not;
 use std::sync::Arc;
 
+use crate::envelope::row::RowImage;
 use deltalake::arrow::array::{
     ArrayRef, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
 use deltalake::datafusion::prelude::{col, lit};
-use serde_json::Value as Json;
 
 use super::change::LakeChange;
 use super::config::LakeConfig;
@@ -62,7 +62,7 @@ pub(super) async fn write_silver(
     let any_live = finals
         .iter()
         .any(|c| applied.get(c.key_text()).is_some_and(|k| k.live));
-    let rows: Vec<Option<&serde_json::Map<String, Json>>> = finals
+    let rows: Vec<Option<&RowImage>> = finals
         .iter()
         .map(|c| c.after.as_ref().or(c.before.as_ref()))
         .collect();

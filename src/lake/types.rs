@@ -14,6 +14,7 @@ use serde_json::Value as Json;
 
 use super::config::Readers;
 use super::LakeError;
+use crate::envelope::row::RowImage;
 use crate::event::{Column, ColumnType, TableSchema};
 
 /// Arrow's largest decimal precision; wider MySQL DECIMALs are kept as exact strings.
@@ -350,48 +351,48 @@ pub fn holds_as_is(held: &DataType, column: &Column, readers: Readers) -> bool {
             ))
 }
 
-/// The typed source columns of `schema` for `rows` (None: all null), in the types the table
-/// `existing` holds them, or for columns it does not have yet, those `readers` allow.
-/// Each column's values over `rows`. A row whose fields come in the schema's order (as binlake
-/// writes them) is read in one pass; any other row by name, column by column.
+/// Each column's values over `rows`, the column at `slots[i]` of each row for `i`.
 fn values_by_column<'r>(
-    schema: &TableSchema,
-    rows: &[Option<&'r serde_json::Map<String, Json>>],
+    slots: &[usize],
+    rows: &[Option<&'r RowImage>],
 ) -> Vec<Vec<Option<&'r Json>>> {
-    let columns = &schema.columns;
-    let mut out: Vec<Vec<Option<&Json>>> = (0..columns.len())
+    let mut out: Vec<Vec<Option<&Json>>> = slots
+        .iter()
         .map(|_| Vec::with_capacity(rows.len()))
         .collect();
     for row in rows {
-        match row {
-            None => out.iter_mut().for_each(|values| values.push(None)),
-            Some(row)
-                if row.len() == columns.len()
-                    && row.keys().zip(columns).all(|(k, c)| *k == c.name) =>
-            {
-                for (values, value) in out.iter_mut().zip(row.values()) {
-                    values.push(Some(value));
-                }
-            }
-            Some(row) => {
-                for (values, column) in out.iter_mut().zip(columns) {
-                    values.push(row.get(&column.name));
-                }
-            }
+        for (values, &slot) in out.iter_mut().zip(slots) {
+            values.push(row.and_then(|r| r.get(slot)));
         }
     }
     out
 }
 
+/// The typed source columns of `schema` for `rows` (rows of `schema`; None: all null), in the
+/// types the table `existing` holds them, or for columns it does not have yet, those `readers`
+/// allow.
 pub fn typed_columns(
     schema: &TableSchema,
-    rows: &[Option<&serde_json::Map<String, Json>>],
+    rows: &[Option<&RowImage>],
+    existing: Option<&SchemaRef>,
+    readers: Readers,
+) -> Result<(Vec<Field>, Vec<ArrayRef>), LakeError> {
+    let slots: Vec<usize> = (0..schema.columns.len()).collect();
+    typed_columns_from(schema, &slots, rows, existing, readers)
+}
+
+/// [`typed_columns`] of `schema`, whose column `i` is read from slot `slots[i]` of `rows`
+/// (rows of a wider schema: the key columns of whole rows).
+pub fn typed_columns_from(
+    schema: &TableSchema,
+    slots: &[usize],
+    rows: &[Option<&RowImage>],
     existing: Option<&SchemaRef>,
     readers: Readers,
 ) -> Result<(Vec<Field>, Vec<ArrayRef>), LakeError> {
     let mut fields = Vec::with_capacity(schema.columns.len());
     let mut arrays = Vec::with_capacity(schema.columns.len());
-    let mut by_column = values_by_column(schema, rows).into_iter();
+    let mut by_column = values_by_column(slots, rows).into_iter();
     for column in &schema.columns {
         let data_type = arrow_type(column);
         // The table may hold the column under a wider type than the source now declares

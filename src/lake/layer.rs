@@ -23,7 +23,7 @@ use super::state::{load_state, LayerState};
 use super::storage::LakeStorage;
 use super::LakeError;
 use crate::event::{TableId, TableSchema};
-use crate::transport::record::{Offsets, SourcePartition};
+use crate::transport::record::Offsets;
 
 pub(super) fn delta_err(table: &str) -> impl Fn(DeltaTableError) -> LakeError + '_ {
     move |source| LakeError::Delta {
@@ -158,27 +158,31 @@ impl Layer {
     /// put a change and its copy in one batch: within a source partition, a streamed change
     /// at or before one already taken is such a copy.
     pub(super) fn fresh<'c>(&self, changes: &'c [LakeChange]) -> Vec<&'c LakeChange> {
-        let mut newest: HashMap<SourcePartition, &str> = HashMap::new();
+        let mut partitions = PartitionText::default();
+        let mut newest: HashMap<String, &str> = HashMap::new();
         let mut out = Vec::with_capacity(changes.len());
         for c in changes {
-            if self.holds(c) {
+            let sp = partitions.of(c);
+            if self.holds_at(c, sp) {
                 continue;
             }
             if !c.snapshot {
-                let sp = c.source_partition();
-                if newest.get(&sp).is_some_and(|n| c.order.as_str() <= *n) {
-                    continue;
+                match newest.get_mut(sp) {
+                    Some(n) if c.order.as_str() <= *n => continue,
+                    Some(n) => *n = c.order.as_str(),
+                    None => {
+                        newest.insert(sp.to_string(), c.order.as_str());
+                    }
                 }
-                newest.insert(sp, c.order.as_str());
             }
             out.push(c);
         }
         out
     }
 
-    pub(super) fn holds(&self, c: &LakeChange) -> bool {
-        let sp = c.source_partition().to_string();
-        if let (Some(offset), Some(next)) = (c.offset, self.state.offsets.get(&sp)) {
+    /// Whether the table already holds `c`, which came through the source partition `sp`.
+    fn holds_at(&self, c: &LakeChange, sp: &str) -> bool {
+        if let (Some(offset), Some(next)) = (c.offset, self.state.offsets.get(sp)) {
             if offset < next {
                 return true;
             }
@@ -187,7 +191,7 @@ impl Layer {
             && self
                 .state
                 .positions
-                .get(&sp)
+                .get(sp)
                 .is_some_and(|last| c.order.as_str() <= last.as_str())
     }
 
@@ -213,13 +217,15 @@ impl Layer {
         if let Some(newest) = changes.iter().map(|c| c.ts_ms).max() {
             state.source_ts_ms = Some(state.source_ts_ms.unwrap_or(0).max(newest));
         }
+        let mut partitions = PartitionText::default();
         for c in changes.iter().filter(|c| !c.snapshot) {
-            let e = state
-                .positions
-                .entry(c.source_partition().to_string())
-                .or_insert_with(|| c.order.clone());
-            if c.order > *e {
-                *e = c.order.clone();
+            let sp = partitions.of(c);
+            match state.positions.get_mut(sp) {
+                Some(last) if c.order > *last => last.clone_from(&c.order),
+                Some(_) => {}
+                None => {
+                    state.positions.insert(sp.to_string(), c.order.clone());
+                }
             }
         }
         state
@@ -470,5 +476,28 @@ impl Layer {
             .map_err(delta_err(&self.path))?;
         self.table = Some(table);
         Ok(())
+    }
+}
+
+/// The text form of each change's source partition (as the lake's state keys it), made once per
+/// run of changes through one partition: a batch is a few long runs.
+#[derive(Default)]
+struct PartitionText {
+    /// Kafka or not, topic, partition of the run.
+    run: Option<(bool, String, i32)>,
+    text: String,
+}
+
+impl PartitionText {
+    fn of(&mut self, c: &LakeChange) -> &str {
+        let kafka = c.offset.is_some();
+        let same = self.run.as_ref().is_some_and(|(k, topic, partition)| {
+            *k == kafka && (!kafka || (*partition == c.partition && *topic == c.topic))
+        });
+        if !same {
+            self.run = Some((kafka, c.topic.clone(), c.partition));
+            self.text = c.source_partition().to_string();
+        }
+        &self.text
     }
 }

@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::envelope::row::RowImage;
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::Schema;
 
@@ -20,6 +19,7 @@ use super::layer::TableLayers;
 use super::layout::{CDC_POSITION, END_AT, END_POSITION, START_POSITION};
 use super::types::typed_columns_from;
 use super::LakeError;
+use crate::envelope::row::RowImage;
 use crate::event::TableSchema;
 
 /// key text → (applied order, true when the key is live in silver).

@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::ops::Not;
 use std::sync::Arc;
 
-use crate::envelope::row::RowImage;
 use deltalake::arrow::array::{
     ArrayRef, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
@@ -24,6 +23,7 @@ use super::read_back::read_located;
 use super::state::LayerState;
 use super::types::{typed_columns, utc_micros};
 use super::LakeError;
+use crate::envelope::row::RowImage;
 use crate::event::{Op, TableSchema};
 
 /// What the history step knows of a batch's keys.

@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::ops::Not;
 use std::sync::Arc;
 
-use crate::envelope::row::RowImage;
 use deltalake::arrow::array::{
     ArrayRef, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
@@ -23,6 +22,7 @@ use super::layout::{CDC_OP, CDC_POSITION, CDC_PREFIX, CDC_TS};
 use super::state::LayerState;
 use super::types::{typed_columns, utc_micros};
 use super::LakeError;
+use crate::envelope::row::RowImage;
 use crate::event::{Op, TableSchema};
 
 /// What silver holds of a batch's keys.

@@ -173,12 +173,17 @@ fn object<'a>(v: Option<&'a RawValue>, what: &str) -> Result<Option<&'a str>, St
     }
 }
 
-/// A row image's text read into the columns of `schema`.
-fn row_of(text: Option<&str>, schema: &TableSchema) -> Result<Option<RowImage>, String> {
+/// A row image's text (the field `what`) read into the columns of `schema`.
+fn row_of(
+    text: Option<&str>,
+    what: &str,
+    schema: &TableSchema,
+) -> Result<Option<RowImage>, String> {
     let Some(text) = text else {
         return Ok(None);
     };
-    let read = read_row(text, schema).map_err(|e| format!("not a Debezium envelope: {e}"))?;
+    let read =
+        read_row(text, schema).map_err(|e| format!("not a Debezium envelope: `{what}`: {e}"))?;
     match read.unknown {
         Some(unknown) => Err(format!(
             "column {unknown} is not in the schema of {}",
@@ -286,8 +291,8 @@ pub fn decode(value: &[u8], schema: SchemaRef<'_>) -> Result<DecodedChange, Stri
         Op::Delete if before.is_none() => return Err("op d without `before`".into()),
         _ => {}
     }
-    let before = row_of(before, schema)?;
-    let after = row_of(after, schema)?;
+    let before = row_of(before, "before", schema)?;
+    let after = row_of(after, "after", schema)?;
     let position = Position {
         file: Arc::from(file),
         pos,

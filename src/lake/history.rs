@@ -21,7 +21,8 @@ use super::layer::{conform, df_err, insert_all, qualified, Layer};
 use super::layout::{CDC_OP, END_AT, END_POSITION, START_AT, START_POSITION};
 use super::read_back::read_located;
 use super::state::LayerState;
-use super::types::{typed_columns, utc_micros};
+use super::typed_images::TypedImages;
+use super::types::utc_micros;
 use super::LakeError;
 use crate::envelope::row::RowImage;
 use crate::event::{Op, TableSchema};
@@ -40,6 +41,7 @@ pub(super) async fn write_history(
     layer: &mut Layer,
     schema: &TableSchema,
     changes: &[&LakeChange],
+    typed: &TypedImages,
     keys: HistoryKeys<'_>,
     state: LayerState,
     settings: &LakeConfig,
@@ -96,10 +98,22 @@ pub(super) async fn write_history(
         }
     }
     let any_close = rows.iter().any(|r| r.close);
-    let values: Vec<_> = rows.iter().map(|r| r.values).collect();
+    // With deletion vectors the versions closed are read back from the table: a close row's
+    // values are not written.
+    let by_deletion = layer.exists() && any_close && settings.deletion_vectors();
+    let values: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            if r.close && by_deletion {
+                None
+            } else {
+                r.values
+            }
+        })
+        .collect();
     let existing = layer.arrow_schema();
     let (mut fields, mut arrays) =
-        typed_columns(schema, &values, existing.as_ref(), settings.readers)?;
+        typed.columns_for(schema, &values, existing.as_ref(), settings.readers)?;
     let ts = |c: Option<&LakeChange>| c.map(|c| c.ts_ms * 1000);
     fields.push(Field::new(CDC_OP, DataType::Utf8, true));
     arrays.push(Arc::new(StringArray::from_iter(
@@ -126,7 +140,7 @@ pub(super) async fn write_history(
             .map_err(|e| df_err(&schema.id, e))?;
         return layer.append(batch, None, state, settings).await;
     }
-    if settings.deletion_vectors() {
+    if by_deletion {
         // The open versions are read, closed and written again; the old copies are deleted
         // by deletion vector.
         let new_versions = BooleanArray::from(rows.iter().map(|r| !r.close).collect::<Vec<_>>());

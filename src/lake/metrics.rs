@@ -23,6 +23,14 @@ pub struct LakeMetrics {
     pub vacuums: u64,
     /// Time spent per layer, summed over batches (for benchmarks and metrics).
     pub bronze_time: Duration,
+    /// Working out bronze's rows (which changes are new to it, their JSON text), before its
+    /// commit starts beside history and silver.
+    pub bronze_rows_time: Duration,
+    /// Waiting for bronze's commit after history and silver were done.
+    pub bronze_wait_time: Duration,
+    /// Typing the row images history and silver write (JSON values into Arrow arrays), once
+    /// for both.
+    pub typing_time: Duration,
     /// Looking up the positions already applied per key (silver and history).
     pub lookup_time: Duration,
     pub history_time: Duration,
@@ -47,6 +55,9 @@ impl LakeMetrics {
         self.apply_time += part.apply_time;
         self.decode_time += part.decode_time;
         self.bronze_time += part.bronze_time;
+        self.bronze_rows_time += part.bronze_rows_time;
+        self.bronze_wait_time += part.bronze_wait_time;
+        self.typing_time += part.typing_time;
         self.lookup_time += part.lookup_time;
         self.history_time += part.history_time;
         self.silver_time += part.silver_time;

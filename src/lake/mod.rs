@@ -3,11 +3,12 @@
 //! `silver/<db>/<table>__history` (SCD type 2), plus `dead_letters`. It owns the storage URL
 //! forms, the MySQL → Arrow mapping and exactly-once application of transport records.
 //!
-//! [`writer`] routes a batch; [`table_apply`] applies one table's share of it; [`layer`] is one table and its exactly-once [`state`];
-//! [`bronze`], [`silver`] and [`history`] write their layers; [`guard`] says what a key already
-//! holds, located by [`keys`] and read by [`read_back`]; [`dv`] writes deletion vectors;
-//! [`evolution`] and [`maintenance`] keep tables in shape; [`route`] lands shards in one table;
-//! [`gold`] runs the SQL models.
+//! [`writer`] routes a batch; [`table_apply`] applies one table's share of it; [`layer`] is one
+//! table and its exactly-once [`state`]; [`bronze`], [`silver`] and [`history`] write their
+//! layers, the last two from rows typed once ([`typed_images`]); [`guard`] says what a key
+//! already holds, located by [`keys`] and read by [`read_back`]; [`dv`] writes deletion
+//! vectors; [`evolution`] and [`maintenance`] keep tables in shape; [`route`] lands shards in
+//! one table; [`gold`] runs the SQL models.
 
 mod bronze;
 pub mod change;
@@ -35,6 +36,7 @@ pub mod state;
 pub mod stopped;
 pub mod storage;
 mod table_apply;
+mod typed_images;
 pub mod types;
 pub mod writer;
 

@@ -20,7 +20,8 @@ use super::keys::Located;
 use super::layer::{df_err, insert_all, qualified, quote, Layer};
 use super::layout::{CDC_OP, CDC_POSITION, CDC_PREFIX, CDC_TS};
 use super::state::LayerState;
-use super::types::{typed_columns, utc_micros};
+use super::typed_images::TypedImages;
+use super::types::utc_micros;
 use super::LakeError;
 use crate::envelope::row::RowImage;
 use crate::event::{Op, TableSchema};
@@ -38,6 +39,7 @@ pub(super) async fn write_silver(
     layer: &mut Layer,
     schema: &TableSchema,
     changes: &[&LakeChange],
+    typed: &TypedImages,
     keys: SilverKeys<'_>,
     state: LayerState,
     settings: &LakeConfig,
@@ -68,7 +70,7 @@ pub(super) async fn write_silver(
         .collect();
     let existing = layer.arrow_schema();
     let (mut fields, mut arrays) =
-        typed_columns(schema, &rows, existing.as_ref(), settings.readers)?;
+        typed.columns_for(schema, &rows, existing.as_ref(), settings.readers)?;
     fields.push(Field::new(CDC_OP, DataType::Utf8, false));
     arrays.push(Arc::new(StringArray::from_iter_values(
         finals.iter().map(|c| c.op.code()),

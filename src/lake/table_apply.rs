@@ -22,6 +22,7 @@ use super::multiset;
 use super::retype::follow_schema;
 use super::silver::{truncate_silver, write_silver, SilverKeys};
 use super::storage::LakeStorage;
+use super::typed_images::TypedImages;
 use super::LakeError;
 use crate::event::{Op, TableId};
 use crate::transport::record::Offsets;
@@ -94,6 +95,7 @@ impl TableJob {
         // Bronze (every change not already there) commits in a task of its own while history
         // and silver are worked out here: the tables are independent, each with its own
         // exactly-once record.
+        let started = Instant::now();
         let fresh = layers.bronze.fresh(changes);
         let bronze_write = if fresh.is_empty() {
             None
@@ -111,11 +113,14 @@ impl TableJob {
                 (bronze, result, started.elapsed())
             }))
         };
+        self.metrics.bronze_rows_time += started.elapsed();
         let current = self.apply_segments(changes, consumed, settings).await;
         if let Some(task) = bronze_write {
-            let (bronze, result, took) = task
-                .await
-                .map_err(|e| LakeError::storage(&id.to_string(), e))?;
+            let waiting = Instant::now();
+            let joined = task.await;
+            self.metrics.bronze_wait_time += waiting.elapsed();
+            let (bronze, result, took) =
+                joined.map_err(|e| LakeError::storage(&id.to_string(), e))?;
             self.layers.bronze = bronze;
             self.metrics.bronze_time += took;
             result?;
@@ -317,12 +322,48 @@ async fn apply_current(
                 .get(c.key_text())
                 .is_none_or(|k| k.silver_applies(&c.order))
     };
-    if !fresh_history.is_empty() {
-        let changes: Vec<&LakeChange> = history_changes
+    let history_rows: Vec<&LakeChange> = if fresh_history.is_empty() {
+        Vec::new()
+    } else {
+        history_changes
             .iter()
             .copied()
             .filter(|c| guard(c))
-            .collect();
+            .collect()
+    };
+    let silver_rows: Vec<&LakeChange> = if fresh_silver.is_empty() {
+        Vec::new()
+    } else {
+        silver_changes
+            .iter()
+            .copied()
+            .filter(|c| silver_guard(c))
+            .collect()
+    };
+    // Every image either table writes, typed once: history's new versions, then silver's rows
+    // (mostly the same images).
+    let started = Instant::now();
+    let new_versions = history_rows
+        .iter()
+        .filter(|c| c.op != Op::Delete)
+        .filter_map(|c| c.after.as_ref());
+    let current_rows = silver_rows
+        .iter()
+        .filter_map(|c| c.after.as_ref().or(c.before.as_ref()));
+    let typed_in = if fresh_history.is_empty() {
+        &layers.silver
+    } else {
+        &layers.history
+    };
+    let typed = TypedImages::build(
+        &schema,
+        new_versions.chain(current_rows),
+        typed_in.arrow_schema().as_ref(),
+        settings.readers,
+    )?;
+    metrics.typing_time += started.elapsed();
+    if !fresh_history.is_empty() {
+        let changes = history_rows;
         let state = layers
             .history
             .next_state(&fresh_history, consumed)
@@ -332,6 +373,7 @@ async fn apply_current(
             &mut layers.history,
             &schema,
             &changes,
+            &typed,
             HistoryKeys {
                 applied: &applied,
                 keys: locations.keys.as_ref(),
@@ -345,11 +387,7 @@ async fn apply_current(
         commits += 1;
     }
     if !fresh_silver.is_empty() {
-        let changes: Vec<&LakeChange> = silver_changes
-            .iter()
-            .copied()
-            .filter(|c| silver_guard(c))
-            .collect();
+        let changes = silver_rows;
         let state = layers
             .silver
             .next_state(&fresh_silver, consumed)
@@ -364,6 +402,7 @@ async fn apply_current(
             &mut layers.silver,
             &schema,
             &changes,
+            &typed,
             silver_keys,
             state,
             settings,

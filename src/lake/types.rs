@@ -351,6 +351,15 @@ pub fn holds_as_is(held: &DataType, column: &Column, readers: Readers) -> bool {
             ))
 }
 
+/// The type a table `existing` holds `column` in, or for a column it does not have yet (or a
+/// table not created yet), the type `readers` allow.
+pub fn column_type_in(column: &Column, existing: Option<&SchemaRef>, readers: Readers) -> DataType {
+    existing
+        .and_then(|e| e.field_with_name(&column.name).ok())
+        .map(|f| f.data_type().clone())
+        .unwrap_or_else(|| lake_type(column, readers))
+}
+
 /// Each column's values over `rows`, the column at `slots[i]` of each row for `i`.
 fn values_by_column<'r>(
     slots: &[usize],
@@ -397,11 +406,7 @@ pub fn typed_columns_from(
         let data_type = arrow_type(column);
         // The table may hold the column under a wider type than the source now declares
         // (`schema_changes = "lenient"` never narrows): values are written in the table's type.
-        let held = existing
-            .and_then(|e| e.field_with_name(&column.name).ok())
-            .map(|f| f.data_type().clone())
-            .or_else(|| Some(lake_type(column, readers)))
-            .filter(|t| *t != data_type);
+        let held = Some(column_type_in(column, existing, readers)).filter(|t| *t != data_type);
         let values = by_column.next().expect("one per column");
         let value_error = |reason: String| LakeError::Value {
             table: schema.id.to_string(),

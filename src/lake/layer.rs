@@ -158,10 +158,18 @@ impl Layer {
     /// put a change and its copy in one batch: within a source partition, a streamed change
     /// at or before one already taken is such a copy.
     pub(super) fn fresh<'c>(&self, changes: &'c [LakeChange]) -> Vec<&'c LakeChange> {
+        self.fresh_at(changes)
+            .into_iter()
+            .map(|i| &changes[i])
+            .collect()
+    }
+
+    /// [`Self::fresh`], as places in `changes`.
+    pub(super) fn fresh_at(&self, changes: &[LakeChange]) -> Vec<usize> {
         let mut partitions = PartitionText::default();
         let mut newest: HashMap<String, &str> = HashMap::new();
         let mut out = Vec::with_capacity(changes.len());
-        for c in changes {
+        for (at, c) in changes.iter().enumerate() {
             let sp = partitions.of(c);
             if self.holds_at(c, sp) {
                 continue;
@@ -175,7 +183,7 @@ impl Layer {
                     }
                 }
             }
-            out.push(c);
+            out.push(at);
         }
         out
     }

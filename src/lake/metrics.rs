@@ -23,8 +23,8 @@ pub struct LakeMetrics {
     pub vacuums: u64,
     /// Time spent per layer, summed over batches (for benchmarks and metrics).
     pub bronze_time: Duration,
-    /// Working out bronze's rows (which changes are new to it, their JSON text), before its
-    /// commit starts beside history and silver.
+    /// Working out which changes are new to bronze, before its rows and commit start beside
+    /// history and silver.
     pub bronze_rows_time: Duration,
     /// Waiting for bronze's commit after history and silver were done.
     pub bronze_wait_time: Duration,

@@ -66,7 +66,7 @@ impl TableJob {
         &mut self,
         storage: &LakeStorage,
         settings: &LakeConfig,
-        changes: &[LakeChange],
+        changes: &Arc<Vec<LakeChange>>,
         consumed: &Offsets,
     ) -> Result<(), LakeError> {
         let mut attempt = 0;
@@ -87,29 +87,41 @@ impl TableJob {
     async fn apply(
         &mut self,
         settings: &LakeConfig,
-        changes: &[LakeChange],
+        changes: &Arc<Vec<LakeChange>>,
         consumed: &Offsets,
     ) -> Result<(), LakeError> {
         let id = self.id.clone();
         let layers = &mut self.layers;
-        // Bronze (every change not already there) commits in a task of its own while history
-        // and silver are worked out here: the tables are independent, each with its own
-        // exactly-once record.
+        // Bronze (every change not already there) makes its rows and commits in a task of its
+        // own while history and silver are worked out here: the tables are independent, each
+        // with its own exactly-once record.
         let started = Instant::now();
-        let fresh = layers.bronze.fresh(changes);
+        let fresh = layers.bronze.fresh_at(changes);
         let bronze_write = if fresh.is_empty() {
             None
         } else {
-            let batch = bronze_batch(&fresh)?;
-            let state = layers.bronze.next_state(&fresh, consumed);
+            let fresh_changes: Vec<&LakeChange> = fresh.iter().map(|&i| &changes[i]).collect();
+            let state = layers.bronze.next_state(&fresh_changes, consumed);
+            drop(fresh_changes);
             let detached = Layer::detached(&layers.bronze.path);
             let mut bronze = std::mem::replace(&mut layers.bronze, detached);
             let settings = settings.clone();
+            let changes = Arc::clone(changes);
             Some(tokio::spawn(async move {
                 let started = Instant::now();
-                let result = bronze
-                    .append(batch, Some(vec![INGEST_DATE.into()]), state, &settings)
-                    .await;
+                let batch = {
+                    let rows: Vec<&LakeChange> = fresh.iter().map(|&i| &changes[i]).collect();
+                    bronze_batch(&rows)
+                };
+                drop(changes);
+                let result = match batch {
+                    Ok(batch) => {
+                        bronze
+                            .append(batch, Some(vec![INGEST_DATE.into()]), state, &settings)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                };
                 (bronze, result, started.elapsed())
             }))
         };

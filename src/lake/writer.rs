@@ -19,6 +19,7 @@
 //! Under `"dead_letter"` it goes to the dead-letter table instead.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::change::{parse, LakeChange};
@@ -266,7 +267,7 @@ impl LakeWriter {
                     }
                 }
             }
-            self.apply_table_fenced(&id, &ok, &consumed).await?;
+            self.apply_table_fenced(&id, ok, &consumed).await?;
             self.clear_stop(&id).await?;
         }
         if !dead.is_empty() {
@@ -357,7 +358,8 @@ impl LakeWriter {
                     consumed.advance(c.source_partition(), o + 1);
                 }
             }
-            self.apply_table_fenced(id, before, &consumed).await?;
+            self.apply_table_fenced(id, before.to_vec(), &consumed)
+                .await?;
         }
         let stop = StoppedTable::new(id, &changes[bad], reason);
         tracing::error!(table = %id, "{}", stop.message());
@@ -392,12 +394,12 @@ impl LakeWriter {
     async fn apply_table_fenced(
         &mut self,
         id: &TableId,
-        changes: &[LakeChange],
+        changes: Vec<LakeChange>,
         consumed: &Offsets,
     ) -> Result<(), LakeError> {
         let mut job = self.take_job(id).await?;
         let result = job
-            .apply_fenced(&self.storage, &self.settings, changes, consumed)
+            .apply_fenced(&self.storage, &self.settings, &Arc::new(changes), consumed)
             .await;
         self.put_back(job);
         result
@@ -418,15 +420,18 @@ impl LakeWriter {
         }
         let parallel = 2 * std::thread::available_parallelism().map_or(1, |n| n.get());
         let storage = self.storage.clone();
-        let settings = std::sync::Arc::new(self.settings.clone());
+        let settings = Arc::new(self.settings.clone());
         let mut done: Vec<_> = futures_util::stream::iter(jobs.into_iter().enumerate())
             .map(|(i, (mut job, changes, consumed))| {
                 let storage = storage.clone();
                 let settings = settings.clone();
                 tokio::spawn(async move {
+                    let changes = Arc::new(changes);
                     let result = job
                         .apply_fenced(&storage, &settings, &changes, &consumed)
                         .await;
+                    // Bronze's task, the only other holder, has ended.
+                    let changes = Arc::unwrap_or_clone(changes);
                     (i, job, changes, consumed, result)
                 })
             })

@@ -170,7 +170,7 @@ impl TableJob {
             let schema = &changes[start].schema;
             let mut end = start;
             while end < changes.len()
-                && Arc::ptr_eq(&changes[end].schema, schema) | (changes[end].schema == *schema)
+                && (Arc::ptr_eq(&changes[end].schema, schema) || changes[end].schema == *schema)
                 && (changes[end].op != Op::Truncate || end == start)
             {
                 end += 1;

@@ -115,6 +115,7 @@ pub fn report_sink(stats: &SinkStats, writer: &LakeWriter) {
     );
     tracing::debug!(
         apply_seconds = m.apply_time.as_secs_f64(),
+        apply_wait_seconds = stats.apply_wait.as_secs_f64(),
         decode_seconds = m.decode_time.as_secs_f64(),
         bronze_seconds = m.bronze_time.as_secs_f64(),
         bronze_rows_seconds = m.bronze_rows_time.as_secs_f64(),

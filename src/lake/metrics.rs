@@ -15,9 +15,10 @@ pub struct LakeMetrics {
     /// Commits that found another writer's commit first (the batch was applied again).
     pub concurrent_commits: u64,
     pub last_batch: Duration,
-    /// Applying batches, start to end (decode, every layer, maintenance), summed.
+    /// Applying batches, start to end (every layer, maintenance), summed.
     pub apply_time: Duration,
-    /// Decoding the envelopes of batches.
+    /// Decoding the envelopes of batches: apart from `apply_time`, since the sink decodes a
+    /// batch while the batch before it is applied.
     pub decode_time: Duration,
     pub optimizes: u64,
     pub vacuums: u64,

@@ -20,7 +20,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::change::{parse, LakeChange};
 use super::config::{LakeConfig, OnUnappliable};
@@ -130,40 +130,40 @@ impl LakeWriter {
 
     /// Applies `records` (in the order they were consumed) and commits them.
     pub async fn apply(&mut self, records: &[Record]) -> Result<(), LakeError> {
+        let decoded = Decoded::new(records);
+        self.apply_decoded(records, decoded).await
+    }
+
+    /// Applies `records`, already decoded by [`Decoded::new`] (which the sink does while the
+    /// batch before is still being applied), and commits them.
+    pub async fn apply_decoded(
+        &mut self,
+        records: &[Record],
+        decoded: Decoded,
+    ) -> Result<(), LakeError> {
         let started = Instant::now();
         self.metrics.records += records.len() as u64;
-        // Group by topic: a topic is one source table; order within it is kept.
-        let mut groups: Vec<(String, Vec<&Record>)> = Vec::new();
-        for r in records {
-            match groups.iter_mut().find(|(t, _)| *t == r.topic) {
-                Some((_, g)) => g.push(r),
-                None => groups.push((r.topic.clone(), vec![r])),
-            }
-        }
+        self.metrics.decode_time += decoded.took;
         let mut dead = Vec::new();
         // Per table: its changes and the offsets they take it to.
         let mut work: Vec<(TableId, Vec<LakeChange>, Offsets)> = Vec::new();
         // Per entry of `work`: each change's place in `records` (see `merge_shard`).
         let mut places: Vec<Vec<usize>> = Vec::new();
-        let place_of = |r: &Record| {
-            (r as *const Record as usize - records.as_ptr() as usize)
-                / std::mem::size_of::<Record>()
-        };
-        for (_, group) in groups {
-            let mut changes = Vec::with_capacity(group.len());
-            let mut at = Vec::with_capacity(group.len());
-            let consumed = Offsets::after(group.iter().copied());
-            let decoding = Instant::now();
-            let parsed = parse_on_every_core(&group);
-            self.metrics.decode_time += decoding.elapsed();
-            for (r, parsed) in group.iter().zip(parsed) {
+        for group in decoded.groups {
+            let consumed = Offsets::after(group.places.iter().map(|&i| &records[i]));
+            let mut changes = Vec::with_capacity(group.places.len());
+            let mut at = Vec::with_capacity(group.places.len());
+            for (place, parsed) in group.places.iter().zip(group.parsed) {
                 match parsed {
                     Ok(Some(c)) => {
                         changes.push(c);
-                        at.push(place_of(r));
+                        at.push(*place);
                     }
                     Ok(None) => {}
-                    Err(reason) => dead.push(DeadLetter { record: r, reason }),
+                    Err(reason) => dead.push(DeadLetter {
+                        record: &records[*place],
+                        reason,
+                    }),
                 }
             }
             // A topic's changes all belong to one table; anything else is poison.
@@ -180,13 +180,9 @@ impl LakeWriter {
                 by_schema_version(mine, |(c, _)| (c.partition, c.schema.as_ref()))
                     .into_iter()
                     .unzip();
-            for (s, _) in strays {
-                let record = group
-                    .iter()
-                    .find(|r| r.offset == s.offset && r.partition == s.partition)
-                    .expect("from this group");
+            for (s, place) in strays {
                 dead.push(DeadLetter {
-                    record,
+                    record: &records[place],
                     reason: format!("{} on the topic of {id}", s.schema.id),
                 });
             }
@@ -493,6 +489,49 @@ fn merge_shard(
         for (at, c) in both {
             changes_at.push(at);
             changes.push(c);
+        }
+    }
+}
+
+/// A batch's records decoded into changes, grouped by topic (a topic is one source table;
+/// order within it is kept).
+pub struct Decoded {
+    groups: Vec<DecodedTopic>,
+    /// How long decoding took.
+    took: Duration,
+}
+
+struct DecodedTopic {
+    /// Each record's place in the batch.
+    places: Vec<usize>,
+    /// Its change, `None` for a record that carries none (a tombstone), or why it is poison.
+    parsed: Vec<Result<Option<LakeChange>, String>>,
+}
+
+impl Decoded {
+    /// Decodes `records` (see [`parse`]) on every core.
+    pub fn new(records: &[Record]) -> Decoded {
+        let started = Instant::now();
+        let mut topics: Vec<(&str, Vec<usize>)> = Vec::new();
+        for (i, r) in records.iter().enumerate() {
+            match topics.iter_mut().find(|(t, _)| *t == r.topic) {
+                Some((_, places)) => places.push(i),
+                None => topics.push((&r.topic, vec![i])),
+            }
+        }
+        let groups = topics
+            .into_iter()
+            .map(|(_, places)| {
+                let group: Vec<&Record> = places.iter().map(|&i| &records[i]).collect();
+                DecodedTopic {
+                    parsed: parse_on_every_core(&group),
+                    places,
+                }
+            })
+            .collect();
+        Decoded {
+            groups,
+            took: started.elapsed(),
         }
     }
 }

@@ -21,6 +21,7 @@ impl RecordSource for EmbeddedRecords {
         Ok(match self.input.recv_timeout(wait) {
             Ok(Handoff::Record(r)) => Next::Record(r),
             Ok(Handoff::Flush(ack)) => Next::Flush(ack),
+            Ok(Handoff::Mark(ack)) => Next::Mark(ack),
             Ok(Handoff::End) | Err(RecvTimeoutError::Disconnected) => Next::End,
             Err(RecvTimeoutError::Timeout) => Next::Idle,
         })

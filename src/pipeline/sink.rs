@@ -1,21 +1,33 @@
 //! The sink loop: batches records from any [`RecordSource`], applies each batch to the lake,
-//! reports it to the metrics, acknowledges it to the source, and refreshes gold models.
+//! reports it to the metrics, acknowledges it to the source, and refreshes gold models. The
+//! next batch is collected and decoded while the last one is applied.
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
 
 use super::PipelineError;
 use crate::lake::gold::GoldSchedule;
 use crate::lake::metrics::LakeMetrics;
-use crate::lake::writer::LakeWriter;
+use crate::lake::writer::{Decoded, LakeWriter};
+use crate::lake::LakeError;
 use crate::metrics::Metrics;
 use crate::transport::record::Record;
+
+/// The answer to a flush: `Err` names what the lake could not commit.
+pub type FlushAck = std::sync::mpsc::SyncSender<Result<(), String>>;
 
 /// What a record source hands the loop.
 pub enum Next {
     Record(Record),
-    /// Commit everything received so far, then answer on the sender.
-    Flush(std::sync::mpsc::SyncSender<Result<(), String>>),
+    /// Commit everything received so far now, then answer on the sender (which waits).
+    Flush(FlushAck),
+    /// Answer on the sender once everything received so far is committed, in the batch's own
+    /// time: the sender goes on meanwhile (the embedded source's checkpoints).
+    Mark(FlushAck),
     /// Nothing more will come (the source ended, or a stop was asked for).
     End,
     /// Nothing arrived within the wait.
@@ -49,9 +61,84 @@ pub trait RecordSource {
 pub struct SinkStats {
     pub records: u64,
     pub batches: u64,
+    /// How long the loop waited for a batch's apply to end before it could go on: the part of
+    /// applying that decoding and collecting the next batch did not cover.
+    pub apply_wait: Duration,
+}
+
+/// The batch being collected.
+struct Filling {
+    records: Vec<Record>,
+    bytes: usize,
+    first_at: Option<Instant>,
+    /// Answered once everything up to here is committed.
+    acks: Vec<FlushAck>,
+}
+
+impl Filling {
+    fn new(max_rows: usize) -> Filling {
+        Filling {
+            records: Vec::with_capacity(max_rows.min(100_000)),
+            bytes: 0,
+            first_at: None,
+            acks: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, r: Record) {
+        self.first_at.get_or_insert_with(Instant::now);
+        self.bytes += r.key.as_ref().map_or(0, Vec::len) + r.value.as_ref().map_or(0, Vec::len);
+        self.records.push(r);
+    }
+
+    fn aged(&self, max_latency: Duration) -> bool {
+        self.first_at.is_some_and(|t| t.elapsed() >= max_latency)
+    }
+
+    /// The batch so far, and a new empty one in its place.
+    fn take(&mut self) -> Filling {
+        let capacity = self.records.capacity();
+        std::mem::replace(
+            self,
+            Filling {
+                records: Vec::with_capacity(capacity),
+                ..Filling::new(0)
+            },
+        )
+    }
+}
+
+/// A batch handed to the writer: the records (acknowledged to the source once committed), and
+/// how its apply ended.
+struct Applied {
+    records: Vec<Record>,
+    acks: Vec<FlushAck>,
+    before: LakeMetrics,
+    result: Result<(), LakeError>,
+}
+
+/// A batch's apply under way; the writer is lent to it until it ends.
+type UnderWay<'w> = Pin<Box<dyn Future<Output = (&'w mut LakeWriter, Applied)> + 'w>>;
+
+/// Lends `writer` to the apply of `batch`, decoded as `decoded`.
+fn lend<'w>(writer: &'w mut LakeWriter, batch: Filling, decoded: Decoded) -> UnderWay<'w> {
+    Box::pin(async move {
+        let before = writer.metrics.clone();
+        let result = writer.apply_decoded(&batch.records, decoded).await;
+        let applied = Applied {
+            records: batch.records,
+            acks: batch.acks,
+            before,
+            result,
+        };
+        (writer, applied)
+    })
 }
 
 /// Applies what `source` yields until it ends or is finished.
+///
+/// Batches commit one after another, in order; while one is being applied the next is
+/// collected and decoded (on the loop's own thread: the apply runs on the runtime's workers).
 pub async fn run_sink<S: RecordSource>(
     writer: &mut LakeWriter,
     source: &mut S,
@@ -62,84 +149,177 @@ pub async fn run_sink<S: RecordSource>(
     let max_rows = writer.settings().max_rows;
     let max_bytes = writer.settings().max_batch_bytes;
     let max_latency = writer.settings().max_latency();
-    let mut batch: Vec<Record> = Vec::with_capacity(max_rows.min(100_000));
-    let mut batch_bytes = 0usize;
-    let mut first_at: Option<Instant> = None;
+    let mut filling = Filling::new(max_rows);
     let mut stats = SinkStats::default();
+    // Exactly one of the two holds the writer.
+    let mut free: Option<&mut LakeWriter> = Some(writer);
+    let mut under_way: Option<UnderWay<'_>> = None;
+    let mut just_applied = false;
+    // Marks that came with nothing collected since the batch under way: answered with it.
+    let mut with_under_way: Vec<FlushAck> = Vec::new();
     loop {
         // Lets the runtime's other tasks (the stop signal) run between blocking polls.
         tokio::task::yield_now().await;
-        let wait = match first_at {
+        if let Some(apply) = under_way.as_mut() {
+            // Polled here so the apply's own steps go on between records; its table jobs run on
+            // the runtime's workers.
+            if let Some((w, applied)) = apply.now_or_never() {
+                under_way = None;
+                settle(w, applied, source, gold.as_deref_mut(), metrics, &mut stats).await?;
+                answer(std::mem::take(&mut with_under_way), w);
+                free = Some(w);
+                just_applied = true;
+            }
+        }
+        let wait = match filling.first_at {
             // Nothing more right now: wait briefly for the batch to fill.
             Some(t) => max_latency
                 .saturating_sub(t.elapsed())
                 .min(Duration::from_millis(20)),
+            None if under_way.is_some() => Duration::from_millis(5),
             None => Duration::from_millis(100),
         };
-        let aged = |first_at: Option<Instant>| first_at.is_some_and(|t| t.elapsed() >= max_latency);
-        let (flush, ack, end) = match source.next(wait)? {
+        let (cut, now, end) = match source.next(wait)? {
             Next::Record(r) => {
-                first_at.get_or_insert_with(Instant::now);
-                batch_bytes +=
-                    r.key.as_ref().map_or(0, Vec::len) + r.value.as_ref().map_or(0, Vec::len);
-                batch.push(r);
-                (
-                    batch.len() >= max_rows || batch_bytes >= max_bytes || aged(first_at),
-                    None,
-                    false,
-                )
+                filling.push(r);
+                let full = filling.records.len() >= max_rows
+                    || filling.bytes >= max_bytes
+                    || filling.aged(max_latency);
+                (full, false, false)
             }
-            Next::Flush(ack) => (true, Some(ack), false),
-            Next::End => (true, None, true),
-            Next::Idle => (aged(first_at), None, false),
+            Next::Flush(ack) => {
+                filling.acks.push(ack);
+                (true, true, false)
+            }
+            Next::Mark(ack) => {
+                match (
+                    filling.records.is_empty(),
+                    under_way.is_some(),
+                    free.as_deref(),
+                ) {
+                    (false, _, _) => filling.acks.push(ack),
+                    (true, true, _) => with_under_way.push(ack),
+                    (true, false, Some(w)) => answer(vec![ack], w),
+                    (true, false, None) => unreachable!("the writer is free or lent"),
+                }
+                (false, false, false)
+            }
+            Next::End => (true, true, true),
+            Next::Idle => (filling.aged(max_latency), false, false),
         };
-        if !flush && !batch.is_empty() {
-            continue;
-        }
-        if !batch.is_empty() {
-            source.prepare(&mut batch)?;
-            let before = writer.metrics.clone();
-            if let Err(e) = writer.apply(&batch).await {
-                if let Some(m) = metrics {
-                    m.errors.inc();
-                }
-                if let Some(ack) = ack {
-                    let _ = ack.send(Err(format!("the lake could not commit: {e}")));
-                }
-                return Err(e.into());
+        if cut {
+            let mut batch = filling.take();
+            let decoded = if batch.records.is_empty() {
+                None
+            } else {
+                source.prepare(&mut batch.records)?;
+                Some(Decoded::new(&batch.records))
+            };
+            // Batches commit in order: the one under way ends first.
+            if let Some(apply) = under_way.take() {
+                let waiting = Instant::now();
+                let (w, applied) = apply.await;
+                stats.apply_wait += waiting.elapsed();
+                settle(w, applied, source, gold.as_deref_mut(), metrics, &mut stats).await?;
+                answer(std::mem::take(&mut with_under_way), w);
+                free = Some(w);
             }
-            observe(metrics, writer, &before, batch.len());
-            source.applied(&batch, &writer.stopped_topics());
-            stats.records += batch.len() as u64;
-            stats.batches += 1;
-            if let Some(g) = gold.as_deref_mut() {
-                g.after_commit(&touched_tables(&batch)).await;
-                if let Some(m) = metrics {
-                    m.gold_refreshes
-                        .inc_by(g.refreshes - m.gold_refreshes.get());
-                    m.gold_failures.inc_by(g.failures - m.gold_failures.get());
-                    m.set_gold(&g.previews);
+            let w = free
+                .take()
+                .expect("the writer is free when nothing is under way");
+            match decoded {
+                None => {
+                    answer(batch.acks, w);
+                    free = Some(w);
+                }
+                Some(decoded) => {
+                    let apply = lend(w, batch, decoded);
+                    if now {
+                        let (w, applied) = apply.await;
+                        settle(w, applied, source, gold.as_deref_mut(), metrics, &mut stats)
+                            .await?;
+                        free = Some(w);
+                    } else {
+                        under_way = Some(apply);
+                    }
                 }
             }
-            batch.clear();
-            batch_bytes = 0;
-            first_at = None;
+            just_applied |= free.is_some();
         }
-        if let Some(ack) = ack {
-            // A stopped table's changes are not in the lake: what flushes (the embedded source's
-            // checkpoint) must not move past them.
-            let _ = ack.send(match stopped_message(writer) {
-                None => Ok(()),
-                Some(m) => Err(m),
-            });
-        }
-        if end || source.finished(writer).await? {
+        if end {
             break;
         }
+        if let Some(w) = free.as_deref_mut() {
+            if (just_applied || filling.records.is_empty()) && source.finished(w).await? {
+                break;
+            }
+        }
+        just_applied = false;
     }
+    let writer = match (free, under_way) {
+        (Some(w), _) => w,
+        (None, Some(apply)) => {
+            let (w, applied) = apply.await;
+            settle(w, applied, source, gold, metrics, &mut stats).await?;
+            answer(with_under_way, w);
+            w
+        }
+        (None, None) => unreachable!("the writer is always free or lent"),
+    };
     match stopped_message(writer) {
         None => Ok(stats),
         Some(m) => Err(PipelineError::Stopped(m)),
+    }
+}
+
+/// A batch's apply ended: on success reports it, acknowledges it to the source, refreshes gold
+/// and answers its flushes; on failure answers them with the error and returns it.
+async fn settle<S: RecordSource>(
+    writer: &mut LakeWriter,
+    applied: Applied,
+    source: &mut S,
+    gold: Option<&mut GoldSchedule>,
+    metrics: Option<&Metrics>,
+    stats: &mut SinkStats,
+) -> Result<(), PipelineError> {
+    if let Err(e) = applied.result {
+        if let Some(m) = metrics {
+            m.errors.inc();
+        }
+        for ack in applied.acks {
+            let _ = ack.send(Err(format!("the lake could not commit: {e}")));
+        }
+        return Err(e.into());
+    }
+    observe(metrics, writer, &applied.before, applied.records.len());
+    source.applied(&applied.records, &writer.stopped_topics());
+    stats.records += applied.records.len() as u64;
+    stats.batches += 1;
+    if let Some(g) = gold {
+        g.after_commit(&touched_tables(&applied.records)).await;
+        if let Some(m) = metrics {
+            m.gold_refreshes
+                .inc_by(g.refreshes - m.gold_refreshes.get());
+            m.gold_failures.inc_by(g.failures - m.gold_failures.get());
+            m.set_gold(&g.previews);
+        }
+    }
+    answer(applied.acks, writer);
+    Ok(())
+}
+
+/// Answers flushes whose records are all committed. A stopped table's changes are not in the
+/// lake: what flushes (the embedded source's checkpoint) must not move past them.
+fn answer(acks: Vec<FlushAck>, writer: &LakeWriter) {
+    if acks.is_empty() {
+        return;
+    }
+    let answer = match stopped_message(writer) {
+        None => Ok(()),
+        Some(m) => Err(m),
+    };
+    for ack in acks {
+        let _ = ack.send(answer.clone());
     }
 }
 

@@ -15,6 +15,8 @@ pub enum Handoff {
     Record(Record),
     /// Commit everything received so far, then answer.
     Flush(SyncSender<Result<(), String>>),
+    /// Answer once everything received so far is committed, in the lake's own time.
+    Mark(SyncSender<Result<(), String>>),
     /// The source has stopped (caught up, or asked to); nothing more will come.
     End,
 }

@@ -3,53 +3,7 @@
 
 use std::path::Path;
 
-use crate::support::lake::{lake_query, table_url};
-
-/// One change of `shop.k (id BIGINT PRIMARY KEY, v VARCHAR)` as the sink receives it: from
-/// Kafka partition 0 at `offset`, or in-process (no offset).
-fn k_record(
-    op: &str,
-    id: i64,
-    v: &str,
-    pos: u64,
-    offset: Option<i64>,
-) -> binlake::transport::record::Record {
-    use binlake::event::{Column, ColumnType, TableId, TableSchema};
-    let mut id_column = Column::new("id", ColumnType::BigInt);
-    id_column.nullable = false;
-    let schema = std::sync::Arc::new(TableSchema {
-        id: TableId {
-            db: "shop".into(),
-            table: "k".into(),
-        },
-        columns: vec![
-            id_column,
-            Column::new("v", ColumnType::VarChar { max_bytes: 40 }),
-        ],
-        primary_key: vec![0],
-        positional_names: false,
-    });
-    let row = serde_json::json!({"id": id, "v": v});
-    let (before, after) = match op {
-        "c" => (serde_json::Value::Null, row),
-        "d" => (row, serde_json::Value::Null),
-        _ => (serde_json::json!({"id": id, "v": "?"}), row),
-    };
-    let value = serde_json::json!({
-        "before": before, "after": after, "op": op, "ts_ms": 1_700_000_000_000i64,
-        "source": {"db": "shop", "table": "k", "file": "mysql-bin.000001", "pos": pos, "row": 0,
-                   "ts_ms": 1_700_000_000_000i64, "snapshot": "false"},
-    });
-    binlake::transport::record::Record {
-        topic: "t.shop.k".into(),
-        partition: 0,
-        offset,
-        key: None,
-        value: Some(serde_json::to_vec(&value).unwrap()),
-        schema_id: None,
-        schema: Some(schema),
-    }
-}
+use crate::support::lake::{k_record, lake_query, table_url, writer};
 
 /// Silver of `shop.k` as `id|v`, by id.
 fn silver_k(lake: &Path) -> Vec<String> {
@@ -67,25 +21,6 @@ fn history_k(lake: &Path) -> Vec<String> {
         &[],
         "SELECT id, v, __end_position IS NULL FROM t ORDER BY id, __start_position",
     )
-}
-
-/// A lake writer on `lake`, with silver's deletes by deletion vector or copy-on-write.
-fn writer(lake: &Path, deletion_vectors: bool) -> binlake::lake::writer::LakeWriter {
-    let storage = binlake::lake::storage::LakeStorage::new(
-        lake.to_str().unwrap(),
-        &Default::default(),
-        Path::new("/"),
-    )
-    .unwrap();
-    let settings = binlake::lake::config::LakeConfig {
-        silver_deletes: Some(if deletion_vectors {
-            binlake::lake::config::SilverDeletes::DeletionVectors
-        } else {
-            binlake::lake::config::SilverDeletes::CopyOnWrite
-        }),
-        ..Default::default()
-    };
-    binlake::lake::writer::LakeWriter::new(storage, settings)
 }
 
 /// A change at or before the position already applied to its key is ignored, whatever path

@@ -23,6 +23,7 @@ mod oracle;
 mod pipelines;
 mod readers;
 mod routes;
+mod sink_loop;
 mod status_page;
 mod tls;
 

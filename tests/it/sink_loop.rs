@@ -1,0 +1,99 @@
+//! The sink loop in this process, fed through the embedded channel (no server, no binary):
+//! batches collected and decoded while the one before is applied still commit in order, a
+//! mark is answered only once its changes are committed, and a flush at once.
+
+use std::sync::mpsc::sync_channel;
+use std::time::Duration;
+
+use binlake::transport::embedded::{channel, Handoff};
+
+use crate::support::lake::{k_record, lake_query, table_url, writer_with};
+
+#[test]
+fn batches_commit_in_order_and_marks_wait_for_their_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let settings = binlake::lake::config::LakeConfig {
+        max_rows: 10,
+        max_latency_ms: 200,
+        ..Default::default()
+    };
+    let mut writer = writer_with(&lake, settings);
+    let (tx, rx) = channel();
+    let silver_url = table_url(&lake, "silver/shop/k");
+    let silver = |sql: &str| lake_query(&silver_url, &[], sql);
+    let sender = std::thread::spawn({
+        let silver_url = silver_url.clone();
+        move || {
+            let silver = |sql: &str| lake_query(&silver_url, &[], sql);
+            let mut pos = 0;
+            let mut send = |op: &str, id: i64, v: String| {
+                pos += 10;
+                tx.send(Handoff::Record(k_record(op, id, &v, pos, None)))
+                    .unwrap();
+            };
+            for id in 1..=5 {
+                send("c", id, format!("v{id}"));
+            }
+            // Not a batch's worth: the mark is answered once the batch has aged and committed.
+            let (mark, marked) = sync_channel(1);
+            tx.send(Handoff::Mark(mark)).unwrap();
+            let mark_answer = marked.recv_timeout(Duration::from_secs(60)).unwrap();
+            let silver_at_mark = silver("SELECT count(*), sum(id) FROM t");
+            // Nine batches of ten, each collected and decoded while the one before is applied:
+            // inserts of new keys, and updates of key 1 that must land in order.
+            for i in 1..=45 {
+                send("c", 5 + i, format!("v{}", 5 + i));
+                send("u", 1, format!("u{i}"));
+            }
+            let (flush, flushed) = sync_channel(1);
+            tx.send(Handoff::Flush(flush)).unwrap();
+            let flush_answer = flushed.recv_timeout(Duration::from_secs(60)).unwrap();
+            let silver_at_flush = silver("SELECT count(*), sum(id) FROM t");
+            tx.send(Handoff::End).unwrap();
+            (mark_answer, silver_at_mark, flush_answer, silver_at_flush)
+        }
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let stats = runtime
+        .block_on(binlake::pipeline::sink_embedded(
+            &mut writer,
+            rx,
+            None,
+            None,
+        ))
+        .unwrap();
+    let (mark_answer, silver_at_mark, flush_answer, silver_at_flush) = sender.join().unwrap();
+    assert_eq!(mark_answer, Ok(()));
+    assert_eq!(
+        silver_at_mark,
+        ["5|15"],
+        "the mark's five changes were committed"
+    );
+    assert_eq!(flush_answer, Ok(()));
+    assert_eq!(
+        silver_at_flush,
+        ["50|1275"],
+        "everything before the flush was committed"
+    );
+    assert_eq!((stats.records, stats.batches), (95, 10));
+    assert_eq!(
+        silver("SELECT id, v FROM t WHERE id IN (1, 2, 50) ORDER BY id"),
+        ["1|u45", "2|v2", "50|v50"]
+    );
+    assert_eq!(
+        lake_query(
+            &table_url(&lake, "silver/shop/k__history"),
+            &[],
+            "SELECT count(*), count(*) FILTER (WHERE id = 1), \
+             count(*) FILTER (WHERE id = 1 AND __end_position IS NULL), \
+             max(v) FILTER (WHERE id = 1 AND __end_position IS NULL) FROM t"
+        ),
+        ["95|46|1|u45"],
+        "history: every version once, key 1's in order with the last one open"
+    );
+}

@@ -269,6 +269,9 @@ impl<O: SourceOutput + ?Sized> SourceOutput for Guarded<'_, O> {
     fn make_durable(&mut self) -> Result<(), String> {
         self.inner.make_durable()
     }
+    fn make_durable_later(&mut self) -> Result<super::durable::Durable, String> {
+        self.inner.make_durable_later()
+    }
 }
 
 #[cfg(test)]

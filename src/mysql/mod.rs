@@ -10,6 +10,7 @@ pub mod column_policy;
 pub mod config;
 pub mod cursor;
 pub mod decoder;
+pub mod durable;
 pub mod events;
 pub mod flavor;
 pub mod gtid;
@@ -110,6 +111,11 @@ pub trait SourceOutput {
     }
     /// Makes every change received so far durable (flushed and synced, or acknowledged).
     fn make_durable(&mut self) -> Result<(), String>;
+    /// Asks for every change received so far to be made durable, and returns without waiting
+    /// where the output can answer later; the source reads on meanwhile.
+    fn make_durable_later(&mut self) -> Result<durable::Durable, String> {
+        self.make_durable().map(|()| durable::Durable::Done)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -12,6 +12,7 @@ use super::checkpoint::{
     CHECKPOINT_VERSION,
 };
 use super::decoder::{Commit, Ddl, DecodeSink};
+use super::durable::InFlight;
 use super::gtid::GtidSet;
 use super::reconcile::{Observed, Reconciler};
 use super::schema::SchemaTracker;
@@ -143,13 +144,59 @@ pub(super) struct Tracker<'a, O: SourceOutput> {
     pub(super) requests: Vec<SnapshotRequest>,
     /// When the signal folder was last looked at.
     pub(super) signals_checked: Instant,
+    /// Checkpoints asked for in passing, waiting for the output's answer, oldest first.
+    pub(super) in_flight: InFlight<Checkpoint>,
 }
 
+/// Checkpoints asked for in passing and not yet answered: more wait for the oldest answer.
+const CHECKPOINTS_IN_FLIGHT: usize = 4;
+
 impl<O: SourceOutput> Tracker<'_, O> {
+    /// Makes everything so far durable, waiting for it, and writes the checkpoint.
     pub(super) fn checkpoint(&mut self, schema: &SchemaTracker) -> Result<(), SinkError> {
         // Durable downstream first; only then may the position move.
         self.output.make_durable().map_err(SinkError::Output)?;
-        let cp = Checkpoint {
+        // Asked for earlier: answered by now, failures included.
+        self.in_flight.wait_all().map_err(SinkError::Output)?;
+        let cp = self.next_checkpoint(schema);
+        self.save(&cp)?;
+        self.checkpoint_asked();
+        Ok(())
+    }
+
+    /// Asks the output to make everything so far durable without waiting (where it can), and
+    /// writes the newest checkpoint whose changes the output has since made durable: the
+    /// source reads on while the lake commits.
+    pub(super) fn checkpoint_in_passing(
+        &mut self,
+        schema: &SchemaTracker,
+    ) -> Result<(), SinkError> {
+        let cp = self.next_checkpoint(schema);
+        let durable = self
+            .output
+            .make_durable_later()
+            .map_err(SinkError::Output)?;
+        self.in_flight.push(durable, cp);
+        self.checkpoint_asked();
+        self.save_answered()
+    }
+
+    /// Writes the newest checkpoint the output has answered for since, without waiting unless
+    /// too many are outstanding.
+    pub(super) fn save_answered(&mut self) -> Result<(), SinkError> {
+        match self
+            .in_flight
+            .newest_answered(CHECKPOINTS_IN_FLIGHT)
+            .map_err(SinkError::Output)?
+        {
+            Some(cp) => self.save(&cp),
+            None => Ok(()),
+        }
+    }
+
+    /// A checkpoint at the last commit, with the schema and the snapshot's progress.
+    fn next_checkpoint(&self, schema: &SchemaTracker) -> Checkpoint {
+        Checkpoint {
             version: CHECKPOINT_VERSION,
             file: self.committed.file.clone(),
             pos: self.committed.pos,
@@ -172,8 +219,19 @@ impl<O: SourceOutput> Tracker<'_, O> {
                     filter: r.filter.clone(),
                 })
                 .collect(),
-        };
-        self.store.save(&cp).map_err(SinkError::Checkpoint)?;
+        }
+    }
+
+    fn save(&mut self, cp: &Checkpoint) -> Result<(), SinkError> {
+        self.store.save(cp).map_err(SinkError::Checkpoint)?;
+        self.stats.checkpoints += 1;
+        tracing::debug!(file = %cp.file, pos = cp.pos, gtid = %cp.gtid, "checkpoint written");
+        Ok(())
+    }
+
+    /// A checkpoint was asked for: the interval starts again, and the snapshot's progress is
+    /// shown.
+    fn checkpoint_asked(&mut self) {
         if let Some(board) = &self.board {
             *board.lock().expect("snapshot board") = self
                 .reconciler
@@ -182,10 +240,7 @@ impl<O: SourceOutput> Tracker<'_, O> {
                 .unwrap_or_default();
         }
         self.last_checkpoint = Instant::now();
-        self.stats.checkpoints += 1;
         self.dirty = false;
-        tracing::debug!(file = %cp.file, pos = cp.pos, gtid = %cp.gtid, "checkpoint written");
-        Ok(())
     }
 }
 

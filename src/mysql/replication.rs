@@ -301,6 +301,7 @@ impl LiveSource {
             signal_table,
             board: options.snapshot_board.clone(),
             requests: Vec::new(),
+            in_flight: Default::default(),
             // Look for file signals at the first chance.
             signals_checked: Instant::now()
                 .checked_sub(Duration::from_secs(1))
@@ -487,7 +488,12 @@ impl LiveSource {
             let idle = !decoder.in_transaction();
             if idle && tracker.dirty && tracker.last_checkpoint.elapsed() >= tracker.interval {
                 tracker
-                    .checkpoint(decoder.schemas())
+                    .checkpoint_in_passing(decoder.schemas())
+                    .map_err(|e| Retry::Fatal(e.into()))?;
+            } else if !tracker.in_flight.is_empty() {
+                // Answers that came since (a heartbeat wakes this loop when the binlog is idle).
+                tracker
+                    .save_answered()
                     .map_err(|e| Retry::Fatal(e.into()))?;
             }
             if idle && !tracker.snapshot_running() {

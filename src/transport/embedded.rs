@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::record::{table_topic, Record, RecordEncoder};
 use crate::event::{now_ms, ChangeEvent};
+use crate::mysql::durable::Durable;
 use crate::mysql::SourceOutput;
 
 /// What travels on the channel.
@@ -88,5 +89,19 @@ impl SourceOutput for EmbeddedOutput {
                 self.flush_timeout
             )),
         }
+    }
+
+    fn make_durable_later(&mut self) -> Result<Durable, String> {
+        self.now_ms = now_ms();
+        let (ack_tx, ack_rx) = std::sync::mpsc::sync_channel(1);
+        self.tx
+            .send(Handoff::Mark(ack_tx))
+            .map_err(|_| GONE.to_string())?;
+        Ok(Durable::Later {
+            answer: ack_rx,
+            asked_at: std::time::Instant::now(),
+            timeout: self.flush_timeout,
+            gone: GONE,
+        })
     }
 }

@@ -57,6 +57,11 @@ impl RowImage {
     pub fn to_json(&self, schema: &TableSchema) -> String {
         serde_json::to_string(&Named { row: self, schema }).expect("JSON values serialize")
     }
+
+    /// [`Self::to_json`], appended to `out` (a buffer used again for every row).
+    pub fn write_json(&self, schema: &TableSchema, out: &mut Vec<u8>) {
+        serde_json::to_writer(out, &Named { row: self, schema }).expect("JSON values serialize")
+    }
 }
 
 struct Named<'a> {
@@ -207,6 +212,10 @@ mod tests {
         let slots: Vec<_> = read.row.slots().collect();
         assert_eq!(slots, [Some(&Json::from(1)), None, Some(&Json::Null)]);
         assert_eq!(read.row.to_json(&schema), r#"{"id":1,"qty":null}"#);
+        // Appended after what the buffer holds (bronze uses one buffer for every row).
+        let mut text = b"[".to_vec();
+        read.row.write_json(&schema, &mut text);
+        assert_eq!(text, br#"[{"id":1,"qty":null}"#);
     }
 
     #[test]

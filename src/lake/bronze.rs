@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use deltalake::arrow::array::{
     ArrayRef, BooleanArray, Date32Array, Int32Array, Int64Array, RecordBatch, StringArray,
-    TimestampMicrosecondArray,
+    StringBuilder, TimestampMicrosecondArray,
 };
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
 
@@ -14,6 +14,7 @@ use super::change::LakeChange;
 use super::layout::INGEST_DATE;
 use super::types::utc_micros;
 use super::LakeError;
+use crate::envelope::row::RowImage;
 use crate::event::now_ms;
 
 /// The bronze rows of `changes`.
@@ -42,16 +43,8 @@ pub(super) fn bronze_batch(changes: &[&LakeChange]) -> Result<RecordBatch, LakeE
         Arc::new(StringArray::from_iter_values(
             changes.iter().map(|c| c.op.code()),
         )),
-        Arc::new(StringArray::from_iter(
-            changes
-                .iter()
-                .map(|c| c.before.as_ref().map(|r| r.to_json(&c.schema))),
-        )),
-        Arc::new(StringArray::from_iter(
-            changes
-                .iter()
-                .map(|c| c.after.as_ref().map(|r| r.to_json(&c.schema))),
-        )),
+        images_json(changes, |c| c.before.as_ref()),
+        images_json(changes, |c| c.after.as_ref()),
         Arc::new(StringArray::from_iter_values(
             changes.iter().map(|c| c.order.as_str()),
         )),
@@ -93,4 +86,25 @@ pub(super) fn bronze_batch(changes: &[&LakeChange]) -> Result<RecordBatch, LakeE
         table: "bronze".into(),
         reason: e.to_string(),
     })
+}
+
+/// One image of each change (`before` or `after`) as JSON text; null where it has none. The
+/// text is written into one buffer and copied into the array, not allocated per row.
+fn images_json(
+    changes: &[&LakeChange],
+    image: impl Fn(&LakeChange) -> Option<&RowImage>,
+) -> ArrayRef {
+    let mut out = StringBuilder::with_capacity(changes.len(), changes.len() * 64);
+    let mut text = Vec::with_capacity(256);
+    for c in changes {
+        match image(c) {
+            Some(row) => {
+                text.clear();
+                row.write_json(&c.schema, &mut text);
+                out.append_value(std::str::from_utf8(&text).expect("serde_json writes UTF-8"));
+            }
+            None => out.append_null(),
+        }
+    }
+    Arc::new(out.finish())
 }

@@ -139,6 +139,8 @@ fn lend<'w>(writer: &'w mut LakeWriter, batch: Filling, decoded: Decoded) -> Und
 ///
 /// Batches commit one after another, in order; while one is being applied the next is
 /// collected and decoded (on the loop's own thread: the apply runs on the runtime's workers).
+/// A batch cut by `max_rows` or `max_batch_bytes` is decoded at once; one that reached
+/// `max_latency_ms` while another is being applied keeps collecting until that one ends.
 pub async fn run_sink<S: RecordSource>(
     writer: &mut LakeWriter,
     source: &mut S,
@@ -172,11 +174,12 @@ pub async fn run_sink<S: RecordSource>(
             }
         }
         let wait = match filling.first_at {
+            // What is under way is polled often: its end may be what the batch waits for.
+            _ if under_way.is_some() => Duration::from_millis(5),
             // Nothing more right now: wait briefly for the batch to fill.
             Some(t) => max_latency
                 .saturating_sub(t.elapsed())
                 .min(Duration::from_millis(20)),
-            None if under_way.is_some() => Duration::from_millis(5),
             None => Duration::from_millis(100),
         };
         let (cut, now, end) = match source.next(wait)? {
@@ -184,7 +187,7 @@ pub async fn run_sink<S: RecordSource>(
                 filling.push(r);
                 let full = filling.records.len() >= max_rows
                     || filling.bytes >= max_bytes
-                    || filling.aged(max_latency);
+                    || (filling.aged(max_latency) && under_way.is_none());
                 (full, false, false)
             }
             Next::Flush(ack) => {
@@ -205,7 +208,13 @@ pub async fn run_sink<S: RecordSource>(
                 (false, false, false)
             }
             Next::End => (true, true, true),
-            Next::Idle => (filling.aged(max_latency), false, false),
+            // An aged batch waiting for the one under way would start no sooner: it takes what
+            // comes meanwhile (fewer, larger commits when applying is slow).
+            Next::Idle => (
+                filling.aged(max_latency) && under_way.is_none(),
+                false,
+                false,
+            ),
         };
         if cut {
             let mut batch = filling.take();

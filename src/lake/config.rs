@@ -28,6 +28,10 @@ pub struct LakeConfig {
     /// ...or when its first record is this old.
     #[serde(default = "default_max_latency_ms")]
     pub max_latency_ms: u64,
+    /// Decode a full batch's envelopes while the batch before is still being applied (more
+    /// cores busy at once, one more decoded batch in memory); off, it is decoded after.
+    #[serde(default)]
+    pub decode_ahead: bool,
     /// Compact a table's small files every this many commits to it; 0 never.
     #[serde(default = "default_optimize_every")]
     pub optimize_every_commits: u64,
@@ -174,6 +178,7 @@ impl Default for LakeConfig {
             max_rows: default_max_rows(),
             max_batch_bytes: default_max_batch_bytes(),
             max_latency_ms: default_max_latency_ms(),
+            decode_ahead: false,
             optimize_every_commits: default_optimize_every(),
             vacuum_every_commits: default_vacuum_every(),
             vacuum_retention_hours: default_vacuum_retention(),

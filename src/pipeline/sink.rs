@@ -138,9 +138,9 @@ fn lend<'w>(writer: &'w mut LakeWriter, batch: Filling, decoded: Decoded) -> Und
 /// Applies what `source` yields until it ends or is finished.
 ///
 /// Batches commit one after another, in order; while one is being applied the next is
-/// collected and decoded (on the loop's own thread: the apply runs on the runtime's workers).
-/// A batch cut by `max_rows` or `max_batch_bytes` is decoded at once; one that reached
-/// `max_latency_ms` while another is being applied keeps collecting until that one ends.
+/// collected, and with `[lake] decode_ahead` decoded too (on the loop's own thread: the apply
+/// runs on the runtime's workers). A batch that reached `max_latency_ms` while another is
+/// being applied keeps collecting until that one ends.
 pub async fn run_sink<S: RecordSource>(
     writer: &mut LakeWriter,
     source: &mut S,
@@ -151,6 +151,7 @@ pub async fn run_sink<S: RecordSource>(
     let max_rows = writer.settings().max_rows;
     let max_bytes = writer.settings().max_batch_bytes;
     let max_latency = writer.settings().max_latency();
+    let decode_ahead = writer.settings().decode_ahead;
     let mut filling = Filling::new(max_rows);
     let mut stats = SinkStats::default();
     // Exactly one of the two holds the writer.
@@ -218,12 +219,12 @@ pub async fn run_sink<S: RecordSource>(
         };
         if cut {
             let mut batch = filling.take();
-            let decoded = if batch.records.is_empty() {
-                None
-            } else {
+            if !batch.records.is_empty() {
                 source.prepare(&mut batch.records)?;
-                Some(Decoded::new(&batch.records))
-            };
+            }
+            let decode =
+                |batch: &Filling| (!batch.records.is_empty()).then(|| Decoded::new(&batch.records));
+            let mut decoded = if decode_ahead { decode(&batch) } else { None };
             // Batches commit in order: the one under way ends first.
             if let Some(apply) = under_way.take() {
                 let waiting = Instant::now();
@@ -232,6 +233,9 @@ pub async fn run_sink<S: RecordSource>(
                 settle(w, applied, source, gold.as_deref_mut(), metrics, &mut stats).await?;
                 answer(std::mem::take(&mut with_under_way), w);
                 free = Some(w);
+            }
+            if !decode_ahead {
+                decoded = decode(&batch);
             }
             let w = free
                 .take()

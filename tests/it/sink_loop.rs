@@ -1,5 +1,6 @@
 //! The sink loop in this process, fed through the embedded channel (no server, no binary):
-//! batches collected and decoded while the one before is applied still commit in order, a
+//! batches collected (and decoded, with `decode_ahead`) while the one before is applied still
+//! commit in order, a
 //! mark is answered only once its changes are committed, and a flush at once.
 
 use std::sync::mpsc::sync_channel;
@@ -11,11 +12,18 @@ use crate::support::lake::{k_record, lake_query, table_url, writer_with};
 
 #[test]
 fn batches_commit_in_order_and_marks_wait_for_their_changes() {
+    for decode_ahead in [false, true] {
+        batches_in_order(decode_ahead);
+    }
+}
+
+fn batches_in_order(decode_ahead: bool) {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
     let settings = binlake::lake::config::LakeConfig {
         max_rows: 10,
         max_latency_ms: 200,
+        decode_ahead,
         ..Default::default()
     };
     let mut writer = writer_with(&lake, settings);

@@ -1,6 +1,7 @@
 //! The sink loop: batches records from any [`RecordSource`], applies each batch to the lake,
 //! reports it to the metrics, acknowledges it to the source, and refreshes gold models. The
-//! next batch is collected and decoded while the last one is applied.
+//! next batch is collected (and with `[lake] decode_ahead` decoded) while the last one is
+//! applied.
 
 use std::collections::HashSet;
 use std::future::Future;

@@ -17,8 +17,8 @@ pub struct LakeMetrics {
     pub last_batch: Duration,
     /// Applying batches, start to end (every layer, maintenance), summed.
     pub apply_time: Duration,
-    /// Decoding the envelopes of batches: apart from `apply_time`, since the sink decodes a
-    /// batch while the batch before it is applied.
+    /// Decoding the envelopes of batches, apart from `apply_time` (with `[lake] decode_ahead`
+    /// a batch is decoded while the batch before it is applied).
     pub decode_time: Duration,
     pub optimizes: u64,
     pub vacuums: u64,

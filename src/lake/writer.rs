@@ -134,8 +134,9 @@ impl LakeWriter {
         self.apply_decoded(records, decoded).await
     }
 
-    /// Applies `records`, already decoded by [`Decoded::new`] (which the sink does while the
-    /// batch before is still being applied), and commits them.
+    /// Applies `records`, already decoded by [`Decoded::new`] (the sink decodes before it
+    /// lends the writer; with `[lake] decode_ahead`, while the batch before is still being
+    /// applied), and commits them.
     pub async fn apply_decoded(
         &mut self,
         records: &[Record],

@@ -16,8 +16,8 @@ pub enum Durable {
         answer: Receiver<Result<(), String>>,
         asked_at: Instant,
         timeout: Duration,
-        /// What to say when the other side is gone without answering.
-        gone: &'static str,
+        /// Who answers, for the error when it does not (e.g. "the lake writer").
+        from: &'static str,
     },
 }
 
@@ -30,12 +30,12 @@ impl Durable {
                 answer,
                 asked_at,
                 timeout,
-                gone,
+                from,
             } => match answer.try_recv() {
                 Ok(result) => Some(result),
-                Err(TryRecvError::Disconnected) => Some(Err(gone.to_string())),
+                Err(TryRecvError::Disconnected) => Some(Err(stopped(from))),
                 Err(TryRecvError::Empty) if asked_at.elapsed() >= *timeout => {
-                    Some(Err(format!("not made durable within {timeout:?}")))
+                    Some(Err(too_late(from, *timeout)))
                 }
                 Err(TryRecvError::Empty) => None,
             },
@@ -50,16 +50,29 @@ impl Durable {
                 answer,
                 asked_at,
                 timeout,
-                gone,
+                from,
             } => match answer.recv_timeout(timeout.saturating_sub(asked_at.elapsed())) {
                 Ok(result) => result,
-                Err(RecvTimeoutError::Disconnected) => Err(gone.to_string()),
-                Err(RecvTimeoutError::Timeout) => {
-                    Err(format!("not made durable within {timeout:?}"))
-                }
+                Err(RecvTimeoutError::Disconnected) => Err(stopped(from)),
+                Err(RecvTimeoutError::Timeout) => Err(too_late(from, timeout)),
             },
         }
     }
+}
+
+fn stopped(from: &str) -> String {
+    format!("{from} stopped before it had committed the changes")
+}
+
+fn too_late(from: &str, timeout: Duration) -> String {
+    format!("{from} did not commit the changes within {timeout:?}")
+}
+
+/// An answer that did not come or was a failure, with the item it was to make safe.
+#[derive(Debug, PartialEq)]
+pub struct Unanswered<T> {
+    pub reason: String,
+    pub item: T,
 }
 
 /// Answers asked for one after another, each with what it makes safe once given (a
@@ -87,8 +100,8 @@ impl<T> InFlight<T> {
 
     /// The newest item whose answer has come (and every earlier one's), taken out with them;
     /// waits for answers only while more than `keep` are outstanding. A failed answer is the
-    /// error.
-    pub fn newest_answered(&mut self, keep: usize) -> Result<Option<T>, String> {
+    /// error, with its item.
+    pub fn newest_answered(&mut self, keep: usize) -> Result<Option<T>, Unanswered<T>> {
         let mut newest = None;
         while let Some((durable, item)) = self.queue.pop_front() {
             let answer = if self.queue.len() >= keep {
@@ -102,16 +115,20 @@ impl<T> InFlight<T> {
                     }
                 }
             };
-            answer?;
+            if let Err(reason) = answer {
+                return Err(Unanswered { reason, item });
+            }
             newest = Some(item);
         }
         Ok(newest)
     }
 
-    /// Waits for every answer; the first failure is the error.
-    pub fn wait_all(&mut self) -> Result<(), String> {
-        for (durable, _) in self.queue.drain(..) {
-            durable.wait()?;
+    /// Waits for every answer; the first failure is the error, with its item.
+    pub fn wait_all(&mut self) -> Result<(), Unanswered<T>> {
+        for (durable, item) in self.queue.drain(..) {
+            if let Err(reason) = durable.wait() {
+                return Err(Unanswered { reason, item });
+            }
         }
         Ok(())
     }
@@ -127,7 +144,7 @@ mod tests {
             answer: rx,
             asked_at: Instant::now(),
             timeout,
-            gone: "the other side stopped",
+            from: "the lake writer",
         };
         (tx, durable)
     }
@@ -144,12 +161,17 @@ mod tests {
     fn a_side_gone_or_a_timeout_is_a_failure() {
         let (tx, durable) = later(Duration::from_secs(60));
         drop(tx);
-        assert_eq!(durable.wait(), Err("the other side stopped".into()));
+        assert_eq!(
+            durable.wait(),
+            Err("the lake writer stopped before it had committed the changes".into())
+        );
         let (_tx, durable) = later(Duration::from_millis(1));
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(
             durable.try_answer(),
-            Some(Err("not made durable within 1ms".into()))
+            Some(Err(
+                "the lake writer did not commit the changes within 1ms".into()
+            ))
         );
         assert_eq!(Durable::Done.wait(), Ok(()));
     }
@@ -173,7 +195,10 @@ mod tests {
         third.send(Err("table shop.t stopped".into())).unwrap();
         assert_eq!(
             in_flight.newest_answered(4),
-            Err("table shop.t stopped".into())
+            Err(Unanswered {
+                reason: "table shop.t stopped".into(),
+                item: "pos 300"
+            })
         );
         assert!(in_flight.is_empty());
     }

@@ -12,7 +12,7 @@ use super::checkpoint::{
     CHECKPOINT_VERSION,
 };
 use super::decoder::{Commit, Ddl, DecodeSink};
-use super::durable::InFlight;
+use super::durable::{InFlight, Unanswered};
 use super::gtid::GtidSet;
 use super::reconcile::{Observed, Reconciler};
 use super::schema::SchemaTracker;
@@ -151,13 +151,22 @@ pub(super) struct Tracker<'a, O: SourceOutput> {
 /// Checkpoints asked for in passing and not yet answered: more wait for the oldest answer.
 const CHECKPOINTS_IN_FLIGHT: usize = 4;
 
+/// A checkpoint asked for in passing whose changes the output did not make durable: names the
+/// position it was for.
+fn not_durable(failed: Unanswered<Checkpoint>) -> SinkError {
+    SinkError::Output(format!(
+        "the changes before {}:{} (the checkpoint asked for there) are not durable: {}",
+        failed.item.file, failed.item.pos, failed.reason
+    ))
+}
+
 impl<O: SourceOutput> Tracker<'_, O> {
     /// Makes everything so far durable, waiting for it, and writes the checkpoint.
     pub(super) fn checkpoint(&mut self, schema: &SchemaTracker) -> Result<(), SinkError> {
         // Durable downstream first; only then may the position move.
         self.output.make_durable().map_err(SinkError::Output)?;
         // Asked for earlier: answered by now, failures included.
-        self.in_flight.wait_all().map_err(SinkError::Output)?;
+        self.in_flight.wait_all().map_err(not_durable)?;
         let cp = self.next_checkpoint(schema);
         self.save(&cp)?;
         self.checkpoint_asked();
@@ -187,7 +196,7 @@ impl<O: SourceOutput> Tracker<'_, O> {
         match self
             .in_flight
             .newest_answered(CHECKPOINTS_IN_FLIGHT)
-            .map_err(SinkError::Output)?
+            .map_err(not_durable)?
         {
             Some(cp) => self.save(&cp),
             None => Ok(()),

@@ -491,7 +491,8 @@ impl LiveSource {
                     .checkpoint_in_passing(decoder.schemas())
                     .map_err(|e| Retry::Fatal(e.into()))?;
             } else if !tracker.in_flight.is_empty() {
-                // Answers that came since (a heartbeat wakes this loop when the binlog is idle).
+                // Answers that came since (the server's heartbeat, every `heartbeat_secs`, wakes
+                // this loop when the binlog is idle).
                 tracker
                     .save_answered()
                     .map_err(|e| Retry::Fatal(e.into()))?;

@@ -63,7 +63,8 @@ pub struct SinkStats {
     pub records: u64,
     pub batches: u64,
     /// How long the loop waited for a batch's apply to end before it could go on: the part of
-    /// applying that decoding and collecting the next batch did not cover.
+    /// applying that collecting (and with `decode_ahead` decoding) the next batch did not
+    /// cover.
     pub apply_wait: Duration,
 }
 

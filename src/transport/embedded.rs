@@ -101,7 +101,7 @@ impl SourceOutput for EmbeddedOutput {
             answer: ack_rx,
             asked_at: std::time::Instant::now(),
             timeout: self.flush_timeout,
-            gone: GONE,
+            from: "the lake writer",
         })
     }
 }

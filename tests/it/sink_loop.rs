@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use binlake::transport::embedded::{channel, Handoff};
 
-use crate::support::lake::{k_record, lake_query, table_url, writer_with};
+use crate::support::lake::{k_record, lake_query, record_of, table_url, writer_with};
 
 #[test]
 fn batches_commit_in_order_and_marks_wait_for_their_changes() {
@@ -103,5 +103,75 @@ fn batches_in_order(decode_ahead: bool) {
         ),
         ["95|46|1|u45"],
         "history: every version once, key 1's in order with the last one open"
+    );
+}
+
+/// Under `on_unappliable = "stop"`, a mark after a change the lake cannot take (a value out of
+/// its INT column's range) is answered with the stop, naming table, column and value: the
+/// embedded source's checkpoint then fails instead of moving past the change. The change before
+/// it is applied; the sink ends with the same stop.
+#[test]
+fn a_mark_after_a_change_the_lake_cannot_take_is_answered_with_the_stop() {
+    use binlake::event::{Column, ColumnType, TableId, TableSchema};
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let mut writer = writer_with(&lake, Default::default());
+    let mut id = Column::new("id", ColumnType::BigInt);
+    id.nullable = false;
+    let schema = std::sync::Arc::new(TableSchema {
+        id: TableId {
+            db: "shop".into(),
+            table: "n".into(),
+        },
+        columns: vec![id, Column::new("n", ColumnType::Int)],
+        primary_key: vec![0],
+        positional_names: false,
+    });
+    let (tx, rx) = channel();
+    let sender = std::thread::spawn(move || {
+        let insert = |pos: u64, id: i64, n: i64| {
+            let row = serde_json::json!({"id": id, "n": n});
+            Handoff::Record(record_of(
+                schema.clone(),
+                "c",
+                serde_json::Value::Null,
+                row,
+                pos,
+                None,
+            ))
+        };
+        tx.send(insert(10, 1, 5)).unwrap();
+        tx.send(insert(20, 2, 99_999_999_999)).unwrap();
+        let (mark, marked) = sync_channel(1);
+        tx.send(Handoff::Mark(mark)).unwrap();
+        let answer = marked.recv_timeout(Duration::from_secs(60)).unwrap();
+        tx.send(Handoff::End).unwrap();
+        answer
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sunk = runtime.block_on(binlake::pipeline::sink_embedded(
+        &mut writer,
+        rx,
+        None,
+        None,
+    ));
+    let answer = sender.join().unwrap().expect_err("the mark fails");
+    for part in ["shop.n", "column n", "99999999999"] {
+        assert!(answer.contains(part), "{part} in {answer}");
+    }
+    let stopped = sunk.expect_err("the sink ends with the stop").to_string();
+    assert_eq!(stopped, answer);
+    assert_eq!(
+        lake_query(
+            &table_url(&lake, "silver/shop/n"),
+            &[],
+            "SELECT id, n FROM t ORDER BY id"
+        ),
+        ["1|5"],
+        "the change before the bad one is applied, the bad one is not"
     );
 }

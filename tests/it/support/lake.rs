@@ -148,13 +148,28 @@ pub fn k_record(
         "d" => (row, serde_json::Value::Null),
         _ => (serde_json::json!({"id": id, "v": "?"}), row),
     };
+    record_of(schema, op, before, after, pos, offset)
+}
+
+/// One change of the table `schema` describes as the sink receives it (topic
+/// `t.<db>.<table>`, binlog file `mysql-bin.000001`): from Kafka partition 0 at `offset`, or
+/// in-process (no offset).
+pub fn record_of(
+    schema: std::sync::Arc<binlake::event::TableSchema>,
+    op: &str,
+    before: serde_json::Value,
+    after: serde_json::Value,
+    pos: u64,
+    offset: Option<i64>,
+) -> binlake::transport::record::Record {
+    let (db, table) = (&schema.id.db, &schema.id.table);
     let value = serde_json::json!({
         "before": before, "after": after, "op": op, "ts_ms": 1_700_000_000_000i64,
-        "source": {"db": "shop", "table": "k", "file": "mysql-bin.000001", "pos": pos, "row": 0,
+        "source": {"db": db, "table": table, "file": "mysql-bin.000001", "pos": pos, "row": 0,
                    "ts_ms": 1_700_000_000_000i64, "snapshot": "false"},
     });
     binlake::transport::record::Record {
-        topic: "t.shop.k".into(),
+        topic: format!("t.{db}.{table}"),
         partition: 0,
         offset,
         key: None,

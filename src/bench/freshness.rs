@@ -1,6 +1,8 @@
 //! `binlake bench freshness`: how fresh silver (or a gold model) is, as a reader sees it. While a writer commits
 //! rows stamped with their commit time in epoch ms, this polls the silver table every 100 ms
-//! and records the age of the newest visible row; p50/p99 over the run.
+//! and records the age of the newest visible row when the poll found the table's newest
+//! version (the query that reads that version afterwards is the reader's time, not the
+//! pipeline's); p50/p99 over the run.
 
 use std::time::{Duration, Instant};
 
@@ -47,6 +49,7 @@ pub async fn measure(
                 .await
         {
             if t.version().is_some() {
+                let seen_at = now_ms() as i64;
                 let ctx = SessionContext::new();
                 t.update_datafusion_session(&ctx.state()).map_err(err)?;
                 ctx.register_table("t", t.table_provider().await.map_err(err)?)
@@ -63,7 +66,7 @@ pub async fn measure(
                     let count = b.column(1).as_any().downcast_ref::<Int64Array>();
                     if let (Some(newest), Some(count)) = (newest, count) {
                         if newest.is_valid(0) {
-                            samples.push(now_ms() as i64 - newest.value(0));
+                            samples.push(seen_at - newest.value(0));
                             rows = count.value(0);
                         }
                     }

@@ -301,6 +301,20 @@ fn maintenance_keeps_deletion_vector_tables_exact() {
     );
     assert!(commits.contains("\"OPTIMIZE\""), "no compaction");
     assert!(commits.contains("VACUUM"), "no vacuum");
+    // The last writer made four commits to each of the three tables: each was compacted at its
+    // third and vacuumed at its fourth (the three at once), and counted.
+    let metrics = &writer.as_ref().unwrap().metrics;
+    assert_eq!((metrics.optimizes, metrics.vacuums), (3, 3));
+    for table in ["bronze/shop/k", "silver/shop/k__history"] {
+        let log = lake.join(table).join("_delta_log");
+        let text: String = std::fs::read_dir(&log)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect();
+        assert!(text.contains("\"OPTIMIZE\""), "{table}: no compaction");
+    }
 }
 
 /// A change whose value its column cannot hold stops its table there, in this process too: the

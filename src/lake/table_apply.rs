@@ -150,20 +150,11 @@ impl TableJob {
         }
         let layers = &mut self.layers;
         let maintenance_started = Instant::now();
-        // The three tables fall due together (one commit each per batch): maintained at once,
-        // the next batch waits for the longest compaction, not for the sum of three.
-        let mut counted = [(); 3].map(|_| LakeMetrics::default());
-        let [bronze, history, silver] = &mut counted;
-        let (bronze, history, silver) = tokio::join!(
-            maintain(&mut layers.bronze, settings, bronze),
-            maintain(&mut layers.history, settings, history),
-            maintain(&mut layers.silver, settings, silver),
-        );
-        for part in &counted {
-            self.metrics.absorb(part);
+        for layer in [&mut layers.bronze, &mut layers.history, &mut layers.silver] {
+            maintain(layer, settings, &mut self.metrics).await?;
         }
         self.metrics.maintenance_time += maintenance_started.elapsed();
-        bronze.and(history).and(silver)
+        Ok(())
     }
 
     /// History and silver: one segment per schema version or truncate.

@@ -302,7 +302,7 @@ fn maintenance_keeps_deletion_vector_tables_exact() {
     assert!(commits.contains("\"OPTIMIZE\""), "no compaction");
     assert!(commits.contains("VACUUM"), "no vacuum");
     // The last writer made four commits to each of the three tables: each was compacted at its
-    // third and vacuumed at its fourth (the three at once), and counted.
+    // third and vacuumed at its fourth, and counted.
     let metrics = &writer.as_ref().unwrap().metrics;
     assert_eq!((metrics.optimizes, metrics.vacuums), (3, 3));
     for table in ["bronze/shop/k", "silver/shop/k__history"] {

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod bench_freshness;
 mod boundaries;
 mod cli;
 mod ddl_torture;

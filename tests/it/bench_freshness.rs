@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use crate::support::lake::{k_record, writer};
 
-/// Rows stamped 5 s and 6 s in the past: every sample is the newest row's age (about 5 s, and
-/// never less), and the count is the table's.
+/// Rows stamped 5 s and 6 s in the past: the samples are the newest row's age (the median at
+/// least 5 s, the largest well under a minute), and the count is the table's.
 #[test]
 fn freshness_samples_the_age_of_the_newest_visible_row() {
     let dir = tempfile::tempdir().unwrap();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use binlake::transport::embedded::{channel, Handoff};
 
-use crate::support::lake::{k_record, lake_query, record_of, table_url, writer_with};
+use crate::support::lake::{k_record, keyed_by_id, lake_query, record_of, table_url, writer_with};
 
 #[test]
 fn batches_commit_in_order_and_marks_wait_for_their_changes() {
@@ -112,21 +112,11 @@ fn batches_in_order(decode_ahead: bool) {
 /// it is applied; the sink ends with the same stop.
 #[test]
 fn a_mark_after_a_change_the_lake_cannot_take_is_answered_with_the_stop() {
-    use binlake::event::{Column, ColumnType, TableId, TableSchema};
+    use binlake::event::{Column, ColumnType};
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
     let mut writer = writer_with(&lake, Default::default());
-    let mut id = Column::new("id", ColumnType::BigInt);
-    id.nullable = false;
-    let schema = std::sync::Arc::new(TableSchema {
-        id: TableId {
-            db: "shop".into(),
-            table: "n".into(),
-        },
-        columns: vec![id, Column::new("n", ColumnType::Int)],
-        primary_key: vec![0],
-        positional_names: false,
-    });
+    let schema = keyed_by_id("shop", "n", Column::new("n", ColumnType::Int));
     let (tx, rx) = channel();
     let sender = std::thread::spawn(move || {
         let insert = |pos: u64, id: i64, n: i64| {

@@ -127,21 +127,12 @@ pub fn k_record(
     pos: u64,
     offset: Option<i64>,
 ) -> binlake::transport::record::Record {
-    use binlake::event::{Column, ColumnType, TableId, TableSchema};
-    let mut id_column = Column::new("id", ColumnType::BigInt);
-    id_column.nullable = false;
-    let schema = std::sync::Arc::new(TableSchema {
-        id: TableId {
-            db: "shop".into(),
-            table: "k".into(),
-        },
-        columns: vec![
-            id_column,
-            Column::new("v", ColumnType::VarChar { max_bytes: 40 }),
-        ],
-        primary_key: vec![0],
-        positional_names: false,
-    });
+    use binlake::event::{Column, ColumnType};
+    let schema = keyed_by_id(
+        "shop",
+        "k",
+        Column::new("v", ColumnType::VarChar { max_bytes: 40 }),
+    );
     let row = serde_json::json!({"id": id, "v": v});
     let (before, after) = match op {
         "c" => (serde_json::Value::Null, row),
@@ -149,6 +140,26 @@ pub fn k_record(
         _ => (serde_json::json!({"id": id, "v": "?"}), row),
     };
     record_of(schema, op, before, after, pos, offset)
+}
+
+/// The table `db.table (id BIGINT PRIMARY KEY, <other>)`.
+pub fn keyed_by_id(
+    db: &str,
+    table: &str,
+    other: binlake::event::Column,
+) -> std::sync::Arc<binlake::event::TableSchema> {
+    use binlake::event::{Column, ColumnType, TableId, TableSchema};
+    let mut id = Column::new("id", ColumnType::BigInt);
+    id.nullable = false;
+    std::sync::Arc::new(TableSchema {
+        id: TableId {
+            db: db.into(),
+            table: table.into(),
+        },
+        columns: vec![id, other],
+        primary_key: vec![0],
+        positional_names: false,
+    })
 }
 
 /// One change of the table `schema` describes as the sink receives it (topic

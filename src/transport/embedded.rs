@@ -56,7 +56,8 @@ impl EmbeddedOutput {
     }
 }
 
-const GONE: &str = "the lake writer stopped";
+/// Who takes the records, for errors about what it did not take or answer.
+const WRITER: &str = "the lake writer";
 
 impl SourceOutput for EmbeddedOutput {
     fn change(&mut self, event: &ChangeEvent<'_>) -> Result<(), String> {
@@ -72,7 +73,7 @@ impl SourceOutput for EmbeddedOutput {
                 schema_id: None,
                 schema: Some(event.table.clone()),
             }))
-            .map_err(|_| GONE.to_string())
+            .map_err(|_| format!("{WRITER} stopped"))
         })
     }
 
@@ -81,7 +82,7 @@ impl SourceOutput for EmbeddedOutput {
         let (ack_tx, ack_rx) = std::sync::mpsc::sync_channel(1);
         self.tx
             .send(Handoff::Flush(ack_tx))
-            .map_err(|_| GONE.to_string())?;
+            .map_err(|_| format!("{WRITER} stopped"))?;
         match ack_rx.recv_timeout(self.flush_timeout) {
             Ok(result) => result,
             Err(_) => Err(format!(
@@ -96,12 +97,12 @@ impl SourceOutput for EmbeddedOutput {
         let (ack_tx, ack_rx) = std::sync::mpsc::sync_channel(1);
         self.tx
             .send(Handoff::Mark(ack_tx))
-            .map_err(|_| GONE.to_string())?;
+            .map_err(|_| format!("{WRITER} stopped"))?;
         Ok(Durable::Later {
             answer: ack_rx,
             asked_at: std::time::Instant::now(),
             timeout: self.flush_timeout,
-            from: "the lake writer",
+            from: WRITER,
         })
     }
 }

@@ -635,6 +635,7 @@ pub async fn bench_lake(options: &LakeBenchOptions, out: &mut dyn Write) -> Resu
                 };
                 writer.apply(&records(&changes, &schema)).await?;
             }
+            writer.finish_maintenance().await?;
             let elapsed = started.elapsed();
             let mut counts = Vec::new();
             for rel in [

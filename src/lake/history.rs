@@ -169,11 +169,11 @@ pub(super) async fn write_history(
             None => Located::default(),
         };
         open.retain_null();
-        let mut parts = vec![conform(&batch, &target, &schema.id)?];
+        let mut parts = vec![conform(&batch, &target, &schema.id.to_string())?];
         for (open, key_of_row) in
             read_located(table, &layer.path, &open, closing.iter().copied()).await?
         {
-            let mut closed = conform(&open, &target, &schema.id)?;
+            let mut closed = conform(&open, &target, &schema.id.to_string())?;
             let end_of = |i: usize| ends[&key_of_row[i]];
             let n = closed.num_rows();
             let end_at: ArrayRef = Arc::new(

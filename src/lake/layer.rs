@@ -15,6 +15,7 @@ use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 
 use super::change::LakeChange;
+use super::compaction::{Compaction, Outcome};
 use super::config::{LakeConfig, Readers};
 use super::dv::delete_rows;
 use super::key_cache::KeyCache;
@@ -76,6 +77,10 @@ pub(super) struct Layer {
     pub(super) table: Option<DeltaTable>,
     pub(super) state: LayerState,
     pub(super) commits: u64,
+    /// A compaction of the table under way in the background.
+    pub(super) compaction: Option<Compaction>,
+    /// What became of the last background compaction.
+    pub(super) compaction_outcome: Outcome,
 }
 
 /// The three tables of one source table.
@@ -83,6 +88,13 @@ pub(super) struct TableLayers {
     pub(super) bronze: Layer,
     pub(super) history: Layer,
     pub(super) silver: Layer,
+}
+
+impl TableLayers {
+    /// Bronze, history and silver.
+    pub(super) fn each_mut(&mut self) -> [&mut Layer; 3] {
+        [&mut self.bronze, &mut self.history, &mut self.silver]
+    }
 }
 
 impl Layer {
@@ -102,7 +114,33 @@ impl Layer {
             table: Some(table),
             state,
             commits: 0,
+            compaction: None,
+            compaction_outcome: Outcome::Settled,
         })
+    }
+
+    /// Brings the table and its state up to the newest version (another writer's commits,
+    /// or a background compaction's, went in since it was read).
+    pub(super) async fn refresh(&mut self) -> Result<(), LakeError> {
+        let mut table = self.table.take().expect("a layer keeps its table");
+        let updated = table.update_incremental(None).await;
+        self.table = Some(table);
+        updated.map_err(delta_err(&self.path))?;
+        self.reload_state().await
+    }
+
+    /// Takes `table` as the layer's after a maintenance commit, and the state its newest
+    /// commit carrying one records: delta-rs commits maintenance on top of whatever went in
+    /// meanwhile, another writer's commits included.
+    pub(super) async fn maintained(&mut self, table: DeltaTable) -> Result<(), LakeError> {
+        self.table = Some(table);
+        self.reload_state().await
+    }
+
+    async fn reload_state(&mut self) -> Result<(), LakeError> {
+        let table = self.table.as_ref().expect("a layer keeps its table");
+        self.state = load_state(table).await.map_err(delta_err(&self.path))?;
+        Ok(())
     }
 
     /// A stand-in for a layer whose table is being committed by a task of its own: it holds no
@@ -114,6 +152,8 @@ impl Layer {
             table: None,
             state: LayerState::default(),
             commits: 0,
+            compaction: None,
+            compaction_outcome: Outcome::Settled,
         }
     }
 
@@ -279,6 +319,8 @@ impl Layer {
         Ok(())
     }
 
+    /// Appends `batch` to the table (created with `partitions` on its first commit; new
+    /// columns merged into its schema), committing `state` with it.
     pub(super) async fn append(
         &mut self,
         batch: RecordBatch,
@@ -374,19 +416,19 @@ impl Layer {
 pub(super) fn conform(
     batch: &RecordBatch,
     target: &SchemaRef,
-    id: &TableId,
+    table: &str,
 ) -> Result<RecordBatch, LakeError> {
     let mut columns = Vec::with_capacity(target.fields().len());
     for field in target.fields() {
         let column = match batch.column_by_name(field.name()) {
             Some(c) if c.data_type() == field.data_type() => Arc::clone(c),
             Some(c) => deltalake::arrow::compute::cast(c, field.data_type())
-                .map_err(|e| df_err(id, format!("column {}: {e}", field.name())))?,
+                .map_err(|e| LakeError::storage(table, format!("column {}: {e}", field.name())))?,
             None => deltalake::arrow::array::new_null_array(field.data_type(), batch.num_rows()),
         };
         columns.push(column);
     }
-    RecordBatch::try_new(Arc::clone(target), columns).map_err(|e| df_err(id, e))
+    RecordBatch::try_new(Arc::clone(target), columns).map_err(|e| LakeError::storage(table, e))
 }
 
 /// `batch` ordered by the key columns, so each file covers a narrow key range.
@@ -427,7 +469,7 @@ impl Layer {
         self.add_missing_columns(schema, &batch.schema()).await?;
         let table = self.table.as_ref().expect("a layer keeps its table");
         let target = self.arrow_schema().expect("the table exists");
-        let batch = sorted_by_key(&conform(&batch, &target, &schema.id)?, schema)?;
+        let batch = sorted_by_key(&conform(&batch, &target, &schema.id.to_string())?, schema)?;
         let mut actions =
             delete_rows(table, &self.path, located.deletes(replaced.into_iter())).await?;
         if batch.num_rows() > 0 {

@@ -21,6 +21,8 @@ pub struct LakeMetrics {
     /// a batch is decoded while the batch before it is applied).
     pub decode_time: Duration,
     pub optimizes: u64,
+    /// Background compactions that lost to a concurrent commit (each run again in line).
+    pub compactions_lost: u64,
     pub vacuums: u64,
     /// Time spent per layer, summed over batches (for benchmarks and metrics).
     pub bronze_time: Duration,
@@ -52,6 +54,7 @@ impl LakeMetrics {
         self.commits += part.commits;
         self.concurrent_commits += part.concurrent_commits;
         self.optimizes += part.optimizes;
+        self.compactions_lost += part.compactions_lost;
         self.vacuums += part.vacuums;
         self.apply_time += part.apply_time;
         self.decode_time += part.decode_time;

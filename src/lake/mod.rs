@@ -7,11 +7,13 @@
 //! table and its exactly-once [`state`]; [`bronze`], [`silver`] and [`history`] write their
 //! layers, the last two from rows typed once ([`typed_images`]); [`guard`] says what a key
 //! already holds, located by [`keys`] and read by [`read_back`]; [`dv`] writes deletion
-//! vectors; [`evolution`] and [`maintenance`] keep tables in shape; [`route`] lands shards in
+//! vectors; [`evolution`] and [`maintenance`] keep tables in shape (compacting in the
+//! background, [`compaction`]); [`route`] lands shards in
 //! one table; [`gold`] runs the SQL models.
 
 mod bronze;
 pub mod change;
+mod compaction;
 pub mod config;
 mod dead_letters;
 mod dv;

@@ -74,14 +74,28 @@ impl LayerState {
         CommitProperties::default()
             .with_max_retries(0)
             .with_application_transactions(txns)
-            .with_metadata([
-                (
+            .with_metadata(
+                [(
                     STATE_KEY.to_string(),
                     serde_json::to_value(self).expect("state serialises"),
-                ),
-                (WRITER_KEY.to_string(), writer_id().into()),
-            ])
+                )]
+                .into_iter()
+                .chain(writer_metadata()),
+            )
     }
+}
+
+/// The commit info naming this process as the commit's writer (every commit binlake makes).
+fn writer_metadata() -> [(String, serde_json::Value); 1] {
+    [(WRITER_KEY.to_string(), writer_id().into())]
+}
+
+/// The commit properties of maintenance (compaction, vacuum): no state, since such a commit
+/// changes no data. delta-rs retries these commits on top of newer versions by Delta's conflict
+/// rules, so a state recorded in one could be older than a concurrent commit's, and
+/// [`load_state`] would take it for the newest.
+pub(super) fn maintenance_commit_properties() -> CommitProperties {
+    CommitProperties::default().with_metadata(writer_metadata())
 }
 
 /// The state the newest commit that recorded one holds (empty for a table binlake never wrote).

@@ -1,7 +1,7 @@
 //! One table's share of a batch, on parts it owns (so the tables of a batch are applied in
 //! parallel): bronze in a task of its own, history and silver one segment per schema version or
 //! TRUNCATE (so a schema change lands between the rows written before and after it), then
-//! maintenance. A commit another sink got in first makes the job reload the tables and apply
+//! maintenance (a compaction that ended in the background is taken in before the next batch). A commit another sink got in first makes the job reload the tables and apply
 //! again: what the other sink applied is then held, and skipped.
 
 use std::collections::{HashMap, HashSet};
@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use super::bronze::bronze_batch;
 use super::change::LakeChange;
+use super::compaction;
 use super::config::LakeConfig;
 use super::evolution::apply_column_defaults;
 use super::guard::applied_positions;
@@ -77,7 +78,13 @@ impl TableJob {
                     self.metrics.concurrent_commits += 1;
                     tracing::info!(table = %self.id, attempt, "another writer committed to the table first: reloading it and applying the batch again");
                     tokio::time::sleep(backoff(attempt)).await;
-                    self.layers = open_layers(storage, settings, &self.id).await?;
+                    let mut reloaded = open_layers(storage, settings, &self.id).await?;
+                    // A compaction under way goes on, and is taken in by the reloaded layer.
+                    for (from, to) in self.layers.each_mut().into_iter().zip(reloaded.each_mut()) {
+                        to.compaction = from.compaction.take();
+                        to.compaction_outcome = from.compaction_outcome;
+                    }
+                    self.layers = reloaded;
                 }
                 other => return other,
             }
@@ -91,6 +98,9 @@ impl TableJob {
         consumed: &Offsets,
     ) -> Result<(), LakeError> {
         let id = self.id.clone();
+        for layer in self.layers.each_mut() {
+            compaction::catch_up(layer, false, &mut self.metrics).await?;
+        }
         let layers = &mut self.layers;
         // Bronze (every change not already there) makes its rows and commits in a task of its
         // own while history and silver are worked out here: the tables are independent, each
@@ -148,9 +158,8 @@ impl TableJob {
         if let Some(newest) = changes.iter().map(|c| c.ts_ms).max() {
             entry.1 = entry.1.max(newest);
         }
-        let layers = &mut self.layers;
         let maintenance_started = Instant::now();
-        for layer in [&mut layers.bronze, &mut layers.history, &mut layers.silver] {
+        for layer in self.layers.each_mut() {
             maintain(layer, settings, &mut self.metrics).await?;
         }
         self.metrics.maintenance_time += maintenance_started.elapsed();

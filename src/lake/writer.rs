@@ -27,6 +27,7 @@ use super::config::{LakeConfig, OnUnappliable};
 use super::dead_letters::{convertible, write_dead_letters, DeadLetter};
 use super::layer::{Layer, TableLayers};
 use super::layout::DEAD_LETTERS;
+use super::maintenance;
 use super::metrics::LakeMetrics;
 use super::route::Routes;
 use super::schema_runs::by_schema_version;
@@ -452,6 +453,19 @@ impl LakeWriter {
         }
         out.sort_by_key(|(i, _)| *i);
         Ok(out.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// Waits for the compactions still under way in the background (a writer that stops:
+    /// one left behind is harmless, its commit carries no state, but its work would be lost).
+    pub async fn finish_maintenance(&mut self) -> Result<(), LakeError> {
+        let mut metrics = LakeMetrics::default();
+        for layers in self.tables.values_mut() {
+            for layer in layers.each_mut() {
+                maintenance::finish(layer, &mut metrics).await?;
+            }
+        }
+        self.metrics.absorb(&metrics);
+        Ok(())
     }
 
     /// `id`'s tables, out of the writer while a job applies to them.

@@ -281,6 +281,7 @@ pub async fn run_sink<S: RecordSource>(
         }
         (None, None) => unreachable!("the writer is always free or lent"),
     };
+    writer.finish_maintenance().await?;
     match stopped_message(writer) {
         None => Ok(stats),
         Some(m) => Err(PipelineError::Stopped(m)),

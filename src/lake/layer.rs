@@ -328,6 +328,9 @@ impl Layer {
         state: LayerState,
         settings: &LakeConfig,
     ) -> Result<(), LakeError> {
+        if let Some(target) = self.takes_as_is(&batch) {
+            return self.append_files(batch, &target, state).await;
+        }
         let properties = state.commit_properties();
         let table = self.table.take().expect("a layer keeps its table");
         let mut write = table
@@ -354,6 +357,63 @@ impl Layer {
 }
 
 impl Layer {
+    /// The table's schema, when every column of `batch` is one of the table's with the same
+    /// type: the batch then needs no schema change, only the table's other columns as nulls.
+    fn takes_as_is(&self, batch: &RecordBatch) -> Option<SchemaRef> {
+        let target = self.arrow_schema()?;
+        batch
+            .schema()
+            .fields()
+            .iter()
+            .all(|f| {
+                target
+                    .field_with_name(f.name())
+                    .is_ok_and(|t| t.data_type() == f.data_type())
+            })
+            .then_some(target)
+    }
+
+    /// [`Self::append`] to an existing table whose schema `batch` fits: its files written and
+    /// committed directly, without the query planning of delta-rs's write operation.
+    async fn append_files(
+        &mut self,
+        batch: RecordBatch,
+        target: &SchemaRef,
+        state: LayerState,
+    ) -> Result<(), LakeError> {
+        use deltalake::writer::DeltaWriter;
+        let table = self.table.as_ref().expect("a layer keeps its table");
+        let batch = conform(&batch, target, &self.path)?;
+        let mut writer = deltalake::writer::RecordBatchWriter::for_table(table)
+            .map_err(delta_err(&self.path))?;
+        if let Some(properties) = self.writer_properties() {
+            writer = writer.with_writer_properties(properties);
+        }
+        writer.write(batch).await.map_err(delta_err(&self.path))?;
+        let adds = writer.flush().await.map_err(delta_err(&self.path))?;
+        let snapshot = table.snapshot().map_err(delta_err(&self.path))?;
+        let operation = deltalake::protocol::DeltaOperation::Write {
+            mode: SaveMode::Append,
+            partition_by: None,
+            predicate: None,
+        };
+        let committed =
+            deltalake::kernel::transaction::CommitBuilder::from(state.commit_properties())
+                .with_actions(
+                    adds.into_iter()
+                        .map(deltalake::kernel::Action::Add)
+                        .collect(),
+                )
+                .build(Some(snapshot), table.log_store(), operation)
+                .await
+                .map_err(delta_err(&self.path))?;
+        let table = self.table.as_mut().expect("a layer keeps its table");
+        table.state = Some(committed.snapshot);
+        self.state = state;
+        self.commits += 1;
+        Ok(())
+    }
+
     /// MERGEs `batch` (aliased `s`) into the table (`t`) on the key columns (and `extra`),
     /// with the clauses `clauses` adds over the batch's columns except `marker` (the column
     /// that says what a source row is for); commits `state` with the data.
@@ -549,5 +609,121 @@ impl PartitionText {
             self.text = c.source_partition().to_string();
         }
         &self.text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use deltalake::arrow::array::{Int64Array, StringArray};
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn rows(columns: &[(&str, Vec<Option<&str>>)], ids: std::ops::Range<i64>) -> RecordBatch {
+        let mut fields = vec![Field::new("id", DataType::Int64, false)];
+        let mut arrays: Vec<deltalake::arrow::array::ArrayRef> =
+            vec![Arc::new(Int64Array::from_iter_values(ids))];
+        for (name, values) in columns {
+            fields.push(Field::new(*name, DataType::Utf8, true));
+            arrays.push(Arc::new(StringArray::from(values.clone())));
+        }
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).unwrap()
+    }
+
+    async fn query(layer: &Layer, sql: &str) -> Vec<String> {
+        let table = layer.existing().unwrap().clone();
+        let ctx = SessionContext::new();
+        table.update_datafusion_session(&ctx.state()).unwrap();
+        ctx.register_table("t", table.table_provider().await.unwrap())
+            .unwrap();
+        let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        let mut out = Vec::new();
+        for b in batches {
+            for r in 0..b.num_rows() {
+                let cells: Vec<String> = (0..b.num_columns())
+                    .map(|c| {
+                        deltalake::arrow::util::display::array_value_to_string(b.column(c), r)
+                            .unwrap()
+                    })
+                    .collect();
+                out.push(cells.join("|"));
+            }
+        }
+        out
+    }
+
+    /// Appends to a partitioned table: a batch of the table's columns is written straight to
+    /// files (no schema change), one with a new column goes through delta-rs's write and
+    /// widens the schema, and a later batch without it gets nulls there. Every commit records
+    /// its state, and the rows land in their partitions.
+    #[tokio::test]
+    async fn appends_write_fitting_batches_directly_and_widen_the_schema_for_new_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage =
+            LakeStorage::new(dir.path().to_str().unwrap(), &BTreeMap::new(), dir.path()).unwrap();
+        let mut layer = Layer::open(&storage, "bronze/shop/t".into()).await.unwrap();
+        let settings = LakeConfig::default();
+        let state = |next: i64| {
+            let mut s = LayerState::default();
+            s.offsets.advance("binlake.shop:0", next);
+            s
+        };
+        let day = |d: &'static str, n: usize| ("day", vec![Some(d); n]);
+        let partitioned = Some(vec!["day".to_string()]);
+
+        let first = rows(&[day("2026-12-01", 2)], 0..2);
+        assert!(layer.takes_as_is(&first).is_none(), "no table yet");
+        layer
+            .append(first, partitioned.clone(), state(2), &settings)
+            .await
+            .unwrap();
+        let fits = rows(&[day("2026-12-02", 2)], 2..4);
+        assert!(layer.takes_as_is(&fits).is_some());
+        layer
+            .append(fits, partitioned.clone(), state(4), &settings)
+            .await
+            .unwrap();
+        let wider = rows(&[day("2026-12-02", 1), ("note", vec![Some("n")])], 4..5);
+        assert!(layer.takes_as_is(&wider).is_none(), "a new column");
+        layer
+            .append(wider, partitioned.clone(), state(5), &settings)
+            .await
+            .unwrap();
+        let narrower = rows(&[day("2026-12-02", 1)], 5..6);
+        assert!(layer.takes_as_is(&narrower).is_some());
+        layer
+            .append(narrower, partitioned, state(6), &settings)
+            .await
+            .unwrap();
+
+        assert_eq!(
+            (layer.existing().unwrap().version(), layer.commits),
+            (Some(3), 4)
+        );
+        assert_eq!(layer.state, state(6));
+        let reopened = Layer::open(&storage, "bronze/shop/t".into()).await.unwrap();
+        assert_eq!(reopened.state, state(6));
+        assert_eq!(
+            query(&reopened, "SELECT id, day, note FROM t ORDER BY id").await,
+            [
+                "0|2026-12-01|",
+                "1|2026-12-01|",
+                "2|2026-12-02|",
+                "3|2026-12-02|",
+                "4|2026-12-02|n",
+                "5|2026-12-02|"
+            ]
+        );
+        let partitions: Vec<String> = std::fs::read_dir(dir.path().join("bronze/shop/t"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("day="))
+            .collect();
+        assert_eq!(partitions.len(), 2, "{partitions:?}");
+        let table = reopened.existing().unwrap();
+        let metadata = table.snapshot().unwrap().metadata().clone();
+        assert_eq!(metadata.partition_columns(), &["day".to_string()]);
     }
 }

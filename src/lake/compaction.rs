@@ -29,6 +29,15 @@ pub(super) struct Compaction {
     task: JoinHandle<Result<DeltaTable, DeltaTableError>>,
 }
 
+/// A layer dropped with its compaction under way (a writer that stops without waiting, a
+/// table reopened) abandons it: cut short, it leaves only files no version refers to, and a
+/// compaction no writer watches could still be writing when a vacuum deletes such files.
+impl Drop for Compaction {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// What became of a layer's last background compaction.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) enum Outcome {
@@ -69,15 +78,14 @@ pub(super) async fn catch_up(
     wait: bool,
     metrics: &mut LakeMetrics,
 ) -> Result<(), LakeError> {
-    let Some(compaction) = layer.compaction.take() else {
+    match &layer.compaction {
+        Some(compaction) if wait || compaction.task.is_finished() => {}
+        _ => return Ok(()),
+    }
+    let Some(mut compaction) = layer.compaction.take() else {
         return Ok(());
     };
-    if !wait && !compaction.task.is_finished() {
-        layer.compaction = Some(compaction);
-        return Ok(());
-    }
-    let ended = compaction
-        .task
+    let ended = (&mut compaction.task)
         .await
         .map_err(|e| LakeError::storage(&layer.path, format!("compaction: {e}")))?;
     let compacted = match ended {

@@ -119,6 +119,14 @@ impl Layer {
         })
     }
 
+    /// What this process keeps of a table when it reloads it: its count of commits (the
+    /// maintenance schedule) and the compaction under way, which goes on.
+    pub(super) fn hand_over(&mut self, reloaded: &mut Layer) {
+        reloaded.commits = self.commits;
+        reloaded.compaction = self.compaction.take();
+        reloaded.compaction_outcome = self.compaction_outcome;
+    }
+
     /// Brings the table and its state up to the newest version (another writer's commits,
     /// or a background compaction's, went in since it was read).
     pub(super) async fn refresh(&mut self) -> Result<(), LakeError> {

@@ -1,11 +1,17 @@
 //! Table maintenance on a schedule of commits: compaction (`optimize_every_commits`), in the
-//! background (see [`super::compaction`]), and vacuum (`vacuum_every_commits`, keeping
+//! background ([`super::compaction`]), and vacuum (`vacuum_every_commits`, keeping
 //! `vacuum_retention_hours`), in line, with no compaction under way. Their commits change no
 //! data and carry no state (see [`super::state::maintenance_commit_properties`]).
+//!
+//! A compaction that landed leaves the writer's view of the table behind: the layer catches up
+//! before its next batch ([`catch_up`]) or, when it landed during a batch, that batch's commit
+//! is refused and the batch applied again on the reloaded table, as for any concurrent writer.
+//! One that lost to a concurrent commit runs again in line after the table's next batch, so
+//! every table is still compacted on its schedule.
 
 use std::time::Duration;
 
-use super::compaction::{self, Outcome};
+use super::compaction::{self, Compaction, Outcome};
 use super::config::LakeConfig;
 use super::layer::{delta_err, Layer};
 use super::metrics::LakeMetrics;
@@ -27,7 +33,7 @@ pub(super) async fn maintain(
     let optimize_due = due(settings.optimize_every_commits);
     // Vacuum deletes the files no version refers to, and a compaction's new files are such
     // files until it commits: a vacuum waits for it.
-    compaction::catch_up(layer, vacuum_due, metrics).await?;
+    catch_up(layer, vacuum_due, metrics).await?;
     if layer.compaction_outcome == Outcome::Lost {
         compact_in_line(layer, metrics).await?;
         layer.compaction_outcome = Outcome::Settled;
@@ -39,7 +45,8 @@ pub(super) async fn maintain(
         if layer.compaction.is_some() {
             tracing::debug!(table = %layer.path, "the last compaction is still under way: skipping this one");
         } else {
-            compaction::start(layer);
+            let table = layer.existing().cloned().expect("maintained tables exist");
+            layer.compaction = Some(Compaction::start(table, layer.writer_properties()));
         }
     }
     Ok(())
@@ -47,7 +54,43 @@ pub(super) async fn maintain(
 
 /// Every background compaction still under way, waited for (a writer that stops).
 pub(super) async fn finish(layer: &mut Layer, metrics: &mut LakeMetrics) -> Result<(), LakeError> {
-    compaction::catch_up(layer, true, metrics).await
+    catch_up(layer, true, metrics).await
+}
+
+/// Takes in `layer`'s compaction if it ended (or, with `wait`, once it ends): counts it, and
+/// brings the layer's table up to the version it committed, so the next commit goes in on top
+/// of it.
+pub(super) async fn catch_up(
+    layer: &mut Layer,
+    wait: bool,
+    metrics: &mut LakeMetrics,
+) -> Result<(), LakeError> {
+    match &layer.compaction {
+        Some(compaction) if wait || compaction.ended() => {}
+        _ => return Ok(()),
+    }
+    let compaction = layer.compaction.take().expect("a compaction under way");
+    let compacted = match compaction.finish().await {
+        Ok(table) => table,
+        Err(e) => {
+            let e = delta_err(&layer.path)(e);
+            if !e.is_concurrent_commit() {
+                return Err(e);
+            }
+            tracing::info!(table = %layer.path, "a compaction lost to a concurrent commit: compacting in line after the next batch");
+            metrics.compactions_lost += 1;
+            layer.compaction_outcome = Outcome::Lost;
+            return Ok(());
+        }
+    };
+    metrics.optimizes += 1;
+    let current = layer.existing().and_then(|t| t.version());
+    if current.is_some() && current.map(|v| v + 1) == compacted.version() {
+        // The compaction's commit is the only one since: the table holds what it held.
+        layer.table = Some(compacted);
+        return Ok(());
+    }
+    layer.refresh().await
 }
 
 /// Compacts the table now (a background compaction that lost to a concurrent commit).
@@ -82,4 +125,140 @@ async fn vacuum(
 
 fn chrono_duration(d: Duration) -> chrono::Duration {
     chrono::Duration::milliseconds(d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use deltalake::arrow::array::{Int64Array, RecordBatch};
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+    use crate::lake::state::{load_state, LayerState};
+    use crate::lake::storage::LakeStorage;
+
+    fn ids(from: i64, to: i64) -> RecordBatch {
+        let schema = Schema::new(vec![Field::new("id", DataType::Int64, false)]);
+        RecordBatch::try_new(
+            Arc::new(schema),
+            vec![Arc::new(Int64Array::from_iter_values(from..to))],
+        )
+        .unwrap()
+    }
+
+    fn state_after(offset: i64) -> LayerState {
+        let mut state = LayerState::default();
+        state.offsets.advance("binlake.shop:0", offset);
+        state
+    }
+
+    /// A table of three appended files of 10 rows, its state at offset 30.
+    async fn three_files(lake: &std::path::Path) -> Layer {
+        let storage = LakeStorage::new(lake.to_str().unwrap(), &BTreeMap::new(), lake).unwrap();
+        let mut layer = Layer::open(&storage, "bronze/shop/t".into()).await.unwrap();
+        for i in 0..3 {
+            let (from, to) = (i * 10, i * 10 + 10);
+            layer
+                .append(ids(from, to), None, state_after(to), &LakeConfig::default())
+                .await
+                .unwrap();
+        }
+        layer
+    }
+
+    fn files(layer: &Layer) -> usize {
+        layer
+            .existing()
+            .unwrap()
+            .snapshot()
+            .unwrap()
+            .log_data()
+            .num_files()
+    }
+
+    async fn rows(layer: &Layer) -> usize {
+        use deltalake::datafusion::prelude::SessionContext;
+        let table = layer.existing().unwrap().clone();
+        let ctx = SessionContext::new();
+        table.update_datafusion_session(&ctx.state()).unwrap();
+        let provider = table.table_provider().await.unwrap();
+        ctx.read_table(provider).unwrap().count().await.unwrap()
+    }
+
+    /// A compaction that landed is taken in without a reload: the table is one version on, in
+    /// one file, its state the one the last batch committed, and the next commit goes in on top.
+    #[tokio::test]
+    async fn a_landed_compaction_moves_the_table_on_and_keeps_its_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut layer = three_files(dir.path()).await;
+        assert_eq!(
+            (layer.existing().unwrap().version(), files(&layer)),
+            (Some(2), 3)
+        );
+        let table = layer.existing().cloned().unwrap();
+        layer.compaction = Some(Compaction::start(table, None));
+        let mut metrics = LakeMetrics::default();
+        catch_up(&mut layer, true, &mut metrics).await.unwrap();
+        assert_eq!((metrics.optimizes, metrics.compactions_lost), (1, 0));
+        assert_eq!(
+            (layer.existing().unwrap().version(), files(&layer)),
+            (Some(3), 1)
+        );
+        assert_eq!(layer.state, state_after(30));
+        assert_eq!(
+            load_state(layer.existing().unwrap()).await.unwrap(),
+            state_after(30)
+        );
+        layer
+            .append(ids(30, 35), None, state_after(35), &LakeConfig::default())
+            .await
+            .unwrap();
+        assert_eq!(layer.existing().unwrap().version(), Some(4));
+        assert_eq!(rows(&layer).await, 35);
+    }
+
+    /// A compaction that read files a later commit deleted rows from loses to that commit; the
+    /// table's next maintenance compacts it in line, and no row or state is lost.
+    #[tokio::test]
+    async fn a_lost_compaction_runs_again_in_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut layer = three_files(dir.path()).await;
+        let before_delete = layer.existing().unwrap().clone();
+        layer
+            .commit_with(state_after(31), |table, properties| async move {
+                table
+                    .delete()
+                    .with_predicate("id < 5")
+                    .with_commit_properties(properties)
+                    .await
+                    .map(|(table, _)| table)
+            })
+            .await
+            .unwrap();
+        layer.compaction = Some(Compaction::start(before_delete, None));
+        let mut metrics = LakeMetrics::default();
+        catch_up(&mut layer, true, &mut metrics).await.unwrap();
+        assert_eq!((metrics.optimizes, metrics.compactions_lost), (0, 1));
+        assert_eq!(layer.compaction_outcome, Outcome::Lost);
+        assert_eq!(layer.existing().unwrap().version(), Some(3));
+        // Neither compaction nor vacuum is due at this commit count: only the lost one runs.
+        let settings = LakeConfig {
+            optimize_every_commits: 0,
+            vacuum_every_commits: 0,
+            ..LakeConfig::default()
+        };
+        maintain(&mut layer, &settings, &mut metrics).await.unwrap();
+        assert_eq!(
+            (metrics.optimizes, layer.compaction_outcome),
+            (1, Outcome::Settled)
+        );
+        assert_eq!(
+            (layer.existing().unwrap().version(), files(&layer)),
+            (Some(4), 1)
+        );
+        assert_eq!(layer.state, state_after(31));
+        assert_eq!(rows(&layer).await, 25);
+    }
 }

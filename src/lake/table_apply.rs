@@ -10,14 +10,13 @@ use std::time::Instant;
 
 use super::bronze::bronze_batch;
 use super::change::LakeChange;
-use super::compaction;
 use super::config::LakeConfig;
 use super::evolution::apply_column_defaults;
 use super::guard::applied_positions;
 use super::history::{truncate_history, write_history, HistoryKeys};
 use super::layer::{key_names, Layer, TableLayers};
 use super::layout::{bronze_path, history_path, silver_path, INGEST_DATE};
-use super::maintenance::maintain;
+use super::maintenance::{self, maintain};
 use super::metrics::LakeMetrics;
 use super::multiset;
 use super::retype::follow_schema;
@@ -79,10 +78,8 @@ impl TableJob {
                     tracing::info!(table = %self.id, attempt, "another writer committed to the table first: reloading it and applying the batch again");
                     tokio::time::sleep(backoff(attempt)).await;
                     let mut reloaded = open_layers(storage, settings, &self.id).await?;
-                    // A compaction under way goes on, and is taken in by the reloaded layer.
                     for (from, to) in self.layers.each_mut().into_iter().zip(reloaded.each_mut()) {
-                        to.compaction = from.compaction.take();
-                        to.compaction_outcome = from.compaction_outcome;
+                        from.hand_over(to);
                     }
                     self.layers = reloaded;
                 }
@@ -99,7 +96,7 @@ impl TableJob {
     ) -> Result<(), LakeError> {
         let id = self.id.clone();
         for layer in self.layers.each_mut() {
-            compaction::catch_up(layer, false, &mut self.metrics).await?;
+            maintenance::catch_up(layer, false, &mut self.metrics).await?;
         }
         let layers = &mut self.layers;
         // Bronze (every change not already there) makes its rows and commits in a task of its

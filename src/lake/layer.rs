@@ -119,12 +119,22 @@ impl Layer {
         })
     }
 
-    /// What this process keeps of a table when it reloads it: its count of commits (the
-    /// maintenance schedule) and the compaction under way, which goes on.
-    pub(super) fn hand_over(&mut self, reloaded: &mut Layer) {
-        reloaded.commits = self.commits;
-        reloaded.compaction = self.compaction.take();
-        reloaded.compaction_outcome = self.compaction_outcome;
+    /// The table and its state as they are now, after a commit was refused because another
+    /// writer (or a compaction) committed first: read on from the version it holds, or opened
+    /// again when it holds none (a table that did not exist, or a failed operation took it).
+    /// The process's count of commits (the maintenance schedule) and the compaction under way
+    /// stay, as do the cached keys of files (a file never changes; those gone leave the cache).
+    pub(super) async fn reload(&mut self, storage: &LakeStorage) -> Result<(), LakeError> {
+        if self.existing().is_some() {
+            return self.refresh().await;
+        }
+        let mut reopened = Layer::open(storage, self.path.clone()).await?;
+        reopened.commits = self.commits;
+        reopened.compaction = self.compaction.take();
+        reopened.compaction_outcome = self.compaction_outcome;
+        reopened.key_cache = Arc::clone(&self.key_cache);
+        *self = reopened;
+        Ok(())
     }
 
     /// Brings the table and its state up to the newest version (another writer's commits,

@@ -77,11 +77,9 @@ impl TableJob {
                     self.metrics.concurrent_commits += 1;
                     tracing::info!(table = %self.id, attempt, "another writer committed to the table first: reloading it and applying the batch again");
                     tokio::time::sleep(backoff(attempt)).await;
-                    let mut reloaded = open_layers(storage, settings, &self.id).await?;
-                    for (from, to) in self.layers.each_mut().into_iter().zip(reloaded.each_mut()) {
-                        from.hand_over(to);
+                    for layer in self.layers.each_mut() {
+                        layer.reload(storage).await?;
                     }
-                    self.layers = reloaded;
                 }
                 other => return other,
             }

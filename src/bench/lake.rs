@@ -678,11 +678,12 @@ pub async fn bench_lake(options: &LakeBenchOptions, out: &mut dyn Write) -> Resu
             };
             writeln!(
                 out,
-                "{} small commits of 10 changes {} maintenance ({:.1} s, {} optimizes, {} vacuums): {}; reading silver ({silver_rows} rows) {:.3} s",
+                "{} small commits of 10 changes {} maintenance ({:.1} s, {} optimizes ({} lost in the background and run in line), {} vacuums): {}; reading silver ({silver_rows} rows) {:.3} s",
                 options.small_commits,
                 if maintenance { "with" } else { "without" },
                 elapsed.as_secs_f64(),
                 writer.metrics.optimizes,
+                writer.metrics.compactions_lost,
                 writer.metrics.vacuums,
                 counts.join("; "),
                 read.elapsed().as_secs_f64()

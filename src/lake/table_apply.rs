@@ -1,8 +1,9 @@
 //! One table's share of a batch, on parts it owns (so the tables of a batch are applied in
 //! parallel): bronze in a task of its own, history and silver one segment per schema version or
 //! TRUNCATE (so a schema change lands between the rows written before and after it), then
-//! maintenance (a compaction that ended in the background is taken in before the next batch). A commit another sink got in first makes the job reload the tables and apply
-//! again: what the other sink applied is then held, and skipped.
+//! maintenance (a compaction that ended in the background is taken in before the next
+//! batch). A commit another writer got in first makes the job read the tables on to their
+//! newest version and apply again: what the other writer applied is then held, and skipped.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -50,8 +50,9 @@ impl Compaction {
 }
 
 /// A table dropped with its compaction under way (a writer that stops without waiting, a table
-/// reopened) abandons it: cut short, it leaves only files no version refers to, where a
-/// compaction no writer watches could still be writing when a vacuum deletes such files.
+/// reopened) abandons it, so no compaction commits for a writer that no longer watches the
+/// table. Cut short, it leaves files no version refers to (see the lake layout's maintenance
+/// section on such files).
 impl Drop for Compaction {
     fn drop(&mut self) {
         self.task.abort();

@@ -31,8 +31,9 @@ pub(super) async fn maintain(
     let due = |every: u64| every > 0 && layer.commits % every == 0;
     let vacuum_due = due(settings.vacuum_every_commits);
     let optimize_due = due(settings.optimize_every_commits);
-    // Vacuum deletes the files no version refers to, and a compaction's new files are such
-    // files until it commits: a vacuum waits for it.
+    // Vacuum deletes the files removed longer than the retention ago; with a short retention
+    // that can be a file a compaction under way is still reading (a copy-on-write MERGE removed
+    // it meanwhile): a vacuum waits for the compaction.
     catch_up(layer, vacuum_due, metrics).await?;
     if layer.compaction_outcome == Outcome::Lost {
         compact_in_line(layer, metrics).await?;

@@ -69,7 +69,11 @@ enum Command {
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_env("BINLAKE_LOG").unwrap_or_else(|_| {
-        EnvFilter::new("warn,binlake=info,deltalake_core=error,buoyant_kernel=off")
+        // delta-rs's commit loop logs an ERROR for every refused commit, then returns it to
+        // binlake, which reports what it is (an expected refusal is retried and counted).
+        EnvFilter::new(
+            "warn,binlake=info,deltalake_core=error,deltalake_core::kernel::transaction=off,buoyant_kernel=off",
+        )
     });
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()

@@ -1,5 +1,7 @@
 //! A compaction in the background: delta-rs optimize run by a task of its own on the table as
-//! it was when it started, while the writer goes on committing batches to it.
+//! it was when it started, while the writer goes on committing batches to it. The task runs on
+//! a runtime whose threads have the lowest CPU priority, so that where no core is spare the
+//! batches take the CPU first and the compaction what they leave.
 //!
 //! Its commit carries no binlake state (see [`super::state::maintenance_commit_properties`]):
 //! the state is read from the newest commit that records one, so the compaction may land
@@ -8,8 +10,11 @@
 //! from (silver's and history's deletion vectors) loses. What the writer does with a landed or
 //! lost compaction is [`super::maintenance`]'s.
 
+use std::sync::OnceLock;
+
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::{DeltaTable, DeltaTableError};
+use tokio::runtime::{Handle, Runtime};
 use tokio::task::JoinHandle;
 
 use super::state::maintenance_commit_properties;
@@ -32,8 +37,9 @@ pub(super) enum Outcome {
 impl Compaction {
     /// Starts compacting `table` in a task of its own.
     pub(super) fn start(table: DeltaTable, writer_properties: Option<WriterProperties>) -> Self {
+        let runtime = background_runtime().unwrap_or_else(Handle::current);
         Compaction {
-            task: tokio::spawn(compact(table, writer_properties)),
+            task: runtime.spawn(compact(table, writer_properties)),
         }
     }
 
@@ -51,11 +57,41 @@ impl Compaction {
 
 /// A table dropped with its compaction under way (a writer that stops without waiting, a table
 /// reopened) abandons it, so no compaction commits for a writer that no longer watches the
-/// table. Cut short, it leaves files no version refers to (see the lake layout's maintenance
-/// section on such files).
+/// table. Cut short, it leaves files no version refers to, which the next full vacuum deletes
+/// once they are older than the retention.
 impl Drop for Compaction {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// The runtime background compactions run on (delta-rs spawns the rewrite of each bin on the
+/// runtime it runs on), created at the first; `None` when its threads could not be started,
+/// and compactions then run on the caller's runtime.
+fn background_runtime() -> Option<Handle> {
+    static RUNTIME: OnceLock<Option<Runtime>> = OnceLock::new();
+    let runtime = RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .thread_name("binlake-compaction")
+            .on_thread_start(lowest_cpu_priority)
+            .enable_all()
+            .build()
+            .inspect_err(|e| {
+                tracing::warn!(error = %e, "no runtime for background compactions: they share the writer's");
+            })
+            .ok()
+    });
+    runtime.as_ref().map(|r| r.handle().clone())
+}
+
+/// Gives the calling thread the lowest scheduling priority (niceness 19). On Linux niceness is
+/// a thread's own, so only the compaction's threads are lowered; elsewhere it would lower the
+/// whole process, and nothing is done.
+fn lowest_cpu_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority only reads its arguments; `who = 0` is the calling thread.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 19);
     }
 }
 
@@ -71,4 +107,24 @@ pub(super) async fn compact(
         optimize = optimize.with_writer_properties(p);
     }
     optimize.await.map(|(table, _)| table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Compactions run on threads of the lowest priority, and the caller's are left as they are.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn compactions_run_at_the_lowest_cpu_priority() {
+        // SAFETY: getpriority only reads its arguments; `who = 0` is the calling thread.
+        let niceness = || unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        let callers = niceness();
+        let background = background_runtime().expect("the compaction runtime");
+        let compactions = background.spawn(async move { niceness() }).await.unwrap();
+        let blocking = background.spawn_blocking(niceness).await.unwrap();
+        assert_eq!((compactions, blocking), (19, 19));
+        assert_eq!(niceness(), callers);
+        assert_ne!(callers, 19);
+    }
 }

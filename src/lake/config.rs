@@ -38,9 +38,12 @@ pub struct LakeConfig {
     /// Delete unreferenced files every this many commits to a table; 0 never.
     #[serde(default = "default_vacuum_every")]
     pub vacuum_every_commits: u64,
-    /// Files a vacuum keeps for readers of older versions.
+    /// Files a vacuum keeps for readers of older versions, and for writers still writing.
     #[serde(default = "default_vacuum_retention")]
     pub vacuum_retention_hours: u64,
+    /// Which unreferenced files a vacuum deletes.
+    #[serde(default)]
+    pub vacuum_mode: VacuumMode,
     /// A Delta checkpoint every this many table versions.
     #[serde(default = "default_checkpoint_interval")]
     pub checkpoint_interval: u64,
@@ -91,6 +94,21 @@ pub enum OnUnappliable {
     Stop,
     /// The change goes to `dead_letters` and the table goes on without it.
     DeadLetter,
+}
+
+/// `[lake] vacuum_mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VacuumMode {
+    /// Every file in the table's folder that no version within the retention refers to and
+    /// that is older than the retention (Spark's `VACUUM`): also the files of commits that
+    /// never happened (a refused batch, a compaction that lost or was cut short). Lists the
+    /// table's folder.
+    #[default]
+    Full,
+    /// Only the files a commit removed more than the retention ago, read from the log without
+    /// listing storage; files of commits that never happened stay.
+    Lite,
 }
 
 /// `[lake] readers`: a reader profile, the Delta table features binlake may turn on for new
@@ -182,6 +200,7 @@ impl Default for LakeConfig {
             optimize_every_commits: default_optimize_every(),
             vacuum_every_commits: default_vacuum_every(),
             vacuum_retention_hours: default_vacuum_retention(),
+            vacuum_mode: VacuumMode::default(),
             checkpoint_interval: default_checkpoint_interval(),
             readers: Readers::default(),
             silver_deletes: None,

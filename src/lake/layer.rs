@@ -10,9 +10,12 @@ use std::sync::Arc;
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::datafusion::prelude::{col, Expr, SessionContext};
-use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::Action;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
+
+use futures_util::StreamExt;
 
 use super::change::LakeChange;
 use super::compaction::{Compaction, Outcome};
@@ -20,7 +23,7 @@ use super::config::{LakeConfig, Readers};
 use super::dv::delete_rows;
 use super::key_cache::KeyCache;
 use super::keys::{keyed_writer_properties, Located};
-use super::state::{load_state, LayerState};
+use super::state::{is_maintenance, load_state, LayerState};
 use super::storage::LakeStorage;
 use super::LakeError;
 use crate::event::{TableId, TableSchema};
@@ -96,6 +99,10 @@ impl TableLayers {
         [&mut self.bronze, &mut self.history, &mut self.silver]
     }
 }
+
+/// How many times an append goes on top of maintenance commits that refused it before the
+/// refusal is handed to the caller (a compaction lands once per `optimize_every_commits`).
+const APPEND_REBASES: u32 = 3;
 
 impl Layer {
     pub(super) async fn open(storage: &LakeStorage, path: String) -> Result<Layer, LakeError> {
@@ -408,28 +415,74 @@ impl Layer {
             writer = writer.with_writer_properties(properties);
         }
         writer.write(batch).await.map_err(delta_err(&self.path))?;
-        let adds = writer.flush().await.map_err(delta_err(&self.path))?;
-        let snapshot = table.snapshot().map_err(delta_err(&self.path))?;
+        let adds: Vec<Action> = writer
+            .flush()
+            .await
+            .map_err(delta_err(&self.path))?
+            .into_iter()
+            .map(Action::Add)
+            .collect();
         let operation = deltalake::protocol::DeltaOperation::Write {
             mode: SaveMode::Append,
             partition_by: None,
             predicate: None,
         };
-        let committed =
-            deltalake::kernel::transaction::CommitBuilder::from(state.commit_properties())
-                .with_actions(
-                    adds.into_iter()
-                        .map(deltalake::kernel::Action::Add)
-                        .collect(),
-                )
-                .build(Some(snapshot), table.log_store(), operation)
+        let mut rebases = 0;
+        let committed = loop {
+            let table = self.table.as_ref().expect("a layer keeps its table");
+            let snapshot = table.snapshot().map_err(delta_err(&self.path))?;
+            let refused = match CommitBuilder::from(state.commit_properties())
+                .with_actions(adds.clone())
+                .build(Some(snapshot), table.log_store(), operation.clone())
                 .await
-                .map_err(delta_err(&self.path))?;
+            {
+                Ok(committed) => break committed,
+                Err(e) => delta_err(&self.path)(e),
+            };
+            if !refused.is_concurrent_commit()
+                || rebases == APPEND_REBASES
+                || !self.only_maintenance_since_read().await?
+            {
+                return Err(refused);
+            }
+            rebases += 1;
+            tracing::debug!(table = %self.path, "a compaction or vacuum committed during the append: committing its files on top");
+        };
         let table = self.table.as_mut().expect("a layer keeps its table");
         table.state = Some(committed.snapshot);
         self.state = state;
         self.commits += 1;
         Ok(())
+    }
+
+    /// Reads the table on to its newest version and says whether every commit since the
+    /// version it held is maintenance (a compaction or vacuum, by binlake or any engine, which
+    /// records no binlake state and changes no data). An append refused by such commits alone
+    /// goes on top of them unchanged, as Delta's conflict rules allow a blind append to: no
+    /// other writer applied anything, so the batch's state still follows the table's. Any other
+    /// commit, another sink's above all, leaves the refusal to the caller, who reloads the
+    /// table's state and applies the batch again.
+    async fn only_maintenance_since_read(&mut self) -> Result<bool, LakeError> {
+        let table = self.table.as_mut().expect("a layer keeps its table");
+        let read = table.version();
+        table
+            .update_incremental(None)
+            .await
+            .map_err(delta_err(&self.path))?;
+        let newer = match (read, table.version()) {
+            (Some(read), Some(now)) if now > read => (now - read) as usize,
+            _ => return Ok(false),
+        };
+        let mut commits = table.history(Some(newer));
+        let mut seen = 0;
+        while let Some(commit) = commits.next().await {
+            let commit = commit.map_err(delta_err(&self.path))?;
+            if !is_maintenance(&commit) {
+                return Ok(false);
+            }
+            seen += 1;
+        }
+        Ok(seen == newer)
     }
 
     /// MERGEs `batch` (aliased `s`) into the table (`t`) on the key columns (and `extra`),
@@ -567,7 +620,7 @@ impl Layer {
             not_matched_predicates: Vec::new(),
             not_matched_by_source_predicates: Vec::new(),
         };
-        deltalake::kernel::transaction::CommitBuilder::from(properties)
+        CommitBuilder::from(properties)
             .with_actions(actions)
             .build(Some(snapshot), table.log_store(), operation)
             .await

@@ -1,6 +1,7 @@
 //! Table maintenance on a schedule of commits: compaction (`optimize_every_commits`), in the
 //! background ([`super::compaction`]), and vacuum (`vacuum_every_commits`, keeping
-//! `vacuum_retention_hours`), in line, with no compaction under way. Their commits change no
+//! `vacuum_retention_hours`; by default a full one, which also deletes the files of commits that
+//! never happened), in line, with no compaction under way. Their commits change no
 //! data and carry no state (see [`super::state::maintenance_commit_properties`]).
 //!
 //! A compaction that landed leaves the writer's view of the table behind: the layer catches up
@@ -12,7 +13,7 @@
 use std::time::Duration;
 
 use super::compaction::{self, Compaction, Outcome};
-use super::config::LakeConfig;
+use super::config::{LakeConfig, VacuumMode};
 use super::layer::{delta_err, Layer};
 use super::metrics::LakeMetrics;
 use super::state::maintenance_commit_properties;
@@ -116,6 +117,10 @@ async fn vacuum(
         .vacuum()
         .with_retention_period(retention)
         .with_enforce_retention_duration(false)
+        .with_mode(match settings.vacuum_mode {
+            VacuumMode::Full => deltalake::operations::vacuum::VacuumMode::Full,
+            VacuumMode::Lite => deltalake::operations::vacuum::VacuumMode::Lite,
+        })
         .with_commit_properties(maintenance_commit_properties())
         .await
         .map_err(delta_err(&layer.path))?;
@@ -261,5 +266,118 @@ mod tests {
         );
         assert_eq!(layer.state, state_after(31));
         assert_eq!(rows(&layer).await, 25);
+    }
+
+    fn parquet_files(dir: &std::path::Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".parquet"))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The lite vacuum deletes only what a commit removed; the full one also deletes a file no
+    /// version ever referred to (a refused batch's, a lost compaction's), once older than the
+    /// retention, and never a file the table holds.
+    #[tokio::test]
+    async fn a_full_vacuum_deletes_files_no_version_refers_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut layer = three_files(dir.path()).await;
+        let mut metrics = LakeMetrics::default();
+        compact_in_line(&mut layer, &mut metrics).await.unwrap();
+        let table_dir = dir.path().join("bronze/shop/t");
+        let compacted = parquet_files(&table_dir);
+        assert_eq!(compacted.len(), 4, "{compacted:?}");
+        let orphan = "part-00000-never-committed-c000.snappy.parquet";
+        std::fs::copy(table_dir.join(&compacted[0]), table_dir.join(orphan)).unwrap();
+        let vacuum_with = |mode, retention_hours| LakeConfig {
+            vacuum_mode: mode,
+            vacuum_retention_hours: retention_hours,
+            ..LakeConfig::default()
+        };
+
+        vacuum(&mut layer, &vacuum_with(VacuumMode::Lite, 0), &mut metrics)
+            .await
+            .unwrap();
+        let live = layer
+            .existing()
+            .unwrap()
+            .get_file_uris()
+            .unwrap()
+            .collect::<Vec<_>>();
+        assert_eq!(live.len(), 1);
+        let live_name = live[0].rsplit('/').next().unwrap().to_string();
+        let mut want = vec![live_name.clone(), orphan.to_string()];
+        want.sort();
+        assert_eq!(parquet_files(&table_dir), want);
+
+        // Younger than the retention: kept, it may be a writer's commit still to come.
+        vacuum(&mut layer, &vacuum_with(VacuumMode::Full, 1), &mut metrics)
+            .await
+            .unwrap();
+        assert_eq!(parquet_files(&table_dir), want);
+
+        vacuum(&mut layer, &vacuum_with(VacuumMode::Full, 0), &mut metrics)
+            .await
+            .unwrap();
+        assert_eq!(parquet_files(&table_dir), [live_name]);
+        assert_eq!(metrics.vacuums, 3);
+        assert_eq!(rows(&layer).await, 30);
+        assert_eq!(layer.state, state_after(30));
+    }
+
+    /// An append the writer computed before a compaction landed goes on top of the compaction
+    /// as it is: no refusal for the caller, no batch applied again, no row lost, the state the
+    /// append's.
+    #[tokio::test]
+    async fn an_append_goes_on_top_of_a_compaction_that_landed_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut layer = three_files(dir.path()).await;
+        let compacted = compaction::compact(layer.existing().cloned().unwrap(), None)
+            .await
+            .unwrap();
+        assert_eq!(compacted.version(), Some(3));
+        assert_eq!(layer.existing().unwrap().version(), Some(2));
+        layer
+            .append(ids(30, 35), None, state_after(35), &LakeConfig::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            (layer.existing().unwrap().version(), files(&layer)),
+            (Some(4), 2)
+        );
+        assert_eq!(rows(&layer).await, 35);
+        assert_eq!(
+            load_state(layer.existing().unwrap()).await.unwrap(),
+            state_after(35)
+        );
+    }
+
+    /// Another sink's commit in between is not maintenance: the append is refused, for the
+    /// caller to reload the table's state and apply the batch again.
+    #[tokio::test]
+    async fn an_append_after_another_sinks_commit_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut layer = three_files(dir.path()).await;
+        compaction::compact(layer.existing().cloned().unwrap(), None)
+            .await
+            .unwrap();
+        let storage =
+            LakeStorage::new(dir.path().to_str().unwrap(), &BTreeMap::new(), dir.path()).unwrap();
+        let mut other = Layer::open(&storage, "bronze/shop/t".into()).await.unwrap();
+        other
+            .append(ids(100, 101), None, state_after(31), &LakeConfig::default())
+            .await
+            .unwrap();
+        let refused = layer
+            .append(ids(30, 35), None, state_after(35), &LakeConfig::default())
+            .await
+            .unwrap_err();
+        assert!(refused.is_concurrent_commit(), "{refused}");
+        // Read on to the newest version, the refused append nowhere in it.
+        assert_eq!(layer.existing().unwrap().version(), Some(4));
+        assert_eq!(rows(&layer).await, 31);
     }
 }

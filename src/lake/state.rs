@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use deltalake::kernel::transaction::CommitProperties;
-use deltalake::kernel::Transaction;
+use deltalake::kernel::{CommitInfo, Transaction};
 use deltalake::{DeltaTable, DeltaTableError};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -96,6 +96,15 @@ fn writer_metadata() -> [(String, serde_json::Value); 1] {
 /// [`load_state`] would take it for the newest.
 pub(super) fn maintenance_commit_properties() -> CommitProperties {
     CommitProperties::default().with_metadata(writer_metadata())
+}
+
+/// Whether a commit is maintenance: a compaction or a vacuum (binlake's or any engine's), which
+/// changes no data and records no binlake state.
+pub(super) fn is_maintenance(commit: &CommitInfo) -> bool {
+    matches!(
+        commit.operation.as_deref(),
+        Some("OPTIMIZE" | "VACUUM START" | "VACUUM END")
+    ) && !commit.info.contains_key(STATE_KEY)
 }
 
 /// The state the newest commit that recorded one holds (empty for a table binlake never wrote).

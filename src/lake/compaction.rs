@@ -12,9 +12,11 @@
 
 use std::sync::OnceLock;
 
+use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::{DeltaTable, DeltaTableError};
 use tokio::runtime::{Handle, Runtime};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use super::state::maintenance_commit_properties;
@@ -35,11 +37,35 @@ pub(super) enum Outcome {
 }
 
 impl Compaction {
-    /// Starts compacting `table` in a task of its own.
+    /// Starts compacting `table` in a task of its own, once no other background compaction of
+    /// this process runs: each holds a row group of every column in memory while it writes,
+    /// and the three layers of a table fall due in the same batch.
     pub(super) fn start(table: DeltaTable, writer_properties: Option<WriterProperties>) -> Self {
+        static ONE_AT_A_TIME: Semaphore = Semaphore::const_new(1);
+        Self::start_in_turn(table, writer_properties, &ONE_AT_A_TIME)
+    }
+
+    /// Starts compacting `table` once it has one of `turns`. One that had to wait reads the
+    /// table on to its newest version first, so it compacts what is there then.
+    pub(super) fn start_in_turn(
+        table: DeltaTable,
+        writer_properties: Option<WriterProperties>,
+        turns: &'static Semaphore,
+    ) -> Self {
         let runtime = background_runtime().unwrap_or_else(Handle::current);
         Compaction {
-            task: runtime.spawn(compact(table, writer_properties)),
+            task: runtime.spawn(async move {
+                let mut table = table;
+                let _turn = match turns.try_acquire() {
+                    Ok(turn) => turn,
+                    Err(_) => {
+                        let turn = turns.acquire().await;
+                        table.update_incremental(None).await?;
+                        turn.expect("the semaphore is never closed")
+                    }
+                };
+                compact(table, writer_properties).await
+            }),
         }
     }
 
@@ -95,23 +121,67 @@ fn lowest_cpu_priority() {
     }
 }
 
-/// Compacts `table` (delta-rs optimize), committing no state.
+/// The most a compacted file's row group holds, by its estimated encoded size. The writer keeps
+/// a row group in memory until it is full: at parquet's default of 1M rows a compaction of
+/// bronze's wide rows held hundreds of megabytes, three tables at once.
+pub(super) const COMPACTED_ROW_GROUP_BYTES: usize = 32 << 20;
+
+/// The layer's writer properties (delta-rs's zstd when `None`), row groups bounded by
+/// [`COMPACTED_ROW_GROUP_BYTES`].
+fn compaction_properties(writer_properties: Option<WriterProperties>) -> WriterProperties {
+    writer_properties
+        .unwrap_or_else(|| {
+            WriterProperties::builder()
+                .set_compression(Compression::ZSTD(
+                    ZstdLevel::try_new(4).expect("a zstd level"),
+                ))
+                .build()
+        })
+        .into_builder()
+        .set_max_row_group_bytes(Some(COMPACTED_ROW_GROUP_BYTES))
+        .build()
+}
+
+/// Compacts `table` (delta-rs optimize) one bin at a time, committing no state.
 pub(super) async fn compact(
     table: DeltaTable,
     writer_properties: Option<WriterProperties>,
 ) -> Result<DeltaTable, DeltaTableError> {
-    let mut optimize = table
+    table
         .optimize()
-        .with_commit_properties(maintenance_commit_properties());
-    if let Some(p) = writer_properties {
-        optimize = optimize.with_writer_properties(p);
-    }
-    optimize.await.map(|(table, _)| table)
+        .with_max_concurrent_tasks(1)
+        .with_writer_properties(compaction_properties(writer_properties))
+        .with_commit_properties(maintenance_commit_properties())
+        .await
+        .map(|(table, _)| table)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Compacted files keep the layer's encoding, in row groups of bounded size.
+    #[test]
+    fn compacted_row_groups_are_bounded_and_keep_the_layers_encoding() {
+        use deltalake::parquet::schema::types::ColumnPath;
+        let column = ColumnPath::from("id");
+        let default = compaction_properties(None);
+        assert_eq!(
+            default.max_row_group_bytes(),
+            Some(COMPACTED_ROW_GROUP_BYTES)
+        );
+        assert_eq!(
+            default.compression(&column),
+            Compression::ZSTD(ZstdLevel::try_new(4).unwrap())
+        );
+        let keyed = compaction_properties(Some(crate::lake::keys::keyed_writer_properties()));
+        assert_eq!(keyed.max_row_group_bytes(), Some(COMPACTED_ROW_GROUP_BYTES));
+        assert_eq!(keyed.compression(&column), Compression::SNAPPY);
+        assert_eq!(
+            keyed.data_page_row_count_limit(),
+            crate::lake::keys::keyed_writer_properties().data_page_row_count_limit()
+        );
+    }
 
     /// Compactions run on threads of the lowest priority, and the caller's are left as they are.
     #[cfg(target_os = "linux")]

@@ -144,6 +144,7 @@ mod tests {
     use super::*;
     use crate::lake::state::{load_state, LayerState};
     use crate::lake::storage::LakeStorage;
+    use tokio::sync::Semaphore;
 
     fn ids(from: i64, to: i64) -> RecordBatch {
         let schema = Schema::new(vec![Field::new("id", DataType::Int64, false)]);
@@ -243,7 +244,9 @@ mod tests {
             })
             .await
             .unwrap();
-        layer.compaction = Some(Compaction::start(before_delete, None));
+        // Turns of its own: another test's compaction would make it wait, and read on.
+        let turns = Box::leak(Box::new(Semaphore::new(1)));
+        layer.compaction = Some(Compaction::start_in_turn(before_delete, None, turns));
         let mut metrics = LakeMetrics::default();
         catch_up(&mut layer, true, &mut metrics).await.unwrap();
         assert_eq!((metrics.optimizes, metrics.compactions_lost), (0, 1));
@@ -260,6 +263,40 @@ mod tests {
             (metrics.optimizes, layer.compaction_outcome),
             (1, Outcome::Settled)
         );
+        assert_eq!(
+            (layer.existing().unwrap().version(), files(&layer)),
+            (Some(4), 1)
+        );
+        assert_eq!(layer.state, state_after(31));
+        assert_eq!(rows(&layer).await, 25);
+    }
+
+    /// A compaction that waited for its turn compacts the table as it is when the turn comes:
+    /// the delete committed meanwhile does not make it lose.
+    #[tokio::test]
+    async fn a_compaction_that_waited_for_its_turn_compacts_the_newest_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut layer = three_files(dir.path()).await;
+        let before_delete = layer.existing().unwrap().clone();
+        let turns: &'static Semaphore = Box::leak(Box::new(Semaphore::new(1)));
+        let other_compaction = turns.acquire().await.unwrap();
+        layer.compaction = Some(Compaction::start_in_turn(before_delete, None, turns));
+        layer
+            .commit_with(state_after(31), |table, properties| async move {
+                table
+                    .delete()
+                    .with_predicate("id < 5")
+                    .with_commit_properties(properties)
+                    .await
+                    .map(|(table, _)| table)
+            })
+            .await
+            .unwrap();
+        assert!(!layer.compaction.as_ref().unwrap().ended());
+        drop(other_compaction);
+        let mut metrics = LakeMetrics::default();
+        catch_up(&mut layer, true, &mut metrics).await.unwrap();
+        assert_eq!((metrics.optimizes, metrics.compactions_lost), (1, 0));
         assert_eq!(
             (layer.existing().unwrap().version(), files(&layer)),
             (Some(4), 1)

@@ -2,7 +2,7 @@
 //! answered once the lake has committed everything before it, and the end when the source
 //! stops.
 
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::Duration;
 
 use super::sink::{run_sink, Next, RecordSource, SinkStats};
@@ -10,10 +10,10 @@ use super::PipelineError;
 use crate::lake::gold::GoldSchedule;
 use crate::lake::writer::LakeWriter;
 use crate::metrics::Metrics;
-use crate::transport::embedded::Handoff;
+use crate::transport::embedded::{Handoff, HandoffReceiver};
 
 struct EmbeddedRecords {
-    input: Receiver<Handoff>,
+    input: HandoffReceiver,
 }
 
 impl RecordSource for EmbeddedRecords {
@@ -31,7 +31,7 @@ impl RecordSource for EmbeddedRecords {
 /// Applies records handed over in-process until the source ends.
 pub async fn sink_embedded(
     writer: &mut LakeWriter,
-    input: Receiver<Handoff>,
+    input: HandoffReceiver,
     gold: Option<&mut GoldSchedule>,
     metrics: Option<&Metrics>,
 ) -> Result<SinkStats, PipelineError> {

@@ -2,8 +2,13 @@
 //! channel of records (the same records Kafka would carry). The source's checkpoint waits until
 //! the lake has committed everything sent before it, so the binlog position the checkpoint
 //! records is never ahead of the lake.
+//!
+//! The channel is bounded twice: by records, and by the bytes of their keys and values, so that
+//! rows of a megabyte each do not pile up twenty thousand deep in memory when the lake falls
+//! behind.
 
-use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use super::record::{table_topic, Record, RecordEncoder};
@@ -25,13 +30,113 @@ pub enum Handoff {
 /// Records in flight between the two halves; the source blocks when the lake falls behind.
 pub const CHANNEL_CAPACITY: usize = 20_000;
 
-pub fn channel() -> (SyncSender<Handoff>, Receiver<Handoff>) {
-    std::sync::mpsc::sync_channel(CHANNEL_CAPACITY)
+/// Bytes of record keys and values in flight between the two halves; the source blocks when
+/// they would go over (a record larger than this alone still goes, on its own).
+pub const CHANNEL_BYTES: usize = 4 << 20;
+
+/// The record bytes sent and not yet taken, shared by the two ends.
+#[derive(Default)]
+struct InFlight {
+    state: Mutex<Gate>,
+    taken: Condvar,
+}
+
+#[derive(Default)]
+struct Gate {
+    bytes: usize,
+    /// The source waits for room: the lake side wakes it when it takes a record.
+    waiting: bool,
+    /// The lake side has gone.
+    closed: bool,
+}
+
+/// Sends records and signals to the lake side.
+pub struct HandoffSender {
+    tx: SyncSender<Handoff>,
+    in_flight: Arc<InFlight>,
+}
+
+/// The lake side's end of the channel.
+pub struct HandoffReceiver {
+    rx: Receiver<Handoff>,
+    in_flight: Arc<InFlight>,
+}
+
+/// The channel is closed: the lake side has gone.
+#[derive(Debug)]
+pub struct Closed;
+
+fn record_bytes(handoff: &Handoff) -> usize {
+    match handoff {
+        Handoff::Record(r) => {
+            r.key.as_ref().map_or(0, Vec::len) + r.value.as_ref().map_or(0, Vec::len)
+        }
+        _ => 0,
+    }
+}
+
+impl HandoffSender {
+    /// Sends `handoff`, first waiting while the records in flight would go over
+    /// [`CHANNEL_BYTES`] with it.
+    pub fn send(&self, handoff: Handoff) -> Result<(), Closed> {
+        let bytes = record_bytes(&handoff);
+        if bytes > 0 {
+            let mut gate = self.in_flight.state.lock().map_err(|_| Closed)?;
+            while gate.bytes > 0 && gate.bytes + bytes > CHANNEL_BYTES && !gate.closed {
+                gate.waiting = true;
+                gate = self.in_flight.taken.wait(gate).map_err(|_| Closed)?;
+            }
+            gate.waiting = false;
+            if gate.closed {
+                return Err(Closed);
+            }
+            gate.bytes += bytes;
+        }
+        self.tx.send(handoff).map_err(|_| Closed)
+    }
+}
+
+impl HandoffReceiver {
+    /// The next handoff, waiting up to `wait`.
+    pub fn recv_timeout(&self, wait: Duration) -> Result<Handoff, RecvTimeoutError> {
+        let handoff = self.rx.recv_timeout(wait)?;
+        let bytes = record_bytes(&handoff);
+        if bytes > 0 {
+            if let Ok(mut gate) = self.in_flight.state.lock() {
+                gate.bytes -= bytes;
+                if gate.waiting {
+                    self.in_flight.taken.notify_one();
+                }
+            }
+        }
+        Ok(handoff)
+    }
+}
+
+impl Drop for HandoffReceiver {
+    fn drop(&mut self) {
+        if let Ok(mut gate) = self.in_flight.state.lock() {
+            gate.closed = true;
+        }
+        self.in_flight.taken.notify_one();
+    }
+}
+
+pub fn channel() -> (HandoffSender, HandoffReceiver) {
+    let (tx, rx) = std::sync::mpsc::sync_channel(CHANNEL_CAPACITY);
+    let in_flight = Arc::new(InFlight::default());
+    (
+        HandoffSender {
+            tx,
+            in_flight: in_flight.clone(),
+        },
+        HandoffReceiver { rx, in_flight },
+    )
 }
 
 /// The source's side.
 pub struct EmbeddedOutput {
-    tx: SyncSender<Handoff>,
+    tx: HandoffSender,
     encoder: RecordEncoder,
     prefix: String,
     now_ms: u64,
@@ -39,7 +144,7 @@ pub struct EmbeddedOutput {
 }
 
 impl EmbeddedOutput {
-    pub fn new(tx: SyncSender<Handoff>, topic_prefix: &str, flush_timeout: Duration) -> Self {
+    pub fn new(tx: HandoffSender, topic_prefix: &str, flush_timeout: Duration) -> Self {
         EmbeddedOutput {
             tx,
             // Tombstones only matter to Kafka's log compaction.
@@ -104,5 +209,92 @@ impl SourceOutput for EmbeddedOutput {
             timeout: self.flush_timeout,
             from: WRITER,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record_of(bytes: usize) -> Handoff {
+        Handoff::Record(Record {
+            topic: "binlake.shop.t".into(),
+            partition: 0,
+            offset: None,
+            key: Some(vec![b'k'; 10]),
+            value: Some(vec![b'v'; bytes - 10]),
+            schema_id: None,
+            schema: None,
+        })
+    }
+
+    fn value_len(handoff: Handoff) -> usize {
+        match handoff {
+            Handoff::Record(r) => r.value.unwrap().len(),
+            _ => panic!("not a record"),
+        }
+    }
+
+    /// Records fill the byte budget; the next waits until the lake side takes one, and then
+    /// goes.
+    #[test]
+    fn the_source_waits_while_records_in_flight_hold_the_byte_budget() {
+        let (tx, rx) = channel();
+        tx.send(record_of(CHANNEL_BYTES / 2)).unwrap();
+        tx.send(record_of(CHANNEL_BYTES / 2)).unwrap();
+        let (sent_tx, sent_rx) = std::sync::mpsc::channel();
+        let sender = std::thread::spawn(move || {
+            tx.send(record_of(100)).unwrap();
+            sent_tx.send(()).unwrap();
+        });
+        assert_eq!(
+            sent_rx.recv_timeout(Duration::from_millis(300)),
+            Err(RecvTimeoutError::Timeout)
+        );
+        let taken = rx.recv_timeout(Duration::from_secs(1)).unwrap();
+        assert_eq!(value_len(taken), CHANNEL_BYTES / 2 - 10);
+        sent_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        sender.join().unwrap();
+        let lens: Vec<usize> = (0..2)
+            .map(|_| value_len(rx.recv_timeout(Duration::from_secs(1)).unwrap()))
+            .collect();
+        assert_eq!(lens, [CHANNEL_BYTES / 2 - 10, 90]);
+        assert_eq!(rx.in_flight.state.lock().unwrap().bytes, 0);
+    }
+
+    /// A record larger than the whole budget goes when the channel is empty, on its own.
+    #[test]
+    fn a_record_larger_than_the_budget_goes_alone() {
+        let (tx, rx) = channel();
+        tx.send(record_of(CHANNEL_BYTES * 2)).unwrap();
+        let (sent_tx, sent_rx) = std::sync::mpsc::channel();
+        let sender = std::thread::spawn(move || {
+            tx.send(record_of(100)).unwrap();
+            sent_tx.send(()).unwrap();
+            tx
+        });
+        assert_eq!(
+            sent_rx.recv_timeout(Duration::from_millis(300)),
+            Err(RecvTimeoutError::Timeout)
+        );
+        let taken = rx.recv_timeout(Duration::from_secs(1)).unwrap();
+        assert_eq!(value_len(taken), CHANNEL_BYTES * 2 - 10);
+        sent_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        let _tx = sender.join().unwrap();
+        assert_eq!(rx.in_flight.state.lock().unwrap().bytes, 100);
+    }
+
+    /// A source waiting for room learns that the lake side has gone instead of waiting forever.
+    #[test]
+    fn a_waiting_source_is_told_when_the_lake_side_goes() {
+        let (tx, rx) = channel();
+        tx.send(record_of(CHANNEL_BYTES)).unwrap();
+        let sender = std::thread::spawn(move || tx.send(record_of(100)).is_err());
+        std::thread::sleep(Duration::from_millis(100));
+        drop(rx);
+        assert!(
+            sender.join().unwrap(),
+            "the send should fail once the taker is gone"
+        );
     }
 }

@@ -102,12 +102,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// glibc gives every thread that allocates its own malloc arena, and arenas keep freed memory:
-/// with a worker per core scanning and decoding parquet, the sink's peak RSS grew by half
-/// (752 MB against 482 MB on the 10M-row lake benchmark, same speed). Two arenas, unless the
-/// user set `MALLOC_ARENA_MAX` themselves. (mimalloc was tried on 2026-12-01: 14% faster on the
-/// bulk load, but its peak grew with the number of batches, 1.17 GB at 4 MiB batches against
-/// glibc's 335 MB: the threads that decode each batch leave their heaps behind.)
+/// jemalloc serves Rust's allocations: on the bulk load it took ~25% less time than glibc's
+/// malloc and peaked lower (docs/decisions.md, 2026-12-03).
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read at its first allocation (before `main`): two arenas as for glibc
+/// below, and freed pages returned to the system within a quarter of a second by a thread of
+/// its own, so that the peak of one batch is not kept for the next. `_RJEM_MALLOC_CONF` in the
+/// environment overrides them.
+#[cfg(feature = "jemalloc")]
+#[export_name = "_rjem_malloc_conf"]
+static JEMALLOC_CONF: &[u8; 69] =
+    b"narenas:2,dirty_decay_ms:250,muzzy_decay_ms:0,background_thread:true\0";
+
+/// glibc's malloc still serves the C libraries (librdkafka) and, without the `jemalloc`
+/// feature, everything. It gives every thread that allocates its own arena, and arenas keep
+/// freed memory: with a worker per core scanning and decoding parquet, the sink's peak RSS
+/// grew by half (752 MB against 482 MB on the 10M-row lake benchmark, same speed). Two arenas,
+/// unless the user set `MALLOC_ARENA_MAX` themselves.
 fn cap_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {

@@ -94,3 +94,39 @@ fn missing_inputs_are_named() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("schema file /nonexistent/schema.sql"));
 }
+
+/// The binary allocates with jemalloc and reads binlake's options for it: the thread that
+/// returns freed pages to the system (`background_thread:true`, off in jemalloc's defaults)
+/// runs beside the command's own.
+#[cfg(all(target_os = "linux", feature = "jemalloc"))]
+#[test]
+fn the_binary_runs_on_jemalloc_with_binlakes_options() {
+    use std::io::BufRead;
+    let mut mock = crate::support::KillOnDrop(
+        binlake()
+            .args(["bench", "mock-kafka"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // The cluster's address on stdout: the process is up and has allocated.
+    let mut address = String::new();
+    std::io::BufReader::new(mock.0.stdout.take().unwrap())
+        .read_line(&mut address)
+        .unwrap();
+    assert!(address.contains("127.0.0.1:"), "{address}");
+    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", mock.0.id()))
+        .unwrap()
+        .map(|task| {
+            std::fs::read_to_string(task.unwrap().path().join("comm"))
+                .unwrap()
+                .trim()
+                .to_string()
+        })
+        .collect();
+    assert!(
+        threads.iter().any(|t| t == "jemalloc_bg_thd"),
+        "{threads:?}"
+    );
+}

@@ -226,13 +226,8 @@ mod tests {
         assert_eq!(rows(&layer).await, 35);
     }
 
-    /// A compaction that read files a later commit deleted rows from loses to that commit; the
-    /// table's next maintenance compacts it in line, and no row or state is lost.
-    #[tokio::test]
-    async fn a_lost_compaction_runs_again_in_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut layer = three_files(dir.path()).await;
-        let before_delete = layer.existing().unwrap().clone();
+    /// Deletes the rows with ids 0-4 in a commit that records `state_after(31)`.
+    async fn delete_ids_below_5(layer: &mut Layer) {
         layer
             .commit_with(state_after(31), |table, properties| async move {
                 table
@@ -244,6 +239,16 @@ mod tests {
             })
             .await
             .unwrap();
+    }
+
+    /// A compaction that read files a later commit deleted rows from loses to that commit; the
+    /// table's next maintenance compacts it in line, and no row or state is lost.
+    #[tokio::test]
+    async fn a_lost_compaction_runs_again_in_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut layer = three_files(dir.path()).await;
+        let before_delete = layer.existing().unwrap().clone();
+        delete_ids_below_5(&mut layer).await;
         // Turns of its own: another test's compaction would make it wait, and read on.
         let turns = Box::leak(Box::new(Semaphore::new(1)));
         layer.compaction = Some(Compaction::start_in_turn(before_delete, None, turns));
@@ -281,17 +286,7 @@ mod tests {
         let turns: &'static Semaphore = Box::leak(Box::new(Semaphore::new(1)));
         let other_compaction = turns.acquire().await.unwrap();
         layer.compaction = Some(Compaction::start_in_turn(before_delete, None, turns));
-        layer
-            .commit_with(state_after(31), |table, properties| async move {
-                table
-                    .delete()
-                    .with_predicate("id < 5")
-                    .with_commit_properties(properties)
-                    .await
-                    .map(|(table, _)| table)
-            })
-            .await
-            .unwrap();
+        delete_ids_below_5(&mut layer).await;
         assert!(!layer.compaction.as_ref().unwrap().ended());
         drop(other_compaction);
         let mut metrics = LakeMetrics::default();

@@ -235,6 +235,22 @@ mod tests {
         }
     }
 
+    /// Sends a 100-byte record on a thread of its own; the receiver hears when it went.
+    fn send_aside(
+        tx: HandoffSender,
+    ) -> (
+        std::thread::JoinHandle<HandoffSender>,
+        std::sync::mpsc::Receiver<()>,
+    ) {
+        let (sent_tx, sent_rx) = std::sync::mpsc::channel();
+        let sender = std::thread::spawn(move || {
+            tx.send(record_of(100)).unwrap();
+            sent_tx.send(()).unwrap();
+            tx
+        });
+        (sender, sent_rx)
+    }
+
     /// Records fill the byte budget; the next waits until the lake side takes one, and then
     /// goes.
     #[test]
@@ -242,11 +258,7 @@ mod tests {
         let (tx, rx) = channel();
         tx.send(record_of(CHANNEL_BYTES / 2)).unwrap();
         tx.send(record_of(CHANNEL_BYTES / 2)).unwrap();
-        let (sent_tx, sent_rx) = std::sync::mpsc::channel();
-        let sender = std::thread::spawn(move || {
-            tx.send(record_of(100)).unwrap();
-            sent_tx.send(()).unwrap();
-        });
+        let (sender, sent_rx) = send_aside(tx);
         assert_eq!(
             sent_rx.recv_timeout(Duration::from_millis(300)),
             Err(RecvTimeoutError::Timeout)
@@ -267,12 +279,7 @@ mod tests {
     fn a_record_larger_than_the_budget_goes_alone() {
         let (tx, rx) = channel();
         tx.send(record_of(CHANNEL_BYTES * 2)).unwrap();
-        let (sent_tx, sent_rx) = std::sync::mpsc::channel();
-        let sender = std::thread::spawn(move || {
-            tx.send(record_of(100)).unwrap();
-            sent_tx.send(()).unwrap();
-            tx
-        });
+        let (sender, sent_rx) = send_aside(tx);
         assert_eq!(
             sent_rx.recv_timeout(Duration::from_millis(300)),
             Err(RecvTimeoutError::Timeout)

@@ -116,17 +116,21 @@ fn the_binary_runs_on_jemalloc_with_binlakes_options() {
         .read_line(&mut address)
         .unwrap();
     assert!(address.contains("127.0.0.1:"), "{address}");
-    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", mock.0.id()))
-        .unwrap()
-        .map(|task| {
-            std::fs::read_to_string(task.unwrap().path().join("comm"))
-                .unwrap()
-                .trim()
-                .to_string()
-        })
-        .collect();
-    assert!(
-        threads.iter().any(|t| t == "jemalloc_bg_thd"),
-        "{threads:?}"
-    );
+    // Threads come and go while the directory is read: a vanished one is skipped.
+    let threads = || -> Vec<String> {
+        std::fs::read_dir(format!("/proc/{}/task", mock.0.id()))
+            .unwrap()
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .map(|name| name.trim().to_string())
+            .collect()
+    };
+    let mut seen = threads();
+    for _ in 0..50 {
+        if seen.iter().any(|t| t == "jemalloc_bg_thd") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        seen = threads();
+    }
+    assert!(seen.iter().any(|t| t == "jemalloc_bg_thd"), "{seen:?}");
 }

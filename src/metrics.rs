@@ -35,6 +35,11 @@ pub struct Metrics {
     pub commits: Counter,
     /// Batches applied again because another sink committed to the table first.
     pub concurrent_commits: Counter,
+    /// Compactions that landed, in the background or in line.
+    pub compactions: Counter,
+    /// Background compactions that lost to a concurrent commit (each run again in line).
+    pub compactions_lost: Counter,
+    pub vacuums: Counter,
     pub errors: Counter,
     pub gold_refreshes: Counter,
     pub gold_failures: Counter,
@@ -98,6 +103,9 @@ impl Metrics {
             dead_letters: Counter::default(),
             commits: Counter::default(),
             concurrent_commits: Counter::default(),
+            compactions: Counter::default(),
+            compactions_lost: Counter::default(),
+            vacuums: Counter::default(),
             errors: Counter::default(),
             gold_refreshes: Counter::default(),
             gold_failures: Counter::default(),
@@ -132,6 +140,17 @@ impl Metrics {
                 "Table applies done again because another sink committed to the table first",
                 m.concurrent_commits.clone(),
             );
+            r.register(
+                "compactions",
+                "Table compactions that landed, in the background or in line",
+                m.compactions.clone(),
+            );
+            r.register(
+                "compactions_lost",
+                "Background compactions that lost to a concurrent commit and ran again in line",
+                m.compactions_lost.clone(),
+            );
+            r.register("vacuums", "Table vacuums run", m.vacuums.clone());
             r.register("errors", "Errors that stopped a batch", m.errors.clone());
             r.register(
                 "gold_refreshes",
@@ -417,6 +436,12 @@ mod tests {
         assert!(body.contains("binlake_lag_seconds 1.5"), "{body}");
         assert!(body.contains("binlake_batch_seconds_count 1"), "{body}");
         assert!(body.contains("binlake_tables_stopped 0"), "{body}");
+        for maintenance in ["compactions", "compactions_lost", "vacuums"] {
+            assert!(
+                body.contains(&format!("binlake_{maintenance}_total 0")),
+                "{body}"
+            );
+        }
 
         m.record_table("shop.orders", 120, crate::event::now_ms() as i64 - 2500);
         m.set_gold(&[GoldPreview {

@@ -351,6 +351,14 @@ fn stopped_message(writer: &LakeWriter) -> Option<String> {
     })
 }
 
+/// Counts the compactions and vacuums a batch's apply ran or settled.
+fn count_maintenance(m: &Metrics, before: &LakeMetrics, now: &LakeMetrics) {
+    m.compactions.inc_by(now.optimizes - before.optimizes);
+    m.compactions_lost
+        .inc_by(now.compactions_lost - before.compactions_lost);
+    m.vacuums.inc_by(now.vacuums - before.vacuums);
+}
+
 /// Reports one applied batch to the metrics.
 fn observe(metrics: Option<&Metrics>, writer: &LakeWriter, before: &LakeMetrics, records: usize) {
     let Some(m) = metrics else {
@@ -365,6 +373,7 @@ fn observe(metrics: Option<&Metrics>, writer: &LakeWriter, before: &LakeMetrics,
     m.commits.inc_by(now.commits - before.commits);
     m.concurrent_commits
         .inc_by(now.concurrent_commits - before.concurrent_commits);
+    count_maintenance(m, before, now);
     m.batch_seconds.observe(now.last_batch.as_secs_f64());
     m.set_stopped(&writer.stopped());
     if now.newest_source_ts_ms > 0 {
@@ -392,4 +401,39 @@ fn touched_tables(batch: &[Record]) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a batch's apply added to the writer's maintenance counts reaches Prometheus.
+    #[test]
+    fn maintenance_a_batch_ran_is_counted() {
+        let m = Metrics::new();
+        let before = LakeMetrics {
+            optimizes: 2,
+            compactions_lost: 1,
+            vacuums: 1,
+            ..LakeMetrics::default()
+        };
+        let now = LakeMetrics {
+            optimizes: 5,
+            compactions_lost: 2,
+            vacuums: 1,
+            ..LakeMetrics::default()
+        };
+        count_maintenance(&m, &before, &now);
+        assert_eq!(
+            (
+                m.compactions.get(),
+                m.compactions_lost.get(),
+                m.vacuums.get()
+            ),
+            (3, 1, 0)
+        );
+        let text = m.render();
+        assert!(text.contains("binlake_compactions_total 3"), "{text}");
+        assert!(text.contains("binlake_compactions_lost_total 1"), "{text}");
+    }
 }

@@ -102,8 +102,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// jemalloc serves Rust's allocations: on the bulk load it took ~25% less time than glibc's
-/// malloc and peaked lower (docs/decisions.md, 2026-12-03).
+/// jemalloc serves Rust's allocations: on the bulk load it took 5-25% less time than glibc's
+/// malloc with the same or a lower peak (docs/decisions.md, 2026-12-03).
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

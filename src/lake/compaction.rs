@@ -122,8 +122,8 @@ fn lowest_cpu_priority() {
 }
 
 /// The most a compacted file's row group holds, by its estimated encoded size. The writer keeps
-/// a row group in memory until it is full: at parquet's default of 1M rows a compaction of
-/// bronze's wide rows held hundreds of megabytes, three tables at once.
+/// a row group in memory until it is full (parquet's default is 1M rows); with a table's three
+/// layers compacting at once the bulk load's peak rose from 276 MB to 459-556 MB.
 pub(super) const COMPACTED_ROW_GROUP_BYTES: usize = 32 << 20;
 
 /// The layer's writer properties (delta-rs's zstd when `None`), row groups bounded by

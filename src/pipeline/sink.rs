@@ -89,7 +89,7 @@ impl Filling {
 
     fn push(&mut self, r: Record) {
         self.first_at.get_or_insert_with(Instant::now);
-        self.bytes += r.key.as_ref().map_or(0, Vec::len) + r.value.as_ref().map_or(0, Vec::len);
+        self.bytes += r.payload_bytes();
         self.records.push(r);
     }
 

@@ -68,9 +68,7 @@ pub struct Closed;
 
 fn record_bytes(handoff: &Handoff) -> usize {
     match handoff {
-        Handoff::Record(r) => {
-            r.key.as_ref().map_or(0, Vec::len) + r.value.as_ref().map_or(0, Vec::len)
-        }
+        Handoff::Record(r) => r.payload_bytes(),
         _ => 0,
     }
 }

@@ -31,6 +31,13 @@ pub struct Record {
     pub schema: Option<Arc<TableSchema>>,
 }
 
+impl Record {
+    /// Bytes of its key and value: what batch and channel budgets count.
+    pub fn payload_bytes(&self) -> usize {
+        self.key.as_ref().map_or(0, Vec::len) + self.value.as_ref().map_or(0, Vec::len)
+    }
+}
+
 /// The way a record came: a Kafka topic partition, or the in-process channel (which has no
 /// offsets; there the binlog position orders records). Written `topic:partition` or
 /// `embedded` in the lake's state and in Kafka offsets.

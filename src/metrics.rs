@@ -40,6 +40,8 @@ pub struct Metrics {
     /// Background compactions that lost to a concurrent commit (each run again in line).
     pub compactions_lost: Counter,
     pub vacuums: Counter,
+    /// Log files past the log retention that vacuums deleted.
+    pub expired_log_files: Counter,
     pub errors: Counter,
     pub gold_refreshes: Counter,
     pub gold_failures: Counter,
@@ -106,6 +108,7 @@ impl Metrics {
             compactions: Counter::default(),
             compactions_lost: Counter::default(),
             vacuums: Counter::default(),
+            expired_log_files: Counter::default(),
             errors: Counter::default(),
             gold_refreshes: Counter::default(),
             gold_failures: Counter::default(),
@@ -151,6 +154,11 @@ impl Metrics {
                 m.compactions_lost.clone(),
             );
             r.register("vacuums", "Table vacuums run", m.vacuums.clone());
+            r.register(
+                "expired_log_files",
+                "Log files past the table's log retention that vacuums deleted",
+                m.expired_log_files.clone(),
+            );
             r.register("errors", "Errors that stopped a batch", m.errors.clone());
             r.register(
                 "gold_refreshes",

@@ -1,7 +1,7 @@
 //! Table maintenance on a schedule of commits: compaction (`optimize_every_commits`), in the
 //! background ([`super::compaction`]), and vacuum (`vacuum_every_commits`, keeping
 //! `vacuum_retention_hours`; by default a full one, which also deletes the files of commits that
-//! never happened), in line, with no compaction under way. Their commits change no
+//! never happened, and the log files past the table's log retention), in line, with no compaction under way. Their commits change no
 //! data and carry no state (see [`super::state::maintenance_commit_properties`]).
 //!
 //! A compaction that landed leaves the writer's view of the table behind: the layer catches up
@@ -11,6 +11,9 @@
 //! every table is still compacted on its schedule.
 
 use std::time::Duration;
+
+use deltalake::table::config::TablePropertiesExt;
+use deltalake::DeltaTableError;
 
 use super::compaction::{self, Compaction, Outcome};
 use super::config::{LakeConfig, VacuumMode};
@@ -124,9 +127,31 @@ async fn vacuum(
         .with_commit_properties(maintenance_commit_properties())
         .await
         .map_err(delta_err(&layer.path))?;
+    metrics.expired_log_files += expire_log_files(&table)
+        .await
+        .map_err(delta_err(&layer.path))?;
     layer.maintained(table).await?;
     metrics.vacuums += 1;
     Ok(())
+}
+
+/// Deletes the log files older than the table's `delta.logRetentionDuration` (30 days by
+/// default) that its newest checkpoint before them makes unneeded, unless the table turns
+/// `delta.enableExpiredLogCleanup` off. binlake's commits leave this to the vacuum
+/// ([`super::state::without_log_cleanup`]): it lists the whole log.
+async fn expire_log_files(table: &deltalake::DeltaTable) -> Result<u64, DeltaTableError> {
+    if !table
+        .snapshot()?
+        .table_config()
+        .enable_expired_log_cleanup()
+    {
+        return Ok(0);
+    }
+    let deleted = deltalake::protocol::checkpoints::cleanup_metadata(table, None).await?;
+    if deleted > 0 {
+        tracing::debug!(table = %table.table_url(), deleted, "expired log files deleted");
+    }
+    Ok(deleted as u64)
 }
 
 fn chrono_duration(d: Duration) -> chrono::Duration {
@@ -411,5 +436,76 @@ mod tests {
         // Read on to the newest version, the refused append nowhere in it.
         assert_eq!(layer.existing().unwrap().version(), Some(4));
         assert_eq!(rows(&layer).await, 31);
+    }
+
+    fn log_commits(table_dir: &std::path::Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(table_dir.join("_delta_log"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".json"))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// binlake's commits leave expired log files alone (delta-rs would list the whole log after
+    /// every commit to find them); the vacuum deletes them, up to the newest checkpoint, and the
+    /// table reads the same after.
+    #[tokio::test]
+    async fn expired_log_files_are_left_by_commits_and_deleted_by_the_vacuum() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage =
+            LakeStorage::new(dir.path().to_str().unwrap(), &BTreeMap::new(), dir.path()).unwrap();
+        let settings = LakeConfig {
+            checkpoint_interval: 2,
+            vacuum_retention_hours: 0,
+            ..LakeConfig::default()
+        };
+        let mut layer = Layer::open(&storage, "bronze/shop/t".into()).await.unwrap();
+        layer
+            .append(ids(0, 10), None, state_after(10), &settings)
+            .await
+            .unwrap();
+        let table = layer.existing().cloned().unwrap();
+        let table = table
+            .set_tbl_properties()
+            .with_properties(
+                [(
+                    "delta.logRetentionDuration".to_string(),
+                    "interval 0 seconds".to_string(),
+                )]
+                .into(),
+            )
+            .with_commit_properties(maintenance_commit_properties())
+            .await
+            .unwrap();
+        layer.maintained(table).await.unwrap();
+        for i in 1..6 {
+            let (from, to) = (i * 10, i * 10 + 10);
+            layer
+                .append(ids(from, to), None, state_after(to), &settings)
+                .await
+                .unwrap();
+        }
+        let table_dir = dir.path().join("bronze/shop/t");
+        // Versions 0-6, checkpoints at 1, 3 and 5 (delta-rs checkpoints the version that makes
+        // `checkpointInterval` commits): every commit file is past the retention and those
+        // before a checkpoint are no longer needed, yet all are still there.
+        assert_eq!(log_commits(&table_dir).len(), 7);
+
+        let mut metrics = LakeMetrics::default();
+        vacuum(&mut layer, &settings, &mut metrics).await.unwrap();
+        // From the newest checkpoint on (5) the log stays; before it, five commit files and
+        // two checkpoints went (this vacuum found no data file to delete, so it committed
+        // nothing).
+        let kept = log_commits(&table_dir);
+        assert_eq!(metrics.expired_log_files, 7, "{kept:?}");
+        assert_eq!(
+            kept,
+            (5..=6).map(|v| format!("{v:020}.json")).collect::<Vec<_>>()
+        );
+        let reopened = Layer::open(&storage, "bronze/shop/t".into()).await.unwrap();
+        assert_eq!(reopened.state, state_after(60));
+        assert_eq!(rows(&reopened).await, 60);
     }
 }

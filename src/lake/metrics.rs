@@ -24,6 +24,8 @@ pub struct LakeMetrics {
     /// Background compactions that lost to a concurrent commit (each run again in line).
     pub compactions_lost: u64,
     pub vacuums: u64,
+    /// Log files past the log retention that vacuums deleted.
+    pub expired_log_files: u64,
     /// Time spent per layer, summed over batches (for benchmarks and metrics).
     pub bronze_time: Duration,
     /// Working out which changes are new to bronze, before its rows and commit start beside
@@ -56,6 +58,7 @@ impl LakeMetrics {
         self.optimizes += part.optimizes;
         self.compactions_lost += part.compactions_lost;
         self.vacuums += part.vacuums;
+        self.expired_log_files += part.expired_log_files;
         self.apply_time += part.apply_time;
         self.decode_time += part.decode_time;
         self.bronze_time += part.bronze_time;

@@ -65,13 +65,15 @@ impl LayerState {
     /// A table another sink committed to in the meantime fails the commit (see
     /// [`super::LakeError::is_concurrent_commit`]), and the writer reloads the table and applies
     /// the batch again, so the state it records always includes the other sink's.
+    ///
+    /// No log cleanup either: see [`without_log_cleanup`].
     pub(super) fn commit_properties(&self) -> CommitProperties {
         let txns = self
             .offsets
             .iter()
             .map(|(sp, next)| Transaction::new(format!("binlake:{sp}"), next))
             .collect();
-        CommitProperties::default()
+        without_log_cleanup(CommitProperties::default())
             .with_max_retries(0)
             .with_application_transactions(txns)
             .with_metadata(
@@ -95,7 +97,15 @@ fn writer_metadata() -> [(String, serde_json::Value); 1] {
 /// rules, so a state recorded in one could be older than a concurrent commit's, and
 /// [`load_state`] would take it for the newest.
 pub(super) fn maintenance_commit_properties() -> CommitProperties {
-    CommitProperties::default().with_metadata(writer_metadata())
+    without_log_cleanup(CommitProperties::default()).with_metadata(writer_metadata())
+}
+
+/// `properties` for a commit that leaves expired log files to the vacuum
+/// ([`super::maintenance`]). delta-rs otherwise cleans the log after every commit, and that
+/// lists the whole `_delta_log`: every commit of the log retention (30 days by default), a
+/// listing that grows with every commit and, on Azure, costs a paid call per 5,000 files.
+pub(crate) fn without_log_cleanup(properties: CommitProperties) -> CommitProperties {
+    properties.with_cleanup_expired_logs(Some(false))
 }
 
 /// Whether a commit is maintenance: a compaction or a vacuum (binlake's or any engine's), which

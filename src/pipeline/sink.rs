@@ -357,6 +357,8 @@ fn count_maintenance(m: &Metrics, before: &LakeMetrics, now: &LakeMetrics) {
     m.compactions_lost
         .inc_by(now.compactions_lost - before.compactions_lost);
     m.vacuums.inc_by(now.vacuums - before.vacuums);
+    m.expired_log_files
+        .inc_by(now.expired_log_files - before.expired_log_files);
 }
 
 /// Reports one applied batch to the metrics.
@@ -415,12 +417,14 @@ mod tests {
             optimizes: 2,
             compactions_lost: 1,
             vacuums: 1,
+            expired_log_files: 4,
             ..LakeMetrics::default()
         };
         let now = LakeMetrics {
             optimizes: 5,
             compactions_lost: 2,
             vacuums: 1,
+            expired_log_files: 10,
             ..LakeMetrics::default()
         };
         count_maintenance(&m, &before, &now);
@@ -428,12 +432,14 @@ mod tests {
             (
                 m.compactions.get(),
                 m.compactions_lost.get(),
-                m.vacuums.get()
+                m.vacuums.get(),
+                m.expired_log_files.get()
             ),
-            (3, 1, 0)
+            (3, 1, 0, 6)
         );
         let text = m.render();
         assert!(text.contains("binlake_compactions_total 3"), "{text}");
         assert!(text.contains("binlake_compactions_lost_total 1"), "{text}");
+        assert!(text.contains("binlake_expired_log_files_total 6"), "{text}");
     }
 }

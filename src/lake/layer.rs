@@ -620,15 +620,13 @@ impl Layer {
             not_matched_predicates: Vec::new(),
             not_matched_by_source_predicates: Vec::new(),
         };
-        CommitBuilder::from(properties)
+        let committed = CommitBuilder::from(properties)
             .with_actions(actions)
             .build(Some(snapshot), table.log_store(), operation)
             .await
             .map_err(delta_err(&self.path))?;
-        let mut table = self.table.take().expect("a layer keeps its table");
-        let reloaded = table.update_incremental(None).await;
-        self.table = Some(table);
-        reloaded.map_err(delta_err(&self.path))?;
+        let table = self.table.as_mut().expect("a layer keeps its table");
+        table.state = Some(committed.snapshot);
         self.state = state;
         self.commits += 1;
         Ok(())

@@ -146,8 +146,9 @@ pub(super) async fn write_history(
         let new_versions = BooleanArray::from(rows.iter().map(|r| !r.close).collect::<Vec<_>>());
         let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
             .map_err(|e| df_err(&schema.id, e))?;
-        let batch = deltalake::arrow::compute::filter_record_batch(&batch, &new_versions)
+        let new_rows = deltalake::arrow::compute::filter_record_batch(&batch, &new_versions)
             .map_err(|e| df_err(&schema.id, e))?;
+        drop(batch);
         // Key index → the change that ends its open version.
         let ends: HashMap<usize, &LakeChange> = rows
             .iter()
@@ -157,7 +158,7 @@ pub(super) async fn write_history(
                 Some((*keys.index.get(end.key_text())?, end))
             })
             .collect();
-        layer.add_missing_columns(schema, &batch.schema()).await?;
+        layer.add_missing_columns(schema, &new_rows.schema()).await?;
         let table = layer.existing().expect("exists");
         let target = layer.arrow_schema().expect("exists");
         let closing: Vec<usize> = ends.keys().copied().collect();
@@ -169,7 +170,8 @@ pub(super) async fn write_history(
             None => Located::default(),
         };
         open.retain_null();
-        let mut parts = vec![conform(&batch, &target, &schema.id.to_string())?];
+        let mut parts = vec![conform(&new_rows, &target, &schema.id.to_string())?];
+        drop(new_rows);
         for (open, key_of_row) in
             read_located(table, &layer.path, &open, closing.iter().copied()).await?
         {
@@ -197,6 +199,7 @@ pub(super) async fn write_history(
         }
         let batch = deltalake::arrow::compute::concat_batches(&target, &parts)
             .map_err(|e| df_err(&schema.id, e))?;
+        drop(parts);
         return layer
             .upsert_by_deletion(schema, batch, &open, closing, state)
             .await;

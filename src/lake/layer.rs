@@ -408,13 +408,19 @@ impl Layer {
     ) -> Result<(), LakeError> {
         use deltalake::writer::DeltaWriter;
         let table = self.table.as_ref().expect("a layer keeps its table");
-        let batch = conform(&batch, target, &self.path)?;
+        // Batches are moved in and let go as soon as they are copied: a batch's Arrow forms
+        // are the largest part of the sink's peak memory.
+        let conformed = conform(&batch, target, &self.path)?;
+        drop(batch);
         let mut writer = deltalake::writer::RecordBatchWriter::for_table(table)
             .map_err(delta_err(&self.path))?;
         if let Some(properties) = self.writer_properties() {
             writer = writer.with_writer_properties(properties);
         }
-        writer.write(batch).await.map_err(delta_err(&self.path))?;
+        writer
+            .write(conformed)
+            .await
+            .map_err(delta_err(&self.path))?;
         let adds: Vec<Action> = writer
             .flush()
             .await
@@ -600,7 +606,10 @@ impl Layer {
         self.add_missing_columns(schema, &batch.schema()).await?;
         let table = self.table.as_ref().expect("a layer keeps its table");
         let target = self.arrow_schema().expect("the table exists");
-        let batch = sorted_by_key(&conform(&batch, &target, &schema.id.to_string())?, schema)?;
+        let conformed = conform(&batch, &target, &schema.id.to_string())?;
+        drop(batch);
+        let batch = sorted_by_key(&conformed, schema)?;
+        drop(conformed);
         let mut actions =
             delete_rows(table, &self.path, located.deletes(replaced.into_iter())).await?;
         if batch.num_rows() > 0 {

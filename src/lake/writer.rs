@@ -549,6 +549,37 @@ impl Decoded {
             took: started.elapsed(),
         }
     }
+
+    /// Frees the key and value of every record of `records` (the batch this decoded) that
+    /// [`LakeWriter::apply_decoded`] will not write as a dead letter: its change is decoded, so
+    /// only a record that failed to decode, or whose change belongs to another table than its
+    /// topic's, still needs them. For a batch of 16 MiB that is about as much memory freed
+    /// before the batch's Arrow forms are built. Not under `on_unappliable = "dead_letter"`,
+    /// where any change whose value the lake cannot take is written as its record.
+    pub fn release_payloads(&self, records: &mut [Record], settings: &LakeConfig) {
+        if settings.on_unappliable != OnUnappliable::Stop {
+            return;
+        }
+        for group in &self.groups {
+            let table = group
+                .parsed
+                .iter()
+                .find_map(|p| p.as_ref().ok().and_then(Option::as_ref))
+                .map(|c| &c.schema.id);
+            for (&place, parsed) in group.places.iter().zip(&group.parsed) {
+                let needed = match parsed {
+                    Ok(None) => false,
+                    Ok(Some(c)) => Some(&c.schema.id) != table,
+                    Err(_) => true,
+                };
+                if !needed {
+                    let record = &mut records[place];
+                    record.key = None;
+                    record.value = None;
+                }
+            }
+        }
+    }
 }
 
 /// Decodes `records` (see [`parse`]), in order, split over the cores: decoding the envelopes
@@ -570,4 +601,90 @@ fn parse_on_every_core(records: &[&Record]) -> Vec<Result<Option<LakeChange>, St
             .flat_map(|p| p.join().expect("decoding does not panic"))
             .collect()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Column, ColumnType, TableSchema};
+
+    fn schema(table: &str) -> Arc<TableSchema> {
+        Arc::new(TableSchema {
+            id: TableId::new("shop", table),
+            columns: vec![Column::new("id", ColumnType::Int)],
+            primary_key: vec![0],
+            positional_names: false,
+        })
+    }
+
+    /// A record on `shop.orders`'s topic: an insert of `id` into `table`, or `value` as given.
+    fn record(table: &str, value: Option<String>, id: i64) -> Record {
+        let value = value.unwrap_or_else(|| {
+            serde_json::json!({
+                "before": null,
+                "after": {"id": id},
+                "source": {"db": "shop", "table": table, "file": "mysql-bin.000001", "pos": 100 + id, "row": 0, "ts_ms": 1_700_000_000_000i64, "snapshot": "false"},
+                "op": "c",
+                "ts_ms": 1_700_000_000_000i64,
+            })
+            .to_string()
+        });
+        Record {
+            topic: "binlake.shop.orders".into(),
+            partition: 0,
+            offset: Some(id),
+            key: Some(format!("{{\"id\":{id}}}").into_bytes()),
+            value: Some(value.into_bytes()),
+            schema_id: None,
+            schema: Some(schema(table)),
+        }
+    }
+
+    /// Once a batch is decoded, only what can still become a dead letter keeps its bytes: a
+    /// record that did not decode, and one whose change is another table's than its topic's.
+    #[test]
+    fn decoded_records_give_up_their_payloads_unless_they_can_become_dead_letters() {
+        let batch = || {
+            let mut tombstone = record("orders", None, 4);
+            tombstone.value = None;
+            vec![
+                record("orders", None, 1),
+                record("orders", Some("{not json".into()), 2),
+                record("customers", None, 3),
+                tombstone,
+                record("orders", None, 5),
+            ]
+        };
+        let mut records = batch();
+        // The third decodes: it is kept as a stray, not as poison.
+        assert!(matches!(parse(&records[2]), Ok(Some(_))));
+        let decoded = Decoded::new(&records);
+        decoded.release_payloads(&mut records, &LakeConfig::default());
+        let kept: Vec<(Option<i64>, bool, bool)> = records
+            .iter()
+            .map(|r| (r.offset, r.key.is_some(), r.value.is_some()))
+            .collect();
+        assert_eq!(
+            kept,
+            vec![
+                (Some(1), false, false),
+                (Some(2), true, true),
+                (Some(3), true, true),
+                (Some(4), false, false),
+                (Some(5), false, false),
+            ]
+        );
+
+        // Under on_unappliable = "dead_letter" any change can become one: every record keeps
+        // its bytes.
+        let mut records = batch();
+        let decoded = Decoded::new(&records);
+        let dead_letters = LakeConfig {
+            on_unappliable: OnUnappliable::DeadLetter,
+            ..LakeConfig::default()
+        };
+        decoded.release_payloads(&mut records, &dead_letters);
+        assert!(records.iter().all(|r| r.key.is_some()));
+        assert_eq!(records.iter().filter(|r| r.value.is_some()).count(), 4);
+    }
 }

@@ -123,7 +123,8 @@ struct Applied {
 type UnderWay<'w> = Pin<Box<dyn Future<Output = (&'w mut LakeWriter, Applied)> + 'w>>;
 
 /// Lends `writer` to the apply of `batch`, decoded as `decoded`.
-fn lend<'w>(writer: &'w mut LakeWriter, batch: Filling, decoded: Decoded) -> UnderWay<'w> {
+fn lend<'w>(writer: &'w mut LakeWriter, mut batch: Filling, decoded: Decoded) -> UnderWay<'w> {
+    decoded.release_payloads(&mut batch.records, writer.settings());
     Box::pin(async move {
         let before = writer.metrics.clone();
         let result = writer.apply_decoded(&batch.records, decoded).await;

@@ -158,7 +158,9 @@ pub(super) async fn write_history(
                 Some((*keys.index.get(end.key_text())?, end))
             })
             .collect();
-        layer.add_missing_columns(schema, &new_rows.schema()).await?;
+        layer
+            .add_missing_columns(schema, &new_rows.schema())
+            .await?;
         let table = layer.existing().expect("exists");
         let target = layer.arrow_schema().expect("exists");
         let closing: Vec<usize> = ends.keys().copied().collect();

@@ -553,7 +553,7 @@ impl Decoded {
     /// Frees the key and value of every record of `records` (the batch this decoded) that
     /// [`LakeWriter::apply_decoded`] will not write as a dead letter: its change is decoded, so
     /// only a record that failed to decode, or whose change belongs to another table than its
-    /// topic's, still needs them. For a batch of 16 MiB that is about as much memory freed
+    /// topic's, still needs them. For a full batch that is `max_batch_bytes` of memory freed
     /// before the batch's Arrow forms are built. Not under `on_unappliable = "dead_letter"`,
     /// where any change whose value the lake cannot take is written as its record.
     pub fn release_payloads(&self, records: &mut [Record], settings: &LakeConfig) {

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::lake::config::LakeConfig;
-use crate::lake::gold::{refresh, GoldModel};
+use crate::lake::gold::{refresh, GoldModel, GoldVacuum};
 use crate::lake::storage::LakeStorage;
 use crate::lake::writer::LakeWriter;
 use crate::pipeline::{sink_kafka, SinkOptions};
@@ -120,7 +120,7 @@ pub async fn run_demo(lake_dir: &Path, out: &mut dyn Write) -> Result<(), DemoEr
             sql: sql.to_string(),
         })
         .collect();
-    let outcomes = refresh(&storage, &models).await?;
+    let outcomes = refresh(&storage, &models, GoldVacuum::default()).await?;
     let built = started.elapsed();
 
     let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").map_err(setup);

@@ -39,7 +39,11 @@ pub fn run(command: GoldCommand) -> anyhow::Result<()> {
         );
     }
     let runtime = super::sink_runtime()?;
-    let outcomes = runtime.block_on(binlake::lake::gold::refresh(&storage, &models))?;
+    let outcomes = runtime.block_on(binlake::lake::gold::refresh(
+        &storage,
+        &models,
+        binlake::lake::gold::GoldVacuum::from(gold),
+    ))?;
     let mut failed = 0;
     for o in &outcomes {
         match &o.result {

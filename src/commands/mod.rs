@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use binlake::config::Config;
-use binlake::lake::gold::GoldSchedule;
+use binlake::lake::gold::{GoldSchedule, GoldVacuum};
 use binlake::lake::storage::LakeStorage;
 use binlake::lake::writer::LakeWriter;
 use binlake::metrics::Metrics;
@@ -87,6 +87,7 @@ pub fn gold_schedule(config: &Config, writer: &LakeWriter) -> anyhow::Result<Opt
         writer.storage().clone(),
         models,
         policy,
+        GoldVacuum::from(gold),
     )))
 }
 

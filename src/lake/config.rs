@@ -288,10 +288,22 @@ pub struct GoldConfig {
     /// `"on_commit"`: after each batch the sink commits; or an interval: `"30s"`, `"5m"`, `"1h"`.
     #[serde(default = "default_refresh")]
     pub refresh: String,
+    /// Vacuum a model's table every N versions (a refresh makes one); 0 never.
+    #[serde(default = "default_gold_vacuum_every")]
+    pub vacuum_every_refreshes: u64,
+    /// What a model's vacuum keeps: the files of the versions of this many last hours.
+    #[serde(default = "default_gold_vacuum_retention_hours")]
+    pub vacuum_retention_hours: u64,
 }
 
 fn default_refresh() -> String {
     "on_commit".into()
+}
+fn default_gold_vacuum_every() -> u64 {
+    100
+}
+fn default_gold_vacuum_retention_hours() -> u64 {
+    1
 }
 
 /// When gold models are refreshed.

@@ -13,6 +13,9 @@ use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::protocol::SaveMode;
 use deltalake::DeltaTable;
 
+use super::gold_vacuum::vacuum_when_due;
+pub use super::gold_vacuum::GoldVacuum;
+use super::state::without_log_cleanup;
 use super::storage::LakeStorage;
 use super::LakeError;
 
@@ -121,6 +124,7 @@ pub struct GoldSchedule {
     storage: LakeStorage,
     models: Vec<GoldModel>,
     policy: super::config::GoldRefresh,
+    vacuum: GoldVacuum,
     last: Option<std::time::Instant>,
     pub refreshes: u64,
     pub failures: u64,
@@ -133,11 +137,13 @@ impl GoldSchedule {
         storage: LakeStorage,
         models: Vec<GoldModel>,
         policy: super::config::GoldRefresh,
+        vacuum: GoldVacuum,
     ) -> GoldSchedule {
         GoldSchedule {
             storage,
             models,
             policy,
+            vacuum,
             last: None,
             refreshes: 0,
             failures: 0,
@@ -161,7 +167,7 @@ impl GoldSchedule {
         }
         self.last = Some(std::time::Instant::now());
         self.refreshes += 1;
-        match refresh(&self.storage, &due).await {
+        match refresh(&self.storage, &due, self.vacuum).await {
             Ok(outcomes) => {
                 self.failures += outcomes.iter().filter(|o| o.result.is_err()).count() as u64;
                 for o in outcomes {
@@ -454,6 +460,7 @@ fn register_json_functions(ctx: &SessionContext) {
 pub async fn refresh(
     storage: &LakeStorage,
     models: &[GoldModel],
+    vacuum: GoldVacuum,
 ) -> Result<Vec<ModelOutcome>, LakeError> {
     let ordered = model_order(models)?;
     let config =
@@ -484,7 +491,7 @@ pub async fn refresh(
     let mut outcomes = Vec::new();
     for model in &ordered {
         let started = std::time::Instant::now();
-        let result = run_model(storage, &ctx, model).await;
+        let result = run_model(storage, &ctx, model, vacuum).await;
         if let Err(e) = &result {
             tracing::error!(model = %model.name, "{e}");
         }
@@ -558,6 +565,7 @@ async fn run_model(
     storage: &LakeStorage,
     ctx: &SessionContext,
     model: &GoldModel,
+    vacuum: GoldVacuum,
 ) -> Result<usize, String> {
     let path = format!("gold/{}", model.name);
     let url = storage.table_url(&path).map_err(|e| e.to_string())?;
@@ -583,9 +591,9 @@ async fn run_model(
             .write(batches)
             .with_save_mode(SaveMode::Overwrite)
             .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite)
-            .with_commit_properties(
+            .with_commit_properties(without_log_cleanup(
                 deltalake::kernel::transaction::CommitProperties::default().with_max_retries(0),
-            )
+            ))
             .await
             .map_err(|e| LakeError::Delta {
                 table: path.clone(),
@@ -601,6 +609,18 @@ async fn run_model(
                     .map_err(|e| e.to_string())?;
             }
             Err(e) => return Err(e.to_string()),
+        }
+    };
+    let table = match vacuum_when_due(table.clone(), vacuum).await {
+        Ok((vacuumed_table, Some(vacuumed))) => {
+            tracing::info!(model = %model.name, files = vacuumed.files, log_files = vacuumed.log_files, "model's table vacuumed");
+            vacuumed_table
+        }
+        Ok((table, None)) => table,
+        // The refresh stands; the next due version tries again.
+        Err(e) => {
+            tracing::warn!(model = %model.name, "vacuum of {path}: {e}");
+            table
         }
     };
     // Later models read this one as gold.<name>.

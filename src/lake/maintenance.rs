@@ -138,8 +138,11 @@ async fn vacuum(
 /// Deletes the log files older than the table's `delta.logRetentionDuration` (30 days by
 /// default) that its newest checkpoint before them makes unneeded, unless the table turns
 /// `delta.enableExpiredLogCleanup` off. binlake's commits leave this to the vacuum
-/// ([`super::state::without_log_cleanup`]): it lists the whole log.
-async fn expire_log_files(table: &deltalake::DeltaTable) -> Result<u64, DeltaTableError> {
+/// ([`super::state::without_log_cleanup`]), gold's too ([`super::gold_vacuum`]): it lists the
+/// whole log.
+pub(super) async fn expire_log_files(
+    table: &deltalake::DeltaTable,
+) -> Result<u64, DeltaTableError> {
     if !table
         .snapshot()?
         .table_config()

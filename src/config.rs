@@ -329,6 +329,10 @@ path = "-"
         let gold = c.gold.unwrap();
         assert!(gold.models.ends_with("sql/gold"));
         assert_eq!(gold.refresh_policy(), Ok(GoldRefresh::OnCommit));
+        assert_eq!(
+            (gold.vacuum_every_refreshes, gold.vacuum_retention_hours),
+            (100, 1)
+        );
     }
 
     #[test]

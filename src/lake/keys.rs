@@ -46,6 +46,12 @@ pub fn keyed_writer_properties() -> WriterProperties {
 /// Rows read per Arrow batch while scanning key columns.
 pub(super) const SCAN_BATCH_ROWS: usize = 64 * 1024;
 
+/// Bytes read from the end of a data file to find its footer: one request that usually holds
+/// the footer's length, the footer and, for small files, the page index, where reading the
+/// length first takes a request of its own (a paid call and a round trip per file, per batch,
+/// on object storage).
+pub(super) const FOOTER_READ_BYTES: usize = 64 * 1024;
+
 /// One data file that holds some of the wanted keys.
 pub(super) struct DataFile {
     pub(super) add: Add,
@@ -383,8 +389,9 @@ async fn scan_file(
             }));
         }
     }
-    let reader =
-        ParquetObjectReader::new(Arc::clone(store), path.clone()).with_file_size(add.size as u64);
+    let reader = ParquetObjectReader::new(Arc::clone(store), path.clone())
+        .with_file_size(add.size as u64)
+        .with_footer_size_hint(FOOTER_READ_BYTES);
     let options = ArrowReaderOptions::new()
         .with_page_index_policy(PageIndexPolicy::from(context.page_pruning));
     let builder = ParquetRecordBatchStreamBuilder::new_with_options(reader, options)

@@ -16,7 +16,9 @@ use deltalake::parquet::file::metadata::PageIndexPolicy;
 use deltalake::DeltaTable;
 use futures_util::TryStreamExt;
 
-use super::keys::{text_values, DataFile, Located, KEYED_PAGE_ROWS, SCAN_BATCH_ROWS};
+use super::keys::{
+    text_values, DataFile, Located, FOOTER_READ_BYTES, KEYED_PAGE_ROWS, SCAN_BATCH_ROWS,
+};
 use super::parallel::on_every_core;
 use super::LakeError;
 
@@ -69,7 +71,9 @@ async fn read_rows(
     rows: Vec<u64>,
     num_records: u64,
 ) -> Result<RecordBatch, String> {
-    let reader = ParquetObjectReader::new(store, path).with_file_size(size);
+    let reader = ParquetObjectReader::new(store, path)
+        .with_file_size(size)
+        .with_footer_size_hint(FOOTER_READ_BYTES);
     let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
     let builder = ParquetRecordBatchStreamBuilder::new_with_options(reader, options)
         .await

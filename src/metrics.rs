@@ -35,6 +35,8 @@ pub struct Metrics {
     pub commits: Counter,
     /// Batches applied again because another sink committed to the table first.
     pub concurrent_commits: Counter,
+    /// Appends committed again on top of a compaction or vacuum that landed meanwhile.
+    pub append_rebases: Counter,
     /// Compactions that landed, in the background or in line.
     pub compactions: Counter,
     /// Background compactions that lost to a concurrent commit (each run again in line).
@@ -105,6 +107,7 @@ impl Metrics {
             dead_letters: Counter::default(),
             commits: Counter::default(),
             concurrent_commits: Counter::default(),
+            append_rebases: Counter::default(),
             compactions: Counter::default(),
             compactions_lost: Counter::default(),
             vacuums: Counter::default(),
@@ -142,6 +145,11 @@ impl Metrics {
                 "concurrent_commits",
                 "Table applies done again because another sink committed to the table first",
                 m.concurrent_commits.clone(),
+            );
+            r.register(
+                "append_rebases",
+                "Appends committed again on top of a compaction or vacuum that landed meanwhile",
+                m.append_rebases.clone(),
             );
             r.register(
                 "compactions",

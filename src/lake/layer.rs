@@ -80,6 +80,9 @@ pub(super) struct Layer {
     pub(super) table: Option<DeltaTable>,
     pub(super) state: LayerState,
     pub(super) commits: u64,
+    /// Appends committed again on top of a compaction or vacuum that landed meanwhile, not yet
+    /// counted in the writer's metrics.
+    pub(super) rebases: u64,
     /// A compaction of the table under way in the background.
     pub(super) compaction: Option<Compaction>,
     /// What became of the last background compaction.
@@ -121,6 +124,7 @@ impl Layer {
             table: Some(table),
             state,
             commits: 0,
+            rebases: 0,
             compaction: None,
             compaction_outcome: Outcome::Settled,
         })
@@ -137,6 +141,7 @@ impl Layer {
         }
         let mut reopened = Layer::open(storage, self.path.clone()).await?;
         reopened.commits = self.commits;
+        reopened.rebases = self.rebases;
         reopened.compaction = self.compaction.take();
         reopened.compaction_outcome = self.compaction_outcome;
         reopened.key_cache = Arc::clone(&self.key_cache);
@@ -177,6 +182,7 @@ impl Layer {
             table: None,
             state: LayerState::default(),
             commits: 0,
+            rebases: 0,
             compaction: None,
             compaction_outcome: Outcome::Settled,
         }
@@ -452,6 +458,7 @@ impl Layer {
                 return Err(refused);
             }
             rebases += 1;
+            self.rebases += 1;
             tracing::debug!(table = %self.path, "a compaction or vacuum committed during the append: committing its files on top");
         };
         let table = self.table.as_mut().expect("a layer keeps its table");

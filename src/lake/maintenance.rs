@@ -408,6 +408,7 @@ mod tests {
             (layer.existing().unwrap().version(), files(&layer)),
             (Some(4), 2)
         );
+        assert_eq!(layer.rebases, 1);
         assert_eq!(rows(&layer).await, 35);
         assert_eq!(
             load_state(layer.existing().unwrap()).await.unwrap(),

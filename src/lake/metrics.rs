@@ -14,6 +14,8 @@ pub struct LakeMetrics {
     pub commits: u64,
     /// Commits that found another writer's commit first (the batch was applied again).
     pub concurrent_commits: u64,
+    /// Appends that found only a compaction or vacuum first, committed again on top of it.
+    pub append_rebases: u64,
     pub last_batch: Duration,
     /// Applying batches, start to end (every layer, maintenance), summed.
     pub apply_time: Duration,
@@ -55,6 +57,7 @@ impl LakeMetrics {
         self.dead_letters += part.dead_letters;
         self.commits += part.commits;
         self.concurrent_commits += part.concurrent_commits;
+        self.append_rebases += part.append_rebases;
         self.optimizes += part.optimizes;
         self.compactions_lost += part.compactions_lost;
         self.vacuums += part.vacuums;

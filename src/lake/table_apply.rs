@@ -156,6 +156,7 @@ impl TableJob {
         }
         let maintenance_started = Instant::now();
         for layer in self.layers.each_mut() {
+            self.metrics.append_rebases += std::mem::take(&mut layer.rebases);
             maintain(layer, settings, &mut self.metrics).await?;
         }
         self.metrics.maintenance_time += maintenance_started.elapsed();

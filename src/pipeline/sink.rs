@@ -352,7 +352,8 @@ fn stopped_message(writer: &LakeWriter) -> Option<String> {
     })
 }
 
-/// Counts the compactions and vacuums a batch's apply ran or settled.
+/// Counts the compactions and vacuums a batch's apply ran or settled, and the appends it put
+/// on top of them.
 fn count_maintenance(m: &Metrics, before: &LakeMetrics, now: &LakeMetrics) {
     m.compactions.inc_by(now.optimizes - before.optimizes);
     m.compactions_lost
@@ -360,6 +361,8 @@ fn count_maintenance(m: &Metrics, before: &LakeMetrics, now: &LakeMetrics) {
     m.vacuums.inc_by(now.vacuums - before.vacuums);
     m.expired_log_files
         .inc_by(now.expired_log_files - before.expired_log_files);
+    m.append_rebases
+        .inc_by(now.append_rebases - before.append_rebases);
 }
 
 /// Reports one applied batch to the metrics.
@@ -419,6 +422,7 @@ mod tests {
             compactions_lost: 1,
             vacuums: 1,
             expired_log_files: 4,
+            append_rebases: 1,
             ..LakeMetrics::default()
         };
         let now = LakeMetrics {
@@ -426,6 +430,7 @@ mod tests {
             compactions_lost: 2,
             vacuums: 1,
             expired_log_files: 10,
+            append_rebases: 3,
             ..LakeMetrics::default()
         };
         count_maintenance(&m, &before, &now);
@@ -434,13 +439,15 @@ mod tests {
                 m.compactions.get(),
                 m.compactions_lost.get(),
                 m.vacuums.get(),
-                m.expired_log_files.get()
+                m.expired_log_files.get(),
+                m.append_rebases.get()
             ),
-            (3, 1, 0, 6)
+            (3, 1, 0, 6, 2)
         );
         let text = m.render();
         assert!(text.contains("binlake_compactions_total 3"), "{text}");
         assert!(text.contains("binlake_compactions_lost_total 1"), "{text}");
         assert!(text.contains("binlake_expired_log_files_total 6"), "{text}");
+        assert!(text.contains("binlake_append_rebases_total 2"), "{text}");
     }
 }

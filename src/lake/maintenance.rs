@@ -328,14 +328,19 @@ mod tests {
         assert_eq!(rows(&layer).await, 25);
     }
 
-    fn parquet_files(dir: &std::path::Path) -> Vec<String> {
+    /// The names in `dir` that end with `suffix`, sorted.
+    fn names_ending(dir: &std::path::Path, suffix: &str) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".parquet"))
+            .filter(|n| n.ends_with(suffix))
             .collect();
         names.sort();
         names
+    }
+
+    fn parquet_files(dir: &std::path::Path) -> Vec<String> {
+        names_ending(dir, ".parquet")
     }
 
     /// The lite vacuum deletes only what a commit removed; the full one also deletes a file no
@@ -443,13 +448,7 @@ mod tests {
     }
 
     fn log_commits(table_dir: &std::path::Path) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(table_dir.join("_delta_log"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".json"))
-            .collect();
-        names.sort();
-        names
+        names_ending(&table_dir.join("_delta_log"), ".json")
     }
 
     /// binlake's commits leave expired log files alone (delta-rs would list the whole log after

@@ -7,12 +7,10 @@
 
 use std::time::Duration;
 
-use deltalake::operations::vacuum::VacuumMode;
 use deltalake::{DeltaTable, DeltaTableError};
 
-use super::config::GoldConfig;
-use super::maintenance::expire_log_files;
-use super::state::maintenance_commit_properties;
+use super::config::{GoldConfig, VacuumMode};
+use super::maintenance::{vacuum_table, Vacuumed};
 
 /// When and how far gold tables are vacuumed (from `[gold]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,13 +38,6 @@ impl Default for GoldVacuum {
     }
 }
 
-/// What a vacuum of a model's table deleted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Vacuumed {
-    pub files: usize,
-    pub log_files: u64,
-}
-
 /// Vacuums `table`, just refreshed, when its version is due; returns the table as it is after.
 pub(super) async fn vacuum_when_due(
     table: DeltaTable,
@@ -56,22 +47,9 @@ pub(super) async fn vacuum_when_due(
     if settings.every == 0 || version == 0 || version % settings.every != 0 {
         return Ok((table, None));
     }
-    let retention = chrono::Duration::milliseconds(settings.retention.as_millis() as i64);
-    let (table, metrics) = table
-        .vacuum()
-        .with_retention_period(retention)
-        .with_enforce_retention_duration(false)
-        .with_mode(VacuumMode::Full)
-        .with_commit_properties(maintenance_commit_properties())
-        .await?;
-    let log_files = expire_log_files(&table).await?;
-    Ok((
-        table,
-        Some(Vacuumed {
-            files: metrics.files_deleted.len(),
-            log_files,
-        }),
-    ))
+    // Full: a refresh that lost to another sink's leaves files no version names.
+    let (table, vacuumed) = vacuum_table(table, settings.retention, VacuumMode::Full).await?;
+    Ok((table, Some(vacuumed)))
 }
 
 #[cfg(test)]

@@ -115,34 +115,56 @@ async fn vacuum(
     metrics: &mut LakeMetrics,
 ) -> Result<(), LakeError> {
     let table = layer.existing().cloned().expect("maintained tables exist");
-    let retention = chrono_duration(settings.vacuum_retention());
-    let (table, _) = table
-        .vacuum()
-        .with_retention_period(retention)
-        .with_enforce_retention_duration(false)
-        .with_mode(match settings.vacuum_mode {
-            VacuumMode::Full => deltalake::operations::vacuum::VacuumMode::Full,
-            VacuumMode::Lite => deltalake::operations::vacuum::VacuumMode::Lite,
-        })
-        .with_commit_properties(maintenance_commit_properties())
+    let (table, vacuumed) = vacuum_table(table, settings.vacuum_retention(), settings.vacuum_mode)
         .await
         .map_err(delta_err(&layer.path))?;
-    metrics.expired_log_files += expire_log_files(&table)
-        .await
-        .map_err(delta_err(&layer.path))?;
+    metrics.expired_log_files += vacuumed.log_files;
     layer.maintained(table).await?;
     metrics.vacuums += 1;
     Ok(())
 }
 
+/// What a vacuum deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Vacuumed {
+    pub files: usize,
+    pub log_files: u64,
+}
+
+/// Vacuums `table` (silver, history, bronze, or a gold model's): deletes the data files no
+/// version within `retention` needs (under `mode`), then the expired log files; returns the
+/// table as it is after. Its commits carry no state
+/// ([`super::state::maintenance_commit_properties`]).
+pub(super) async fn vacuum_table(
+    table: deltalake::DeltaTable,
+    retention: Duration,
+    mode: VacuumMode,
+) -> Result<(deltalake::DeltaTable, Vacuumed), DeltaTableError> {
+    let (table, metrics) = table
+        .vacuum()
+        .with_retention_period(chrono_duration(retention))
+        .with_enforce_retention_duration(false)
+        .with_mode(match mode {
+            VacuumMode::Full => deltalake::operations::vacuum::VacuumMode::Full,
+            VacuumMode::Lite => deltalake::operations::vacuum::VacuumMode::Lite,
+        })
+        .with_commit_properties(maintenance_commit_properties())
+        .await?;
+    let log_files = expire_log_files(&table).await?;
+    Ok((
+        table,
+        Vacuumed {
+            files: metrics.files_deleted.len(),
+            log_files,
+        },
+    ))
+}
+
 /// Deletes the log files older than the table's `delta.logRetentionDuration` (30 days by
 /// default) that its newest checkpoint before them makes unneeded, unless the table turns
 /// `delta.enableExpiredLogCleanup` off. binlake's commits leave this to the vacuum
-/// ([`super::state::without_log_cleanup`]), gold's too ([`super::gold_vacuum`]): it lists the
-/// whole log.
-pub(super) async fn expire_log_files(
-    table: &deltalake::DeltaTable,
-) -> Result<u64, DeltaTableError> {
+/// ([`super::state::without_log_cleanup`]), gold's too: it lists the whole log.
+async fn expire_log_files(table: &deltalake::DeltaTable) -> Result<u64, DeltaTableError> {
     if !table
         .snapshot()?
         .table_config()

@@ -333,6 +333,14 @@ impl Metrics {
         }
         for g in &board.gold {
             let _ = write!(h, "<h3>gold/{}</h3>", escape(&g.name));
+            if !g.waiting_for.is_empty() {
+                let _ = write!(
+                    h,
+                    "<p class=\"sum\">waiting for {}: no change of it has been applied yet</p>",
+                    escape(&g.waiting_for.join(", "))
+                );
+                continue;
+            }
             if let Some(e) = &g.error {
                 let _ = write!(h, "<p class=\"err\">{}</p>", escape(e));
                 continue;
@@ -460,12 +468,19 @@ mod tests {
         }
 
         m.record_table("shop.orders", 120, crate::event::now_ms() as i64 - 2500);
-        m.set_gold(&[GoldPreview {
-            name: "revenue".into(),
-            columns: vec!["day".into(), "total".into()],
-            rows: vec![vec!["2026-11-22".into(), "<42>".into()]],
-            error: None,
-        }]);
+        m.set_gold(&[
+            GoldPreview {
+                name: "revenue".into(),
+                columns: vec!["day".into(), "total".into()],
+                rows: vec![vec!["2026-11-22".into(), "<42>".into()]],
+                ..GoldPreview::default()
+            },
+            GoldPreview {
+                name: "funnel".into(),
+                waiting_for: vec!["shop.orders".into()],
+                ..GoldPreview::default()
+            },
+        ]);
         let html = m.render_html();
         assert!(
             html.contains(
@@ -477,6 +492,10 @@ mod tests {
         assert!(html.contains("1 dead letters"), "{html}");
         assert!(
             html.contains("<h3>gold/revenue</h3>") && html.contains("<td>&lt;42&gt;</td>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<h3>gold/funnel</h3><p class=\"sum\">waiting for shop.orders: no change of it has been applied yet</p>"),
             "{html}"
         );
     }

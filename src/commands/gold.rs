@@ -52,12 +52,19 @@ pub fn run(command: GoldCommand) -> anyhow::Result<()> {
                 o.name,
                 o.elapsed.as_secs_f64()
             ),
+            Err(e) if !o.waiting_for.is_empty() => {
+                failed += 1;
+                println!("gold/{}: NOT RUN: {e}", o.name)
+            }
             Err(e) => {
                 failed += 1;
                 println!("gold/{}: FAILED: {e}", o.name)
             }
         }
     }
-    anyhow::ensure!(failed == 0, "{failed} model(s) failed");
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} model(s) failed or wait for their tables"
+    );
     Ok(())
 }

@@ -32,6 +32,10 @@ pub struct GoldModel {
 pub struct ModelOutcome {
     pub name: String,
     pub result: Result<usize, String>,
+    /// The tables the model reads that do not exist yet (`db.table` of a source table no
+    /// change has reached, `gold.<model>` not written yet): the model was not run and waits
+    /// for them; `result` says so.
+    pub waiting_for: Vec<String>,
     /// How long evaluating and writing the model took.
     pub elapsed: std::time::Duration,
 }
@@ -44,6 +48,8 @@ pub struct GoldPreview {
     pub rows: Vec<Vec<String>>,
     /// Why the last refresh of the model failed.
     pub error: Option<String>,
+    /// The tables the model waits for (it has not run yet).
+    pub waiting_for: Vec<String>,
 }
 
 /// Up to `limit` rows of `gold/<name>`, every value as text.
@@ -169,9 +175,25 @@ impl GoldSchedule {
         self.refreshes += 1;
         match refresh(&self.storage, &due, self.vacuum).await {
             Ok(outcomes) => {
-                self.failures += outcomes.iter().filter(|o| o.result.is_err()).count() as u64;
+                self.failures += outcomes
+                    .iter()
+                    .filter(|o| o.result.is_err() && o.waiting_for.is_empty())
+                    .count() as u64;
                 for o in outcomes {
+                    let previous = self.previews.iter().find(|p| p.name == o.name);
+                    if previous.is_none_or(|p| p.waiting_for != o.waiting_for) {
+                        if !o.waiting_for.is_empty() {
+                            tracing::warn!(model = %o.name, "waiting for {}: no such table yet, no change of it has been applied (a name misspelt in the model waits here too)", o.waiting_for.join(", "));
+                        } else if previous.is_some_and(|p| !p.waiting_for.is_empty()) {
+                            tracing::info!(model = %o.name, "the tables it waited for exist now");
+                        }
+                    }
                     let shown = match &o.result {
+                        _ if !o.waiting_for.is_empty() => GoldPreview {
+                            name: o.name.clone(),
+                            waiting_for: o.waiting_for.clone(),
+                            ..GoldPreview::default()
+                        },
                         Ok(_) => preview(&self.storage, &o.name, 5)
                             .await
                             .unwrap_or_else(|e| GoldPreview {
@@ -491,17 +513,53 @@ pub async fn refresh(
     let mut outcomes = Vec::new();
     for model in &ordered {
         let started = std::time::Instant::now();
-        let result = run_model(storage, &ctx, model, vacuum).await;
-        if let Err(e) = &result {
-            tracing::error!(model = %model.name, "{e}");
-        }
+        let waiting_for = missing_inputs(&ctx, model);
+        let result = if waiting_for.is_empty() {
+            let result = run_model(storage, &ctx, model, vacuum).await;
+            if let Err(e) = &result {
+                tracing::error!(model = %model.name, "{e}");
+            }
+            result
+        } else {
+            Err(format!(
+                "{}: waiting for {}: no such table yet (no change of it has been applied)",
+                model.file.display(),
+                waiting_for.join(", ")
+            ))
+        };
         outcomes.push(ModelOutcome {
             name: model.name.clone(),
             result,
+            waiting_for,
             elapsed: started.elapsed(),
         });
     }
     Ok(outcomes)
+}
+
+/// The qualified tables `model` reads (`db.table`, `gold.<name>`) that are not registered:
+/// silver tables of source tables no change has reached yet (an empty table, or one whose
+/// first rows are still on their way) and models not written yet. Such a model waits for
+/// them instead of failing at every refresh. A model that does not parse is left to fail
+/// with the parser's error.
+fn missing_inputs(ctx: &SessionContext, model: &GoldModel) -> Vec<String> {
+    let state = ctx.state();
+    let dialect = state.config().options().sql_parser.dialect;
+    let Ok(statement) = state.sql_to_statement(&model.sql, &dialect) else {
+        return Vec::new();
+    };
+    let Ok(references) = state.resolve_table_references(&statement) else {
+        return Vec::new();
+    };
+    let mut missing: Vec<String> = references
+        .into_iter()
+        .filter(|r| r.schema().is_some())
+        .filter(|r| !ctx.table_exist(r.clone()).unwrap_or(false))
+        .map(|r| r.to_string())
+        .collect();
+    missing.sort();
+    missing.dedup();
+    missing
 }
 
 /// Registers every silver table as `<db>.<table>`, as it is now (again, when it was already).
@@ -689,6 +747,105 @@ mod tests {
         assert_eq!(names(&["shop.orders"]), ["revenue", "top"]);
         assert_eq!(names(&["shop.customers"]), ["people"]);
         assert!(names(&["shop.unused"]).is_empty());
+    }
+
+    /// A model reading a silver table no change has reached yet (or a model that has not
+    /// run) waits for it: not run, not counted as a failure, said once; a model with a real
+    /// error still fails; the others run.
+    #[tokio::test]
+    async fn models_whose_tables_do_not_exist_yet_wait_for_them() {
+        use deltalake::arrow::array::{Int64Array, RecordBatch};
+        use std::collections::BTreeMap;
+        let dir = tempfile::tempdir().unwrap();
+        let storage =
+            LakeStorage::new(dir.path().to_str().unwrap(), &BTreeMap::new(), dir.path()).unwrap();
+        let orders = RecordBatch::try_from_iter([(
+            "id",
+            Arc::new(Int64Array::from(vec![1, 2, 3])) as deltalake::arrow::array::ArrayRef,
+        )])
+        .unwrap();
+        DeltaTable::try_from_url(storage.table_url("silver/shop/orders").unwrap())
+            .await
+            .unwrap()
+            .write(vec![orders])
+            .await
+            .unwrap();
+        let models = vec![
+            model(
+                "joined",
+                "SELECT o.id FROM shop.orders o JOIN shop.customers c ON o.id = c.id",
+            ),
+            model("on_top", "SELECT * FROM gold.joined"),
+            model("counted", "SELECT count(*) AS n FROM shop.orders"),
+            model("broken", "SELECT no_such_column FROM shop.orders"),
+        ];
+        let outcomes = refresh(&storage, &models, GoldVacuum::default())
+            .await
+            .unwrap();
+        let by_name = |name: &str| outcomes.iter().find(|o| o.name == name).unwrap();
+        assert_eq!(by_name("joined").waiting_for, ["shop.customers"]);
+        assert_eq!(
+            by_name("joined").result,
+            Err("sql/gold/joined.sql: waiting for shop.customers: no such table yet (no change of it has been applied)".into())
+        );
+        assert_eq!(by_name("on_top").waiting_for, ["gold.joined"]);
+        assert_eq!(by_name("counted").result, Ok(1));
+        assert!(by_name("counted").waiting_for.is_empty());
+        let broken = by_name("broken");
+        assert!(broken.waiting_for.is_empty());
+        assert!(
+            broken
+                .result
+                .as_ref()
+                .unwrap_err()
+                .contains("no_such_column"),
+            "{:?}",
+            broken.result
+        );
+        assert!(!dir.path().join("gold/joined").exists());
+
+        // From the sink: the waiting models are no failures, and the status page says what
+        // they wait for.
+        let mut schedule = GoldSchedule::new(
+            storage.clone(),
+            models,
+            super::super::config::GoldRefresh::OnCommit,
+            GoldVacuum::default(),
+        );
+        schedule.after_commit(&["shop.orders".to_string()]).await;
+        assert_eq!(schedule.failures, 1);
+        let waiting: Vec<(&str, &[String])> = schedule
+            .previews
+            .iter()
+            .filter(|p| !p.waiting_for.is_empty())
+            .map(|p| (p.name.as_str(), p.waiting_for.as_slice()))
+            .collect();
+        assert_eq!(
+            waiting,
+            [
+                ("joined", &["shop.customers".to_string()][..]),
+                ("on_top", &["gold.joined".to_string()][..])
+            ]
+        );
+
+        // Once the table exists the model runs.
+        let customers = RecordBatch::try_from_iter([(
+            "id",
+            Arc::new(Int64Array::from(vec![2, 3, 4])) as deltalake::arrow::array::ArrayRef,
+        )])
+        .unwrap();
+        DeltaTable::try_from_url(storage.table_url("silver/shop/customers").unwrap())
+            .await
+            .unwrap()
+            .write(vec![customers])
+            .await
+            .unwrap();
+        let outcomes = refresh(&storage, &schedule.models, GoldVacuum::default())
+            .await
+            .unwrap();
+        let by_name = |name: &str| outcomes.iter().find(|o| o.name == name).unwrap();
+        assert_eq!(by_name("joined").result, Ok(2));
+        assert_eq!(by_name("on_top").result, Ok(2));
     }
 
     #[test]

@@ -47,6 +47,7 @@ pub struct Metrics {
     pub errors: Counter,
     pub gold_refreshes: Counter,
     pub gold_failures: Counter,
+    pub gold_vacuums: Counter,
     /// Seconds from the source commit of the newest applied change to its apply.
     pub lag_seconds: Gauge<f64, AtomicU64>,
     /// Tables whose apply stopped on a change the lake cannot take.
@@ -115,6 +116,7 @@ impl Metrics {
             errors: Counter::default(),
             gold_refreshes: Counter::default(),
             gold_failures: Counter::default(),
+            gold_vacuums: Counter::default(),
             lag_seconds: Gauge::default(),
             tables_stopped: Gauge::default(),
             batch_seconds: Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0]),
@@ -177,6 +179,11 @@ impl Metrics {
                 "gold_failures",
                 "Gold models that failed",
                 m.gold_failures.clone(),
+            );
+            r.register(
+                "gold_vacuums",
+                "Vacuums of gold models' tables",
+                m.gold_vacuums.clone(),
             );
             r.register(
                 "lag_seconds",
@@ -460,7 +467,7 @@ mod tests {
         assert!(body.contains("binlake_lag_seconds 1.5"), "{body}");
         assert!(body.contains("binlake_batch_seconds_count 1"), "{body}");
         assert!(body.contains("binlake_tables_stopped 0"), "{body}");
-        for maintenance in ["compactions", "compactions_lost", "vacuums"] {
+        for maintenance in ["compactions", "compactions_lost", "vacuums", "gold_vacuums"] {
             assert!(
                 body.contains(&format!("binlake_{maintenance}_total 0")),
                 "{body}"

@@ -36,6 +36,8 @@ pub struct ModelOutcome {
     /// change has reached, `gold.<model>` not written yet): the model was not run and waits
     /// for them; `result` says so.
     pub waiting_for: Vec<String>,
+    /// Whether the refresh's version was due for a vacuum and the vacuum ran.
+    pub vacuumed: bool,
     /// How long evaluating and writing the model took.
     pub elapsed: std::time::Duration,
 }
@@ -134,6 +136,8 @@ pub struct GoldSchedule {
     last: Option<std::time::Instant>,
     pub refreshes: u64,
     pub failures: u64,
+    /// Vacuums of models' tables (every `[gold] vacuum_every_refreshes` versions).
+    pub vacuums: u64,
     /// The latest rows of each model refreshed so far (the status page shows them).
     pub previews: Vec<GoldPreview>,
 }
@@ -153,6 +157,7 @@ impl GoldSchedule {
             last: None,
             refreshes: 0,
             failures: 0,
+            vacuums: 0,
             previews: Vec::new(),
         }
     }
@@ -179,6 +184,7 @@ impl GoldSchedule {
                     .iter()
                     .filter(|o| o.result.is_err() && o.waiting_for.is_empty())
                     .count() as u64;
+                self.vacuums += outcomes.iter().filter(|o| o.vacuumed).count() as u64;
                 for o in outcomes {
                     let previous = self.previews.iter().find(|p| p.name == o.name);
                     if previous.is_none_or(|p| p.waiting_for != o.waiting_for) {
@@ -514,12 +520,18 @@ pub async fn refresh(
     for model in &ordered {
         let started = std::time::Instant::now();
         let waiting_for = missing_inputs(&ctx, model);
+        let mut vacuumed = false;
         let result = if waiting_for.is_empty() {
-            let result = run_model(storage, &ctx, model, vacuum).await;
-            if let Err(e) = &result {
-                tracing::error!(model = %model.name, "{e}");
+            match run_model(storage, &ctx, model, vacuum).await {
+                Ok((rows, was_vacuumed)) => {
+                    vacuumed = was_vacuumed;
+                    Ok(rows)
+                }
+                Err(e) => {
+                    tracing::error!(model = %model.name, "{e}");
+                    Err(e)
+                }
             }
-            result
         } else {
             Err(format!(
                 "{}: waiting for {}: no such table yet (no change of it has been applied)",
@@ -531,6 +543,7 @@ pub async fn refresh(
             name: model.name.clone(),
             result,
             waiting_for,
+            vacuumed,
             elapsed: started.elapsed(),
         });
     }
@@ -624,7 +637,7 @@ async fn run_model(
     ctx: &SessionContext,
     model: &GoldModel,
     vacuum: GoldVacuum,
-) -> Result<usize, String> {
+) -> Result<(usize, bool), String> {
     let path = format!("gold/{}", model.name);
     let url = storage.table_url(&path).map_err(|e| e.to_string())?;
     let mut attempt = 0;
@@ -669,16 +682,16 @@ async fn run_model(
             Err(e) => return Err(e.to_string()),
         }
     };
-    let table = match vacuum_when_due(table.clone(), vacuum).await {
+    let (table, vacuumed) = match vacuum_when_due(table.clone(), vacuum).await {
         Ok((vacuumed_table, Some(vacuumed))) => {
             tracing::info!(model = %model.name, files = vacuumed.files, log_files = vacuumed.log_files, "model's table vacuumed");
-            vacuumed_table
+            (vacuumed_table, true)
         }
-        Ok((table, None)) => table,
+        Ok((table, None)) => (table, false),
         // The refresh stands; the next due version tries again.
         Err(e) => {
             tracing::warn!(model = %model.name, "vacuum of {path}: {e}");
-            table
+            (table, false)
         }
     };
     // Later models read this one as gold.<name>.
@@ -691,7 +704,7 @@ async fn run_model(
     let _ = ctx.deregister_table(reference.clone());
     ctx.register_table(reference, provider)
         .map_err(|e| format!("{path}: {e}"))?;
-    Ok(rows)
+    Ok((rows, vacuumed))
 }
 
 #[cfg(test)]

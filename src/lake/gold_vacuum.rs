@@ -95,11 +95,13 @@ mod tests {
         for _ in 0..4 {
             let outcomes = refresh(&storage, &models, every_four).await.unwrap();
             assert_eq!(outcomes[0].result, Ok(2));
+            assert!(!outcomes[0].vacuumed);
         }
         assert_eq!(parquet_files(&table_dir), 4);
 
         // Version 4 is due: the four files earlier versions held go.
-        refresh(&storage, &models, every_four).await.unwrap();
+        let outcomes = refresh(&storage, &models, every_four).await.unwrap();
+        assert!(outcomes[0].vacuumed);
         assert_eq!(parquet_files(&table_dir), 1);
         let table = DeltaTable::try_from_url(storage.table_url("gold/m").unwrap())
             .await

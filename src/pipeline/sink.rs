@@ -318,6 +318,7 @@ async fn settle<S: RecordSource>(
             m.gold_refreshes
                 .inc_by(g.refreshes - m.gold_refreshes.get());
             m.gold_failures.inc_by(g.failures - m.gold_failures.get());
+            m.gold_vacuums.inc_by(g.vacuums - m.gold_vacuums.get());
             m.set_gold(&g.previews);
         }
     }

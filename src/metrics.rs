@@ -35,6 +35,7 @@ pub struct Metrics {
     pub commits: Counter,
     /// Batches applied again because another sink committed to the table first.
     pub concurrent_commits: Counter,
+    pub portions_committed: Counter,
     /// Appends committed again on top of a compaction or vacuum that landed meanwhile.
     pub append_rebases: Counter,
     /// Compactions that landed, in the background or in line.
@@ -108,6 +109,7 @@ impl Metrics {
             dead_letters: Counter::default(),
             commits: Counter::default(),
             concurrent_commits: Counter::default(),
+            portions_committed: Counter::default(),
             append_rebases: Counter::default(),
             compactions: Counter::default(),
             compactions_lost: Counter::default(),
@@ -147,6 +149,11 @@ impl Metrics {
                 "concurrent_commits",
                 "Table applies done again because another sink committed to the table first",
                 m.concurrent_commits.clone(),
+            );
+            r.register(
+                "portions_committed",
+                "Leading portions of a batch committed on their own after the whole batch kept losing to another sink's commits",
+                m.portions_committed.clone(),
             );
             r.register(
                 "append_rebases",
@@ -467,7 +474,13 @@ mod tests {
         assert!(body.contains("binlake_lag_seconds 1.5"), "{body}");
         assert!(body.contains("binlake_batch_seconds_count 1"), "{body}");
         assert!(body.contains("binlake_tables_stopped 0"), "{body}");
-        for maintenance in ["compactions", "compactions_lost", "vacuums", "gold_vacuums"] {
+        for maintenance in [
+            "compactions",
+            "compactions_lost",
+            "vacuums",
+            "gold_vacuums",
+            "portions_committed",
+        ] {
             assert!(
                 body.contains(&format!("binlake_{maintenance}_total 0")),
                 "{body}"

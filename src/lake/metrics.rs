@@ -14,6 +14,9 @@ pub struct LakeMetrics {
     pub commits: u64,
     /// Commits that found another writer's commit first (the batch was applied again).
     pub concurrent_commits: u64,
+    /// Leading portions of a batch committed on their own after the whole batch kept losing
+    /// to another writer's commits.
+    pub portions_committed: u64,
     /// Appends that found only a compaction or vacuum first, committed again on top of it.
     pub append_rebases: u64,
     pub last_batch: Duration,
@@ -57,6 +60,7 @@ impl LakeMetrics {
         self.dead_letters += part.dead_letters;
         self.commits += part.commits;
         self.concurrent_commits += part.concurrent_commits;
+        self.portions_committed += part.portions_committed;
         self.append_rebases += part.append_rebases;
         self.optimizes += part.optimizes;
         self.compactions_lost += part.compactions_lost;

@@ -63,6 +63,12 @@ impl TableJob {
 
     /// [`Self::apply`], applied again on freshly loaded tables when another sink committed to
     /// one of them first: what that sink applied is then held, and skipped.
+    ///
+    /// A batch that keeps losing (its apply takes longer than the other sink takes between
+    /// commits, as when a restarted member catches up beside a live one) is applied in shrinking
+    /// leading portions: each portion commits in less time, and what it commits is held and
+    /// skipped by the next try. A portion that commits doubles the next; the count of refusals
+    /// starts over whenever something commits (a portion, or one of the three tables).
     pub(super) async fn apply_fenced(
         &mut self,
         storage: &LakeStorage,
@@ -71,19 +77,63 @@ impl TableJob {
         consumed: &Offsets,
     ) -> Result<(), LakeError> {
         let mut attempt = 0;
+        let mut portion = changes.len();
         loop {
-            match self.apply(settings, changes, consumed).await {
+            let whole = portion >= changes.len();
+            let commits_before = self.layer_commits();
+            let applied = if whole {
+                self.apply(settings, changes, consumed).await
+            } else {
+                let (part, part_consumed) = leading_portion(changes, portion);
+                self.apply(settings, &part, &part_consumed).await
+            };
+            match applied {
+                Ok(()) if whole => break,
+                Ok(()) => {
+                    self.metrics.portions_committed += 1;
+                    attempt = 0;
+                    portion = portion.saturating_mul(2);
+                }
                 Err(e) if e.is_concurrent_commit() && attempt < CONCURRENT_COMMIT_ATTEMPTS => {
+                    if self.layer_commits() > commits_before {
+                        // One of the tables took its share before another was refused: that
+                        // much is held now.
+                        attempt = 0;
+                    }
                     attempt += 1;
                     self.metrics.concurrent_commits += 1;
-                    tracing::info!(table = %self.id, attempt, "another writer committed to the table first: reloading it and applying the batch again");
+                    if attempt >= PORTIONS_AFTER_REFUSALS {
+                        portion = (portion.min(changes.len()) / 2).max(1);
+                    }
+                    tracing::info!(table = %self.id, attempt, changes = portion.min(changes.len()), "another writer committed to the table first: reloading it and applying the batch again");
                     tokio::time::sleep(backoff(attempt)).await;
                     for layer in self.layers.each_mut() {
                         layer.reload(storage).await?;
                     }
                 }
-                other => return other,
+                Err(e) => return Err(e),
             }
+        }
+        self.count_applied(changes);
+        Ok(())
+    }
+
+    /// Commits this job's tables took so far (a refusal does not undo the ones before it).
+    fn layer_commits(&mut self) -> u64 {
+        self.layers.each_mut().iter().map(|l| l.commits).sum()
+    }
+
+    /// The batch's changes in the table's metrics, once whichever way they went in.
+    fn count_applied(&mut self, changes: &[LakeChange]) {
+        self.metrics.changes_applied += changes.len() as u64;
+        let newest = changes.iter().map(|c| c.ts_ms).max();
+        if let Some(newest) = newest {
+            self.metrics.newest_source_ts_ms = self.metrics.newest_source_ts_ms.max(newest);
+        }
+        let entry = self.metrics.tables.entry(self.id.to_string()).or_default();
+        entry.0 += changes.len() as u64;
+        if let Some(newest) = newest {
+            entry.1 = entry.1.max(newest);
         }
     }
 
@@ -145,15 +195,6 @@ impl TableJob {
             self.metrics.commits += 1;
         }
         current?;
-        self.metrics.changes_applied += changes.len() as u64;
-        if let Some(newest) = changes.iter().map(|c| c.ts_ms).max() {
-            self.metrics.newest_source_ts_ms = self.metrics.newest_source_ts_ms.max(newest);
-        }
-        let entry = self.metrics.tables.entry(id.to_string()).or_default();
-        entry.0 += changes.len() as u64;
-        if let Some(newest) = changes.iter().map(|c| c.ts_ms).max() {
-            entry.1 = entry.1.max(newest);
-        }
         let maintenance_started = Instant::now();
         for layer in self.layers.each_mut() {
             self.metrics.append_rebases += std::mem::take(&mut layer.rebases);
@@ -209,6 +250,23 @@ impl TableJob {
 /// How often a table is reloaded and its batch applied again before a concurrent writer is
 /// taken for a fault (two sinks that keep racing on one table).
 pub(super) const CONCURRENT_COMMIT_ATTEMPTS: u32 = 20;
+
+/// Refusals in a row after which a batch is applied in shrinking leading portions.
+const PORTIONS_AFTER_REFUSALS: u32 = 2;
+
+/// The first `len` changes and the offsets they take each partition to. Changes keep each
+/// partition's order, so this is a leading run of every partition's changes: what it commits
+/// is a prefix the rest of the batch follows.
+fn leading_portion(changes: &[LakeChange], len: usize) -> (Arc<Vec<LakeChange>>, Offsets) {
+    let part = changes[..len.min(changes.len())].to_vec();
+    let mut consumed = Offsets::default();
+    for c in &part {
+        if let Some(o) = c.offset {
+            consumed.advance(c.source_partition(), o + 1);
+        }
+    }
+    (Arc::new(part), consumed)
+}
 
 /// The wait before applying again: growing, with jitter, so racing sinks fall out of step.
 pub(super) fn backoff(attempt: u32) -> std::time::Duration {

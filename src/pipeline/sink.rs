@@ -380,6 +380,8 @@ fn observe(metrics: Option<&Metrics>, writer: &LakeWriter, before: &LakeMetrics,
     m.commits.inc_by(now.commits - before.commits);
     m.concurrent_commits
         .inc_by(now.concurrent_commits - before.concurrent_commits);
+    m.portions_committed
+        .inc_by(now.portions_committed - before.portions_committed);
     count_maintenance(m, before, now);
     m.batch_seconds.observe(now.last_batch.as_secs_f64());
     m.set_stopped(&writer.stopped());

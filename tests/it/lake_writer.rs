@@ -209,6 +209,91 @@ fn two_writers_on_one_table_take_turns_exactly_once() {
     );
 }
 
+/// A batch that takes longer to apply than another writer of the same table takes between
+/// commits (a restarted member catching up beside a live one) loses every race as a whole. It
+/// still goes in: after two refusals it is applied in shrinking leading portions, each held
+/// and skipped by the next try. Every change lands once.
+#[test]
+fn a_big_batch_racing_a_writer_of_small_ones_goes_in_by_portions() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let on = |partition: i32, mut r: binlake::transport::record::Record| {
+        r.partition = partition;
+        r
+    };
+    const BIG: i64 = 20_000;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (big_metrics, small_batches) = runtime.block_on(async {
+        let mut big = writer(&lake, true);
+        let mut small = writer(&lake, true);
+        big.apply(&[on(0, k_record("c", 1, "big", 1, Some(0)))])
+            .await
+            .unwrap();
+        small
+            .apply(&[on(1, k_record("c", 1_000_000, "small", 1, Some(0)))])
+            .await
+            .unwrap();
+        // The small writer commits one change at a time until the big batch is in (bounded).
+        let done = Arc::new(AtomicBool::new(false));
+        let small_done = done.clone();
+        let small_loop = tokio::spawn(async move {
+            let mut offset = 1;
+            while !small_done.load(Ordering::Relaxed) && offset < 5_000 {
+                let id = 1_000_000 + offset;
+                small
+                    .apply(&[on(
+                        1,
+                        k_record("c", id, "small", 1 + offset as u64, Some(offset)),
+                    )])
+                    .await
+                    .unwrap();
+                offset += 1;
+                // A live member commits once per `max_latency_ms`; this one more often.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            offset
+        });
+        let batch: Vec<_> = (1..=BIG)
+            .map(|i| on(0, k_record("c", 1 + i, "big", 1 + i as u64, Some(i))))
+            .collect();
+        big.apply(&batch).await.unwrap();
+        done.store(true, Ordering::Relaxed);
+        let small_batches = small_loop.await.unwrap();
+        (big.metrics, small_batches)
+    });
+    assert!(
+        big_metrics.portions_committed >= 1,
+        "the small writer committed {small_batches} times: {big_metrics:?}"
+    );
+    let total = 1 + BIG + small_batches;
+    assert_eq!(
+        lake_query(
+            &table_url(&lake, "silver/shop/k"),
+            &[],
+            "SELECT count(*), count(DISTINCT id), sum(CASE WHEN v = 'big' THEN 1 ELSE 0 END) FROM t"
+        ),
+        [format!("{total}|{total}|{}", 1 + BIG)]
+    );
+    assert_eq!(
+        lake_query(
+            &table_url(&lake, "silver/shop/k__history"),
+            &[],
+            "SELECT count(*), count(DISTINCT id) FROM t"
+        ),
+        [format!("{total}|{total}")]
+    );
+    assert_eq!(
+        lake_query(
+            &table_url(&lake, "bronze/shop/k"),
+            &[],
+            "SELECT count(*), count(DISTINCT kafka_partition || ':' || kafka_offset) FROM t"
+        ),
+        [format!("{total}|{total}")]
+    );
+}
+
 /// Deletion-vector silver and history through compaction, vacuum and checkpoints, and a
 /// restarted writer reading its state back from a checkpoint: no row lost, none revived.
 #[test]

@@ -772,17 +772,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let storage =
             LakeStorage::new(dir.path().to_str().unwrap(), &BTreeMap::new(), dir.path()).unwrap();
-        let orders = RecordBatch::try_from_iter([(
-            "id",
-            Arc::new(Int64Array::from(vec![1, 2, 3])) as deltalake::arrow::array::ArrayRef,
-        )])
-        .unwrap();
-        DeltaTable::try_from_url(storage.table_url("silver/shop/orders").unwrap())
-            .await
-            .unwrap()
-            .write(vec![orders])
-            .await
-            .unwrap();
+        let silver_of_ids = |path: &'static str, ids: Vec<i64>| {
+            let storage = storage.clone();
+            async move {
+                let batch = RecordBatch::try_from_iter([(
+                    "id",
+                    Arc::new(Int64Array::from(ids)) as deltalake::arrow::array::ArrayRef,
+                )])
+                .unwrap();
+                DeltaTable::try_from_url(storage.table_url(path).unwrap())
+                    .await
+                    .unwrap()
+                    .write(vec![batch])
+                    .await
+                    .unwrap();
+            }
+        };
+        silver_of_ids("silver/shop/orders", vec![1, 2, 3]).await;
         let models = vec![
             model(
                 "joined",
@@ -842,17 +848,7 @@ mod tests {
         );
 
         // Once the table exists the model runs.
-        let customers = RecordBatch::try_from_iter([(
-            "id",
-            Arc::new(Int64Array::from(vec![2, 3, 4])) as deltalake::arrow::array::ArrayRef,
-        )])
-        .unwrap();
-        DeltaTable::try_from_url(storage.table_url("silver/shop/customers").unwrap())
-            .await
-            .unwrap()
-            .write(vec![customers])
-            .await
-            .unwrap();
+        silver_of_ids("silver/shop/customers", vec![2, 3, 4]).await;
         let outcomes = refresh(&storage, &schedule.models, GoldVacuum::default())
             .await
             .unwrap();

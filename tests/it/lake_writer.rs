@@ -23,6 +23,15 @@ fn history_k(lake: &Path) -> Vec<String> {
     )
 }
 
+/// `r` as consumed from Kafka partition `partition`.
+fn on(
+    partition: i32,
+    mut r: binlake::transport::record::Record,
+) -> binlake::transport::record::Record {
+    r.partition = partition;
+    r
+}
+
 /// A change at or before the position already applied to its key is ignored, whatever path
 /// it comes by: replayed through another source partition, an older insert does not bring a
 /// deleted row back and an older update does not overwrite a newer one; history keeps one
@@ -146,10 +155,6 @@ fn silver_catches_up_with_history_after_a_crash_between_their_commits() {
 fn two_writers_on_one_table_take_turns_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
-    let on = |partition: i32, mut r: binlake::transport::record::Record| {
-        r.partition = partition;
-        r
-    };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (first, second) = runtime.block_on(async {
         let mut first = writer(&lake, true);
@@ -219,10 +224,6 @@ fn a_big_batch_racing_a_writer_of_small_ones_goes_in_by_portions() {
     use std::sync::Arc;
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
-    let on = |partition: i32, mut r: binlake::transport::record::Record| {
-        r.partition = partition;
-        r
-    };
     const BIG: i64 = 20_000;
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (big_metrics, small_batches) = runtime.block_on(async {

@@ -67,14 +67,33 @@ enum Command {
     Bench(commands::bench::BenchCommand),
 }
 
+/// The log filter when `BINLAKE_LOG` is not set.
+const DEFAULT_LOG: &str = "warn,binlake=info,deltalake_core=error,deltalake_core::kernel::transaction=off,buoyant_kernel=off";
+
+/// Targets kept quiet whatever `BINLAKE_LOG` says, unless it names them: delta-rs's commit loop
+/// logs an ERROR for every refused commit, and the Delta kernel one for every table opened
+/// before its first commit; both return the case to binlake, which retries or reports it. A
+/// `BINLAKE_LOG=debug` would otherwise show ERROR lines on every first start.
+const QUIET_TARGETS: [&str; 2] = ["deltalake_core::kernel::transaction", "buoyant_kernel"];
+
+/// The filter for `BINLAKE_LOG` (`user`): the user's directives, with [`QUIET_TARGETS`] turned
+/// off where the user says nothing of them.
+fn log_filter_spec(user: Option<&str>) -> String {
+    let Some(user) = user.filter(|u| !u.trim().is_empty()) else {
+        return DEFAULT_LOG.to_string();
+    };
+    let mut spec = user.to_string();
+    for target in QUIET_TARGETS {
+        if !user.contains(target) {
+            spec.push_str(&format!(",{target}=off"));
+        }
+    }
+    spec
+}
+
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("BINLAKE_LOG").unwrap_or_else(|_| {
-        // delta-rs's commit loop logs an ERROR for every refused commit, then returns it to
-        // binlake, which reports what it is (an expected refusal is retried and counted).
-        EnvFilter::new(
-            "warn,binlake=info,deltalake_core=error,deltalake_core::kernel::transaction=off,buoyant_kernel=off",
-        )
-    });
+    let spec = log_filter_spec(std::env::var("BINLAKE_LOG").ok().as_deref());
+    let filter = EnvFilter::try_new(&spec).unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG));
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -149,6 +168,31 @@ fn main() -> ExitCode {
             }
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_users_log_filter_keeps_the_libraries_handled_errors_quiet_unless_it_names_them() {
+        assert_eq!(log_filter_spec(None), DEFAULT_LOG);
+        assert_eq!(log_filter_spec(Some(" ")), DEFAULT_LOG);
+        assert_eq!(
+            log_filter_spec(Some("warn,binlake::commands=debug")),
+            "warn,binlake::commands=debug,deltalake_core::kernel::transaction=off,buoyant_kernel=off"
+        );
+        assert_eq!(
+            log_filter_spec(Some("debug,buoyant_kernel=debug")),
+            "debug,buoyant_kernel=debug,deltalake_core::kernel::transaction=off"
+        );
+        for spec in [
+            log_filter_spec(Some("warn,binlake=debug")),
+            log_filter_spec(None),
+        ] {
+            assert!(EnvFilter::try_new(&spec).is_ok(), "{spec}");
         }
     }
 }

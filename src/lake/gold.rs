@@ -13,6 +13,7 @@ use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::protocol::SaveMode;
 use deltalake::DeltaTable;
 
+pub use super::gold_schedule::GoldSchedule;
 use super::gold_vacuum::vacuum_when_due;
 pub use super::gold_vacuum::GoldVacuum;
 use super::state::without_log_cleanup;
@@ -124,108 +125,6 @@ pub async fn preview(
         }
     }
     Ok(out)
-}
-
-/// Refreshes models as `[gold] refresh` says, from the sink's loop; a failure is logged, never
-/// stops replication.
-pub struct GoldSchedule {
-    storage: LakeStorage,
-    models: Vec<GoldModel>,
-    policy: super::config::GoldRefresh,
-    vacuum: GoldVacuum,
-    last: Option<std::time::Instant>,
-    pub refreshes: u64,
-    pub failures: u64,
-    /// Vacuums of models' tables (every `[gold] vacuum_every_refreshes` versions).
-    pub vacuums: u64,
-    /// The latest rows of each model refreshed so far (the status page shows them).
-    pub previews: Vec<GoldPreview>,
-}
-
-impl GoldSchedule {
-    pub fn new(
-        storage: LakeStorage,
-        models: Vec<GoldModel>,
-        policy: super::config::GoldRefresh,
-        vacuum: GoldVacuum,
-    ) -> GoldSchedule {
-        GoldSchedule {
-            storage,
-            models,
-            policy,
-            vacuum,
-            last: None,
-            refreshes: 0,
-            failures: 0,
-            vacuums: 0,
-            previews: Vec::new(),
-        }
-    }
-
-    /// After a batch touched `tables` (`db.table`): refresh what is due.
-    pub async fn after_commit(&mut self, tables: &[String]) {
-        let due: Vec<GoldModel> = match self.policy {
-            super::config::GoldRefresh::OnCommit => affected(&self.models, tables),
-            super::config::GoldRefresh::Every(every) => {
-                if self.last.is_some_and(|l| l.elapsed() < every) {
-                    return;
-                }
-                self.models.clone()
-            }
-        };
-        if due.is_empty() {
-            return;
-        }
-        self.last = Some(std::time::Instant::now());
-        self.refreshes += 1;
-        match refresh(&self.storage, &due, self.vacuum).await {
-            Ok(outcomes) => {
-                self.failures += outcomes
-                    .iter()
-                    .filter(|o| o.result.is_err() && o.waiting_for.is_empty())
-                    .count() as u64;
-                self.vacuums += outcomes.iter().filter(|o| o.vacuumed).count() as u64;
-                for o in outcomes {
-                    let previous = self.previews.iter().find(|p| p.name == o.name);
-                    if previous.is_none_or(|p| p.waiting_for != o.waiting_for) {
-                        if !o.waiting_for.is_empty() {
-                            tracing::warn!(model = %o.name, "waiting for {}: no such table yet, no change of it has been applied (a name misspelt in the model waits here too)", o.waiting_for.join(", "));
-                        } else if previous.is_some_and(|p| !p.waiting_for.is_empty()) {
-                            tracing::info!(model = %o.name, "the tables it waited for exist now");
-                        }
-                    }
-                    let shown = match &o.result {
-                        _ if !o.waiting_for.is_empty() => GoldPreview {
-                            name: o.name.clone(),
-                            waiting_for: o.waiting_for.clone(),
-                            ..GoldPreview::default()
-                        },
-                        Ok(_) => preview(&self.storage, &o.name, 5)
-                            .await
-                            .unwrap_or_else(|e| GoldPreview {
-                                name: o.name.clone(),
-                                error: Some(e.to_string()),
-                                ..GoldPreview::default()
-                            }),
-                        Err(e) => GoldPreview {
-                            name: o.name.clone(),
-                            error: Some(e.clone()),
-                            ..GoldPreview::default()
-                        },
-                    };
-                    match self.previews.iter_mut().find(|p| p.name == o.name) {
-                        Some(p) => *p = shown,
-                        None => self.previews.push(shown),
-                    }
-                }
-                self.previews.sort_by(|a, b| a.name.cmp(&b.name));
-            }
-            Err(e) => {
-                self.failures += 1;
-                tracing::error!("gold refresh: {e}");
-            }
-        }
-    }
 }
 
 /// The models that read one of `tables` (`db.table`, history included), and the models that
@@ -827,7 +726,7 @@ mod tests {
         // they wait for.
         let mut schedule = GoldSchedule::new(
             storage.clone(),
-            models,
+            models.clone(),
             super::super::config::GoldRefresh::OnCommit,
             GoldVacuum::default(),
         );
@@ -849,7 +748,7 @@ mod tests {
 
         // Once the table exists the model runs.
         silver_of_ids("silver/shop/customers", vec![2, 3, 4]).await;
-        let outcomes = refresh(&storage, &schedule.models, GoldVacuum::default())
+        let outcomes = refresh(&storage, &models, GoldVacuum::default())
             .await
             .unwrap();
         let by_name = |name: &str| outcomes.iter().find(|o| o.name == name).unwrap();

@@ -19,6 +19,7 @@ mod dead_letters;
 mod dv;
 mod evolution;
 pub mod gold;
+mod gold_schedule;
 mod gold_vacuum;
 mod guard;
 mod history;

@@ -18,7 +18,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use binlake::config::Config;
-use binlake::lake::gold::{GoldSchedule, GoldVacuum};
+use binlake::lake::gold::GoldVacuum;
+use binlake::lake::gold_schedule::GoldSchedule;
 use binlake::lake::storage::LakeStorage;
 use binlake::lake::writer::LakeWriter;
 use binlake::metrics::Metrics;

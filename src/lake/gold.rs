@@ -13,7 +13,6 @@ use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::protocol::SaveMode;
 use deltalake::DeltaTable;
 
-pub use super::gold_schedule::GoldSchedule;
 use super::gold_vacuum::vacuum_when_due;
 pub use super::gold_vacuum::GoldVacuum;
 use super::state::without_log_cleanup;
@@ -724,7 +723,7 @@ mod tests {
 
         // From the sink: the waiting models are no failures, and the status page says what
         // they wait for.
-        let mut schedule = GoldSchedule::new(
+        let mut schedule = crate::lake::gold_schedule::GoldSchedule::new(
             storage.clone(),
             models.clone(),
             super::super::config::GoldRefresh::OnCommit,

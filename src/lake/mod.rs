@@ -19,7 +19,7 @@ mod dead_letters;
 mod dv;
 mod evolution;
 pub mod gold;
-mod gold_schedule;
+pub mod gold_schedule;
 mod gold_vacuum;
 mod guard;
 mod history;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::sink::{run_sink, Next, RecordSource, SinkStats};
 use super::PipelineError;
-use crate::lake::gold::GoldSchedule;
+use crate::lake::gold_schedule::GoldSchedule;
 use crate::lake::writer::LakeWriter;
 use crate::metrics::Metrics;
 use crate::transport::embedded::{Handoff, HandoffReceiver};

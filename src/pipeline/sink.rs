@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 
 use super::PipelineError;
-use crate::lake::gold::GoldSchedule;
+use crate::lake::gold_schedule::GoldSchedule;
 use crate::lake::metrics::LakeMetrics;
 use crate::lake::writer::{Decoded, LakeWriter};
 use crate::lake::LakeError;

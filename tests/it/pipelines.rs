@@ -311,7 +311,11 @@ models = "models"
         1,
         "{stderr}"
     );
-    assert!(stderr.contains("broken"), "{stderr}");
+    // The failing model is named with its file and the line of its error.
+    assert!(
+        stderr.contains(&format!("{}:3:", models.join("broken.sql").display())),
+        "{stderr}"
+    );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
         .args(["gold", "refresh", "--config"])
         .arg(&config)

@@ -5,7 +5,8 @@
 #     message acknowledged;
 #  2. latency: a writer commits 5,000 rows/s for 10 s, each row stamped with its commit time
 #     in ms; the consumer reports commit-to-consumer latency p50/p99 while capture runs.
-# The sink (Kafka -> lake) is not built yet: the consumer stands in for it.
+# The transport alone: `binlake bench consume` reads the topics, nothing is applied to a lake
+# (scripts/bench-e2e.sh measures the sink, scripts/bench-sinks.sh a group of sinks).
 . scripts/bench-common.sh 13394
 
 start_kafka

@@ -157,7 +157,7 @@ impl Metrics {
             );
             r.register(
                 "append_rebases",
-                "Appends committed again on top of a compaction or vacuum that landed meanwhile",
+                "Appends committed again on top of a compaction or vacuum, or on bronze another sink's append of other partitions, that landed meanwhile",
                 m.append_rebases.clone(),
             );
             r.register(

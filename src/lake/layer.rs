@@ -15,15 +15,13 @@ use deltalake::kernel::Action;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 
-use futures_util::StreamExt;
-
 use super::change::LakeChange;
 use super::compaction::{Compaction, Outcome};
 use super::config::{LakeConfig, Readers};
 use super::dv::delete_rows;
 use super::key_cache::KeyCache;
 use super::keys::{keyed_writer_properties, Located};
-use super::state::{is_maintenance, load_state, LayerState};
+use super::state::{load_state, LayerState};
 use super::storage::LakeStorage;
 use super::LakeError;
 use crate::event::{TableId, TableSchema};
@@ -80,7 +78,7 @@ pub(super) struct Layer {
     pub(super) table: Option<DeltaTable>,
     pub(super) state: LayerState,
     pub(super) commits: u64,
-    /// Appends committed again on top of a compaction or vacuum that landed meanwhile, not yet
+    /// Appends committed again on top of what landed meanwhile ([`super::rebase`]), not yet
     /// counted in the writer's metrics.
     pub(super) rebases: u64,
     /// A compaction of the table under way in the background.
@@ -103,8 +101,8 @@ impl TableLayers {
     }
 }
 
-/// How many times an append goes on top of maintenance commits that refused it before the
-/// refusal is handed to the caller (a compaction lands once per `optimize_every_commits`).
+/// How many times an append goes on top of commits that refused it ([`super::rebase`]) before
+/// the refusal is handed to the caller.
 const APPEND_REBASES: u32 = 3;
 
 impl Layer {
@@ -439,6 +437,7 @@ impl Layer {
             partition_by: None,
             predicate: None,
         };
+        let mut state = state;
         let mut rebases = 0;
         let committed = loop {
             let table = self.table.as_ref().expect("a layer keeps its table");
@@ -451,51 +450,21 @@ impl Layer {
                 Ok(committed) => break committed,
                 Err(e) => delta_err(&self.path)(e),
             };
-            if !refused.is_concurrent_commit()
-                || rebases == APPEND_REBASES
-                || !self.only_maintenance_since_read().await?
-            {
+            if !refused.is_concurrent_commit() || rebases == APPEND_REBASES {
                 return Err(refused);
+            }
+            match self.rebase_append(&state, target).await? {
+                Some(on_top) => state = on_top,
+                None => return Err(refused),
             }
             rebases += 1;
             self.rebases += 1;
-            tracing::debug!(table = %self.path, "a compaction or vacuum committed during the append: committing its files on top");
         };
         let table = self.table.as_mut().expect("a layer keeps its table");
         table.state = Some(committed.snapshot);
         self.state = state;
         self.commits += 1;
         Ok(())
-    }
-
-    /// Reads the table on to its newest version and says whether every commit since the
-    /// version it held is maintenance (a compaction or vacuum, by binlake or any engine, which
-    /// records no binlake state and changes no data). An append refused by such commits alone
-    /// goes on top of them unchanged, as Delta's conflict rules allow a blind append to: no
-    /// other writer applied anything, so the batch's state still follows the table's. Any other
-    /// commit, another sink's above all, leaves the refusal to the caller, who reloads the
-    /// table's state and applies the batch again.
-    async fn only_maintenance_since_read(&mut self) -> Result<bool, LakeError> {
-        let table = self.table.as_mut().expect("a layer keeps its table");
-        let read = table.version();
-        table
-            .update_incremental(None)
-            .await
-            .map_err(delta_err(&self.path))?;
-        let newer = match (read, table.version()) {
-            (Some(read), Some(now)) if now > read => (now - read) as usize,
-            _ => return Ok(false),
-        };
-        let mut commits = table.history(Some(newer));
-        let mut seen = 0;
-        while let Some(commit) = commits.next().await {
-            let commit = commit.map_err(delta_err(&self.path))?;
-            if !is_maintenance(&commit) {
-                return Ok(false);
-            }
-            seen += 1;
-        }
-        Ok(seen == newer)
     }
 
     /// MERGEs `batch` (aliased `s`) into the table (`t`) on the key columns (and `extra`),

@@ -186,63 +186,12 @@ fn chrono_duration(d: Duration) -> chrono::Duration {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::sync::Arc;
-
-    use deltalake::arrow::array::{Int64Array, RecordBatch};
-    use deltalake::arrow::datatypes::{DataType, Field, Schema};
 
     use super::*;
-    use crate::lake::state::{load_state, LayerState};
+    use crate::lake::state::load_state;
     use crate::lake::storage::LakeStorage;
+    use crate::lake::test_tables::{files, ids, rows, state_after, three_files};
     use tokio::sync::Semaphore;
-
-    fn ids(from: i64, to: i64) -> RecordBatch {
-        let schema = Schema::new(vec![Field::new("id", DataType::Int64, false)]);
-        RecordBatch::try_new(
-            Arc::new(schema),
-            vec![Arc::new(Int64Array::from_iter_values(from..to))],
-        )
-        .unwrap()
-    }
-
-    fn state_after(offset: i64) -> LayerState {
-        let mut state = LayerState::default();
-        state.offsets.advance("binlake.shop:0", offset);
-        state
-    }
-
-    /// A table of three appended files of 10 rows, its state at offset 30.
-    async fn three_files(lake: &std::path::Path) -> Layer {
-        let storage = LakeStorage::new(lake.to_str().unwrap(), &BTreeMap::new(), lake).unwrap();
-        let mut layer = Layer::open(&storage, "bronze/shop/t".into()).await.unwrap();
-        for i in 0..3 {
-            let (from, to) = (i * 10, i * 10 + 10);
-            layer
-                .append(ids(from, to), None, state_after(to), &LakeConfig::default())
-                .await
-                .unwrap();
-        }
-        layer
-    }
-
-    fn files(layer: &Layer) -> usize {
-        layer
-            .existing()
-            .unwrap()
-            .snapshot()
-            .unwrap()
-            .log_data()
-            .num_files()
-    }
-
-    async fn rows(layer: &Layer) -> usize {
-        use deltalake::datafusion::prelude::SessionContext;
-        let table = layer.existing().unwrap().clone();
-        let ctx = SessionContext::new();
-        table.update_datafusion_session(&ctx.state()).unwrap();
-        let provider = table.table_provider().await.unwrap();
-        ctx.read_table(provider).unwrap().count().await.unwrap()
-    }
 
     /// A compaction that landed is taken in without a reload: the table is one version on, in
     /// one file, its state the one the last batch committed, and the next commit goes in on top.
@@ -413,60 +362,6 @@ mod tests {
         assert_eq!(metrics.vacuums, 3);
         assert_eq!(rows(&layer).await, 30);
         assert_eq!(layer.state, state_after(30));
-    }
-
-    /// An append the writer computed before a compaction landed goes on top of the compaction
-    /// as it is: no refusal for the caller, no batch applied again, no row lost, the state the
-    /// append's.
-    #[tokio::test]
-    async fn an_append_goes_on_top_of_a_compaction_that_landed_meanwhile() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut layer = three_files(dir.path()).await;
-        let compacted = compaction::compact(layer.existing().cloned().unwrap(), None)
-            .await
-            .unwrap();
-        assert_eq!(compacted.version(), Some(3));
-        assert_eq!(layer.existing().unwrap().version(), Some(2));
-        layer
-            .append(ids(30, 35), None, state_after(35), &LakeConfig::default())
-            .await
-            .unwrap();
-        assert_eq!(
-            (layer.existing().unwrap().version(), files(&layer)),
-            (Some(4), 2)
-        );
-        assert_eq!(layer.rebases, 1);
-        assert_eq!(rows(&layer).await, 35);
-        assert_eq!(
-            load_state(layer.existing().unwrap()).await.unwrap(),
-            state_after(35)
-        );
-    }
-
-    /// Another sink's commit in between is not maintenance: the append is refused, for the
-    /// caller to reload the table's state and apply the batch again.
-    #[tokio::test]
-    async fn an_append_after_another_sinks_commit_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut layer = three_files(dir.path()).await;
-        compaction::compact(layer.existing().cloned().unwrap(), None)
-            .await
-            .unwrap();
-        let storage =
-            LakeStorage::new(dir.path().to_str().unwrap(), &BTreeMap::new(), dir.path()).unwrap();
-        let mut other = Layer::open(&storage, "bronze/shop/t".into()).await.unwrap();
-        other
-            .append(ids(100, 101), None, state_after(31), &LakeConfig::default())
-            .await
-            .unwrap();
-        let refused = layer
-            .append(ids(30, 35), None, state_after(35), &LakeConfig::default())
-            .await
-            .unwrap_err();
-        assert!(refused.is_concurrent_commit(), "{refused}");
-        // Read on to the newest version, the refused append nowhere in it.
-        assert_eq!(layer.existing().unwrap().version(), Some(4));
-        assert_eq!(rows(&layer).await, 31);
     }
 
     fn log_commits(table_dir: &std::path::Path) -> Vec<String> {

@@ -17,7 +17,8 @@ pub struct LakeMetrics {
     /// Leading portions of a batch committed on their own after the whole batch kept losing
     /// to another writer's commits.
     pub portions_committed: u64,
-    /// Appends that found only a compaction or vacuum first, committed again on top of it.
+    /// Appends committed again on top of what landed first (maintenance; on bronze, another
+    /// sink's append of other partitions).
     pub append_rebases: u64,
     pub last_batch: Duration,
     /// Applying batches, start to end (every layer, maintenance), summed.

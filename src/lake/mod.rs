@@ -32,6 +32,7 @@ pub mod metrics;
 mod multiset;
 mod parallel;
 mod read_back;
+mod rebase;
 mod retype;
 pub mod route;
 mod schema_runs;
@@ -40,6 +41,8 @@ pub mod state;
 pub mod stopped;
 pub mod storage;
 mod table_apply;
+#[cfg(test)]
+mod test_tables;
 mod typed_images;
 pub mod types;
 pub mod writer;

@@ -53,6 +53,44 @@ fn writer_id() -> &'static str {
 }
 
 impl LayerState {
+    /// `ours`, this state advanced by a batch, put on top of `theirs`, which another writer
+    /// committed since this state was read: their partitions as they left them, ours as the
+    /// batch left them. None when the two are not disjoint: the other writer moved a partition
+    /// the batch also moved (the partition changed hands), or changed what the table is built
+    /// on (its key, pending defaults, last truncate).
+    pub(super) fn rebased(&self, ours: &LayerState, theirs: &LayerState) -> Option<LayerState> {
+        let read = self;
+        let same = |a: &LayerState, b: &LayerState| {
+            a.key == b.key
+                && a.pending_defaults == b.pending_defaults
+                && a.truncated_at == b.truncated_at
+        };
+        if !same(read, theirs) || !same(read, ours) {
+            return None;
+        }
+        let mut merged = theirs.clone();
+        for (sp, next) in ours.offsets.iter() {
+            if read.offsets.get(sp) == Some(next) {
+                continue;
+            }
+            if theirs.offsets.get(sp) != read.offsets.get(sp) {
+                return None;
+            }
+            merged.offsets.insert(sp, next);
+        }
+        for (sp, order) in &ours.positions {
+            if read.positions.get(sp) == Some(order) {
+                continue;
+            }
+            if theirs.positions.get(sp) != read.positions.get(sp) {
+                return None;
+            }
+            merged.positions.insert(sp.clone(), order.clone());
+        }
+        merged.source_ts_ms = ours.source_ts_ms.max(theirs.source_ts_ms);
+        Some(merged)
+    }
+
     pub(super) fn with_key(mut self, key: &[String]) -> LayerState {
         self.key = key.to_vec();
         self
@@ -117,16 +155,95 @@ pub(super) fn is_maintenance(commit: &CommitInfo) -> bool {
     ) && !commit.info.contains_key(STATE_KEY)
 }
 
+/// Whether a commit appended files and nothing else, without a predicate: a write in append
+/// mode (binlake's appends, or any engine's).
+pub(super) fn is_blind_append(commit: &CommitInfo) -> bool {
+    let parameter = |name: &str| {
+        commit
+            .operation_parameters
+            .as_ref()
+            .and_then(|p| p.get(name))
+            .and_then(|v| v.as_str())
+    };
+    commit.operation.as_deref() == Some("WRITE")
+        && parameter("mode") == Some("Append")
+        && parameter("predicate").is_none()
+}
+
+/// The binlake state a commit records, if it records one.
+pub(super) fn state_of(commit: &CommitInfo) -> Option<LayerState> {
+    serde_json::from_value(commit.info.get(STATE_KEY)?.clone()).ok()
+}
+
 /// The state the newest commit that recorded one holds (empty for a table binlake never wrote).
 pub(super) async fn load_state(table: &DeltaTable) -> Result<LayerState, DeltaTableError> {
     let mut history = table.history(Some(1000));
     while let Some(commit) = history.next().await {
-        let commit = commit?;
-        if let Some(v) = commit.info.get(STATE_KEY) {
-            if let Ok(state) = serde_json::from_value::<LayerState>(v.clone()) {
-                return Ok(state);
-            }
+        if let Some(state) = state_of(&commit?) {
+            return Ok(state);
         }
     }
     Ok(LayerState::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(offsets: &[(&str, i64)], positions: &[(&str, &str)], ts: i64) -> LayerState {
+        let mut state = LayerState {
+            source_ts_ms: Some(ts),
+            ..LayerState::default()
+        };
+        for (sp, next) in offsets {
+            state.offsets.insert(sp, *next);
+        }
+        for (sp, order) in positions {
+            state.positions.insert(sp.to_string(), order.to_string());
+        }
+        state
+    }
+
+    #[test]
+    fn a_rebased_state_keeps_each_writers_own_partitions() {
+        let read = state(
+            &[("t:0", 10), ("t:1", 20)],
+            &[("t:0", "a"), ("t:1", "b")],
+            100,
+        );
+        let ours = state(
+            &[("t:0", 15), ("t:1", 20)],
+            &[("t:0", "c"), ("t:1", "b")],
+            150,
+        );
+        let theirs = state(
+            &[("t:0", 10), ("t:1", 25), ("t:2", 3)],
+            &[("t:0", "a"), ("t:1", "d")],
+            120,
+        );
+        assert_eq!(
+            read.rebased(&ours, &theirs),
+            Some(state(
+                &[("t:0", 15), ("t:1", 25), ("t:2", 3)],
+                &[("t:0", "c"), ("t:1", "d")],
+                150
+            ))
+        );
+    }
+
+    #[test]
+    fn a_partition_both_writers_moved_or_a_changed_table_is_no_rebase() {
+        let read = state(&[("t:0", 10)], &[("t:0", "a")], 100);
+        let ours = state(&[("t:0", 15)], &[("t:0", "c")], 150);
+        // The partition changed hands: the other writer applied some of the same records.
+        let moved = state(&[("t:0", 12)], &[("t:0", "a")], 120);
+        assert_eq!(read.rebased(&ours, &moved), None);
+        let positioned = state(&[("t:0", 10)], &[("t:0", "b")], 120);
+        assert_eq!(read.rebased(&ours, &positioned), None);
+        let mut truncated = read.clone();
+        truncated.truncated_at = Some("b".into());
+        assert_eq!(read.rebased(&ours, &truncated), None);
+        let rekeyed = read.clone().with_key(&["id".into()]);
+        assert_eq!(read.rebased(&ours, &rekeyed), None);
+    }
 }

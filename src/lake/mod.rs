@@ -4,7 +4,8 @@
 //! forms, the MySQL → Arrow mapping and exactly-once application of transport records.
 //!
 //! [`writer`] routes a batch; [`table_apply`] applies one table's share of it; [`layer`] is one
-//! table and its exactly-once [`state`]; [`bronze`], [`silver`] and [`history`] write their
+//! table and its exactly-once [`state`], and [`rebase`] puts a refused append on top of what
+//! landed first; [`bronze`], [`silver`] and [`history`] write their
 //! layers, the last two from rows typed once ([`typed_images`]); [`guard`] says what a key
 //! already holds, located by [`keys`] and read by [`read_back`]; [`dv`] writes deletion
 //! vectors; [`evolution`] and [`maintenance`] keep tables in shape (compacting in the

@@ -136,7 +136,7 @@ impl Metrics {
             r.register("records", "Transport records consumed", m.records.clone());
             r.register(
                 "changes_applied",
-                "Row changes applied to the lake",
+                "Row changes this process took into the lake (not those it held already)",
                 m.changes_applied.clone(),
             );
             r.register(

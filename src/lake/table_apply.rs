@@ -50,6 +50,8 @@ pub(super) struct TableJob {
     pub(super) id: TableId,
     pub(super) layers: TableLayers,
     pub(super) metrics: LakeMetrics,
+    /// Changes this job's bronze commits took in, not yet counted in `metrics`.
+    taken_in: u64,
 }
 
 impl TableJob {
@@ -58,6 +60,7 @@ impl TableJob {
             id,
             layers,
             metrics: LakeMetrics::default(),
+            taken_in: 0,
         }
     }
 
@@ -123,15 +126,18 @@ impl TableJob {
         self.layers.each_mut().iter().map(|l| l.commits).sum()
     }
 
-    /// The batch's changes in the table's metrics, once whichever way they went in.
+    /// The batch's changes in the table's metrics, once whichever way they went in: those this
+    /// job's bronze commits took in. Bronze holds every change once, so changes the lake already
+    /// held (read again after a rebalance, or applied by another sink first) are not counted.
     fn count_applied(&mut self, changes: &[LakeChange]) {
-        self.metrics.changes_applied += changes.len() as u64;
+        let taken_in = std::mem::take(&mut self.taken_in);
+        self.metrics.changes_applied += taken_in;
         let newest = changes.iter().map(|c| c.ts_ms).max();
         if let Some(newest) = newest {
             self.metrics.newest_source_ts_ms = self.metrics.newest_source_ts_ms.max(newest);
         }
         let entry = self.metrics.tables.entry(self.id.to_string()).or_default();
-        entry.0 += changes.len() as u64;
+        entry.0 += taken_in;
         if let Some(newest) = newest {
             entry.1 = entry.1.max(newest);
         }
@@ -153,6 +159,7 @@ impl TableJob {
         // with its own exactly-once record.
         let started = Instant::now();
         let fresh = layers.bronze.fresh_at(changes);
+        let fresh_count = fresh.len();
         let bronze_write = if fresh.is_empty() {
             None
         } else {
@@ -193,6 +200,7 @@ impl TableJob {
             self.metrics.bronze_time += took;
             result?;
             self.metrics.commits += 1;
+            self.taken_in += fresh_count as u64;
         }
         current?;
         let maintenance_started = Instant::now();

@@ -193,6 +193,9 @@ fn two_writers_on_one_table_take_turns_exactly_once() {
     });
     assert!(first.concurrent_commits >= 1, "{first:?}");
     assert!(second.concurrent_commits >= 1, "{second:?}");
+    // Each counts the changes it took in: the batch read again is the first writer's.
+    assert_eq!((first.changes_applied, second.changes_applied), (3, 3));
+    assert_eq!(second.tables.get("shop.k").map(|t| t.0), Some(3));
     assert_eq!(silver_k(&lake), ["2|two-paid"]);
     assert_eq!(
         history_k(&lake),

@@ -10,7 +10,8 @@
 #     gap): there the lake side is measured in-process (`kind = "embedded"`) instead;
 #  2. freshness: a writer commits 5,000 rows/s for 30 s (each row stamped with its commit time
 #     in ms) while `binlake run` captures; `binlake bench freshness` polls silver every 100 ms
-#     for the age of the newest visible row: p50/p99.
+#     for the age of the newest visible row: p50/p99. Twice: with binlake's default `[lake]`
+#     settings, then with `max_latency_ms` = MAX_LATENCY_MS (default 250) and the rest default.
 . scripts/bench-common.sh 13395
 
 start_kafka
@@ -70,23 +71,36 @@ else
   "$bin" source --config "$dir/b.toml" --exit-when-caught-up 2>/dev/null
 fi
 
-echo "== 2. freshness at 5,000 row changes/s for 30 s"
 create_steady_writer
-config c "benchC$$" "$dir/lakeC" "${MAX_LATENCY_MS:-500}"
-# Start from the current end of the binlog: only the steady writer's rows flow.
-"$bin" source --config "$dir/b.toml" --exit-when-caught-up 2>/dev/null
-cp -r "$dir/state-b" "$dir/state-c"
-"$bin" run --config "$dir/c.toml" 2> "$dir/run-c.log" &
-pids+=($!)
-scripts/mariadb.sh sql "$dir/db" -e "INSERT INTO binlake_bench.lat (created_ms) VALUES (ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000))"
-sleep 5
-start=$(date +%s.%N)
-scripts/mariadb.sh sql "$dir/db" -e "USE binlake_bench; CALL steady(3000)" &
-writer_pid=$!
-# Past the first commits, so the warm-up row's age is not sampled.
-sleep 3
-"$bin" bench freshness --config "$dir/c.toml" --table binlake_bench.lat --column created_ms --duration 25 > "$dir/fresh.out"
-wait "$writer_pid"
-end=$(date +%s.%N)
-echo "   writer: 150,000 rows in $(awk "BEGIN{printf \"%.1f\", $end-$start}") s ($(awk "BEGIN{printf \"%d\", 150000/($end-$start)}") rows/s)"
-sed 's/^/   /' "$dir/fresh.out"
+# `binlake run` through Kafka with the `[lake]` defaults but for `lines`, from the binlog's
+# current end, while the writer commits for 30 s.
+freshness() { # name label [lake lines]
+  config "$1" "bench$1$$" "$dir/lake$1" 1000 ""
+  sed -i '/^max_latency_ms/d; /^optimize_every_commits/d; /^vacuum_every_commits/d' "$dir/$1.toml"
+  [ -z "${3:-}" ] || printf '%s\n' "$3" >> "$dir/$1.toml"
+  echo "== 2. freshness at 5,000 row changes/s for 30 s, $2"
+  # Start from the current end of the binlog: only the steady writer's rows flow.
+  "$bin" source --config "$dir/b.toml" --exit-when-caught-up 2>/dev/null
+  rm -rf "$dir/state-$1"
+  cp -r "$dir/state-b" "$dir/state-$1"
+  "$bin" run --config "$dir/$1.toml" 2> "$dir/run-$1.log" &
+  local run_pid=$!
+  pids+=("$run_pid")
+  scripts/mariadb.sh sql "$dir/db" -e "INSERT INTO binlake_bench.lat (created_ms) VALUES (ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000))"
+  sleep 5
+  local start end writer_pid
+  start=$(date +%s.%N)
+  scripts/mariadb.sh sql "$dir/db" -e "USE binlake_bench; CALL steady(3000)" &
+  writer_pid=$!
+  # Past the first commits, so the warm-up row's age is not sampled.
+  sleep 3
+  "$bin" bench freshness --config "$dir/$1.toml" --table binlake_bench.lat --column created_ms --duration 25 > "$dir/fresh-$1.out"
+  wait "$writer_pid"
+  end=$(date +%s.%N)
+  kill -TERM "$run_pid"
+  wait "$run_pid" || true
+  echo "   writer: 150,000 rows in $(awk "BEGIN{printf \"%.1f\", $end-$start}") s ($(awk "BEGIN{printf \"%d\", 150000/($end-$start)}") rows/s)"
+  sed 's/^/   /' "$dir/fresh-$1.out"
+}
+freshness c "binlake's defaults (max_latency_ms = 1000)"
+freshness f "max_latency_ms = ${MAX_LATENCY_MS:-250}" "max_latency_ms = ${MAX_LATENCY_MS:-250}"

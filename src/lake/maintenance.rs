@@ -185,12 +185,9 @@ fn chrono_duration(d: Duration) -> chrono::Duration {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
     use crate::lake::state::load_state;
-    use crate::lake::storage::LakeStorage;
-    use crate::lake::test_tables::{files, ids, rows, state_after, three_files};
+    use crate::lake::test_tables::{files, ids, rows, state_after, storage, three_files};
     use tokio::sync::Semaphore;
 
     /// A compaction that landed is taken in without a reload: the table is one version on, in
@@ -374,8 +371,7 @@ mod tests {
     #[tokio::test]
     async fn expired_log_files_are_left_by_commits_and_deleted_by_the_vacuum() {
         let dir = tempfile::tempdir().unwrap();
-        let storage =
-            LakeStorage::new(dir.path().to_str().unwrap(), &BTreeMap::new(), dir.path()).unwrap();
+        let storage = storage(dir.path());
         let settings = LakeConfig {
             checkpoint_interval: 2,
             vacuum_retention_hours: 0,

@@ -50,15 +50,13 @@ impl Layer {
             if is_maintenance(&commit) {
                 continue;
             }
-            if !(takes_other_appends && is_blind_append(&commit)) {
-                return Ok(None);
-            }
-            if theirs.is_none() {
-                match state_of(&commit) {
-                    Some(state) => theirs = Some(state),
-                    None => return Ok(None),
-                }
-            }
+            // Another binlake writer's append: it records its state. An append by anything
+            // else is not known to be disjoint from the batch.
+            let state = match state_of(&commit) {
+                Some(state) if takes_other_appends && is_blind_append(&commit) => state,
+                _ => return Ok(None),
+            };
+            theirs.get_or_insert(state);
         }
         let Some(theirs) = theirs else {
             tracing::debug!(table = %self.path, "a compaction or vacuum committed during the append: committing its files on top");
@@ -79,18 +77,11 @@ impl Layer {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
     use crate::lake::compaction;
     use crate::lake::config::LakeConfig;
     use crate::lake::state::load_state;
-    use crate::lake::storage::LakeStorage;
-    use crate::lake::test_tables::{files, ids, rows, state_after, three_files};
-
-    fn storage(lake: &std::path::Path) -> LakeStorage {
-        LakeStorage::new(lake.to_str().unwrap(), &BTreeMap::new(), lake).unwrap()
-    }
+    use crate::lake::test_tables::{files, ids, rows, state_after, storage, three_files};
 
     /// `state` with partition 1 of the topic moved on to `next`.
     fn and_partition_1(mut state: LayerState, next: i64) -> LayerState {
@@ -135,9 +126,9 @@ mod tests {
         compaction::compact(layer.existing().cloned().unwrap(), None)
             .await
             .unwrap();
-        let storage =
-            LakeStorage::new(dir.path().to_str().unwrap(), &BTreeMap::new(), dir.path()).unwrap();
-        let mut other = Layer::open(&storage, "bronze/shop/t".into()).await.unwrap();
+        let mut other = Layer::open(&storage(dir.path()), "bronze/shop/t".into())
+            .await
+            .unwrap();
         other
             .append(ids(100, 101), None, state_after(31), &LakeConfig::default())
             .await

@@ -155,8 +155,8 @@ pub(super) fn is_maintenance(commit: &CommitInfo) -> bool {
     ) && !commit.info.contains_key(STATE_KEY)
 }
 
-/// Whether a commit appended files and nothing else, without a predicate: a write in append
-/// mode (binlake's appends, or any engine's).
+/// Whether a commit is a write in append mode without a predicate (binlake's appends, or any
+/// engine's): it adds files and removes none. A schema it widened is checked apart.
 pub(super) fn is_blind_append(commit: &CommitInfo) -> bool {
     let parameter = |name: &str| {
         commit

@@ -27,10 +27,16 @@ pub(super) fn state_after(offset: i64) -> LayerState {
     state
 }
 
+/// The lake in the local folder `lake`.
+pub(super) fn storage(lake: &std::path::Path) -> LakeStorage {
+    LakeStorage::new(lake.to_str().unwrap(), &BTreeMap::new(), lake).unwrap()
+}
+
 /// A table of three appended files of 10 rows, its state at offset 30.
 pub(super) async fn three_files(lake: &std::path::Path) -> Layer {
-    let storage = LakeStorage::new(lake.to_str().unwrap(), &BTreeMap::new(), lake).unwrap();
-    let mut layer = Layer::open(&storage, "bronze/shop/t".into()).await.unwrap();
+    let mut layer = Layer::open(&storage(lake), "bronze/shop/t".into())
+        .await
+        .unwrap();
     for i in 0..3 {
         let (from, to) = (i * 10, i * 10 + 10);
         layer

@@ -10,8 +10,9 @@
 #     gap): there the lake side is measured in-process (`kind = "embedded"`) instead;
 #  2. freshness: a writer commits 5,000 rows/s for 30 s (each row stamped with its commit time
 #     in ms) while `binlake run` captures; `binlake bench freshness` polls silver every 100 ms
-#     for the age of the newest visible row: p50/p99. Twice: with binlake's default `[lake]`
-#     settings, then with `max_latency_ms` = MAX_LATENCY_MS (default 250) and the rest default.
+#     for the age of the newest visible row: p50/p99. Three times: with binlake's default
+#     `[lake]` settings; with busy batches off (`busy_latency_ms = 1000`, the defaults before
+#     2026-12-03); with `max_latency_ms` = MAX_LATENCY_MS (default 250) and the rest default.
 . scripts/bench-common.sh 13395
 
 start_kafka
@@ -102,5 +103,6 @@ freshness() { # name label [lake lines]
   echo "   writer: 150,000 rows in $(awk "BEGIN{printf \"%.1f\", $end-$start}") s ($(awk "BEGIN{printf \"%d\", 150000/($end-$start)}") rows/s)"
   sed 's/^/   /' "$dir/fresh-$1.out"
 }
-freshness c "binlake's defaults (max_latency_ms = 1000)"
+freshness c "binlake's defaults (max_latency_ms = 1000, busy_latency_ms = 250)"
+freshness o "busy batches off (busy_latency_ms = 1000)" "busy_latency_ms = 1000"
 freshness f "max_latency_ms = ${MAX_LATENCY_MS:-250}" "max_latency_ms = ${MAX_LATENCY_MS:-250}"

@@ -68,11 +68,32 @@ pub struct SinkStats {
     pub apply_wait: Duration,
 }
 
+/// When a batch is old enough to commit: `[lake] max_latency_ms` after its first record, or
+/// `busy_latency_ms` when it holds `busy_changes_per_table` records for each table it touches.
+#[derive(Debug, Clone, Copy)]
+struct Cadence {
+    max_latency: Duration,
+    busy_latency: Duration,
+    busy_per_table: usize,
+}
+
+impl Cadence {
+    fn of(settings: &crate::lake::config::LakeConfig) -> Cadence {
+        Cadence {
+            max_latency: settings.max_latency(),
+            busy_latency: settings.busy_latency(),
+            busy_per_table: settings.busy_changes_per_table,
+        }
+    }
+}
+
 /// The batch being collected.
 struct Filling {
     records: Vec<Record>,
     bytes: usize,
     first_at: Option<Instant>,
+    /// The topics (one per source table) the records are of.
+    topics: HashSet<String>,
     /// Answered once everything up to here is committed.
     acks: Vec<FlushAck>,
 }
@@ -83,6 +104,7 @@ impl Filling {
             records: Vec::with_capacity(max_rows.min(100_000)),
             bytes: 0,
             first_at: None,
+            topics: HashSet::new(),
             acks: Vec::new(),
         }
     }
@@ -90,11 +112,22 @@ impl Filling {
     fn push(&mut self, r: Record) {
         self.first_at.get_or_insert_with(Instant::now);
         self.bytes += r.payload_bytes();
+        if !self.topics.contains(r.topic.as_str()) {
+            self.topics.insert(r.topic.clone());
+        }
         self.records.push(r);
     }
 
-    fn aged(&self, max_latency: Duration) -> bool {
-        self.first_at.is_some_and(|t| t.elapsed() >= max_latency)
+    /// Old enough to commit: `max_latency` after its first record, or sooner when busy. A busy
+    /// batch's commits cost the same storage calls as a quiet one's, shared by more changes.
+    fn aged(&self, cadence: &Cadence) -> bool {
+        let Some(first_at) = self.first_at else {
+            return false;
+        };
+        let age = first_at.elapsed();
+        age >= cadence.max_latency
+            || (age >= cadence.busy_latency
+                && self.records.len() >= cadence.busy_per_table.saturating_mul(self.topics.len()))
     }
 
     /// The batch so far, and a new empty one in its place.
@@ -142,8 +175,8 @@ fn lend<'w>(writer: &'w mut LakeWriter, mut batch: Filling, decoded: Decoded) ->
 ///
 /// Batches commit one after another, in order; while one is being applied the next is
 /// collected, and with `[lake] decode_ahead` decoded too (on the loop's own thread: the apply
-/// runs on the runtime's workers). A batch that reached `max_latency_ms` while another is
-/// being applied keeps collecting until that one ends.
+/// runs on the runtime's workers). A batch that reached `max_latency_ms` (or `busy_latency_ms`,
+/// busy) while another is being applied keeps collecting until that one ends.
 pub async fn run_sink<S: RecordSource>(
     writer: &mut LakeWriter,
     source: &mut S,
@@ -153,7 +186,7 @@ pub async fn run_sink<S: RecordSource>(
     source.start(writer).await?;
     let max_rows = writer.settings().max_rows;
     let max_bytes = writer.settings().max_batch_bytes;
-    let max_latency = writer.settings().max_latency();
+    let cadence = Cadence::of(writer.settings());
     let decode_ahead = writer.settings().decode_ahead;
     let mut filling = Filling::new(max_rows);
     let mut stats = SinkStats::default();
@@ -181,7 +214,8 @@ pub async fn run_sink<S: RecordSource>(
             // What is under way is polled often: its end may be what the batch waits for.
             _ if under_way.is_some() => Duration::from_millis(5),
             // Nothing more right now: wait briefly for the batch to fill.
-            Some(t) => max_latency
+            Some(t) => cadence
+                .max_latency
                 .saturating_sub(t.elapsed())
                 .min(Duration::from_millis(20)),
             None => Duration::from_millis(100),
@@ -191,7 +225,7 @@ pub async fn run_sink<S: RecordSource>(
                 filling.push(r);
                 let full = filling.records.len() >= max_rows
                     || filling.bytes >= max_bytes
-                    || (filling.aged(max_latency) && under_way.is_none());
+                    || (filling.aged(&cadence) && under_way.is_none());
                 (full, false, false)
             }
             Next::Flush(ack) => {
@@ -214,11 +248,7 @@ pub async fn run_sink<S: RecordSource>(
             Next::End => (true, true, true),
             // An aged batch waiting for the one under way would start no sooner: it takes what
             // comes meanwhile (fewer, larger commits when applying is slow).
-            Next::Idle => (
-                filling.aged(max_latency) && under_way.is_none(),
-                false,
-                false,
-            ),
+            Next::Idle => (filling.aged(&cadence) && under_way.is_none(), false, false),
         };
         if cut {
             let mut batch = filling.take();
@@ -415,6 +445,71 @@ fn touched_tables(batch: &[Record]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record_of(topic: &str) -> Record {
+        Record {
+            topic: topic.into(),
+            partition: 0,
+            offset: None,
+            key: None,
+            value: Some(b"{}".to_vec()),
+            schema_id: None,
+            schema: None,
+        }
+    }
+
+    /// A batch of `per_topic` records of each of `topics`, whose first came `age` ago.
+    fn filling(topics: &[&str], per_topic: usize, age: Duration) -> Filling {
+        let mut f = Filling::new(0);
+        for _ in 0..per_topic {
+            for t in topics {
+                f.push(record_of(t));
+            }
+        }
+        f.first_at = Some(Instant::now() - age);
+        f
+    }
+
+    /// A batch commits at `max_latency`, or at `busy_latency` once it holds
+    /// `busy_per_table` records for each table it touches (and not before either).
+    #[test]
+    fn a_busy_batch_is_due_sooner_and_a_batch_spread_over_many_tables_is_not_busy() {
+        let cadence = Cadence::of(&crate::lake::config::LakeConfig {
+            max_latency_ms: 1000,
+            busy_latency_ms: 250,
+            busy_changes_per_table: 500,
+            ..Default::default()
+        });
+        let ms = Duration::from_millis;
+        let due = |topics: &[&str], per_topic, age| filling(topics, per_topic, age).aged(&cadence);
+        assert!(
+            !Filling::new(0).aged(&cadence),
+            "an empty batch is never due"
+        );
+        assert!(!due(&["a"], 500, ms(200)), "busy, but younger than 250 ms");
+        assert!(
+            due(&["a"], 500, ms(300)),
+            "500 records of one table at 300 ms"
+        );
+        assert!(!due(&["a"], 499, ms(300)), "one record short of busy");
+        assert!(due(&["a"], 499, ms(1000)), "any batch at max_latency");
+        assert!(
+            due(&["a", "b"], 500, ms(300)),
+            "500 records of each of two tables"
+        );
+        assert!(
+            !due(&["a", "b", "c", "d"], 200, ms(300)),
+            "800 records over four tables: 200 a table"
+        );
+        assert!(due(&["a", "b", "c", "d"], 200, ms(1000)));
+
+        let off = Cadence::of(&crate::lake::config::LakeConfig {
+            max_latency_ms: 200,
+            ..Default::default()
+        });
+        assert_eq!(off.busy_latency, ms(200), "never later than max_latency");
+        assert!(filling(&["a"], 1, ms(200)).aged(&off));
+    }
 
     /// What a batch's apply added to the writer's maintenance counts reaches Prometheus.
     #[test]

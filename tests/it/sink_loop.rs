@@ -1,7 +1,8 @@
 //! The sink loop in this process, fed through the embedded channel (no server, no binary):
 //! batches collected (and decoded, with `decode_ahead`) while the one before is applied still
 //! commit in order, a
-//! mark is answered only once its changes are committed, and a flush at once.
+//! mark is answered only once its changes are committed, and a flush at once; a busy batch
+//! commits sooner than a thin one.
 
 use std::sync::mpsc::sync_channel;
 use std::time::Duration;
@@ -104,6 +105,111 @@ fn batches_in_order(decode_ahead: bool) {
         ["95|46|1|u45"],
         "history: every version once, key 1's in order with the last one open"
     );
+}
+
+/// A batch with `busy_changes_per_table` records for each table it touches commits once its
+/// first record is `busy_latency_ms` old, long before `max_latency_ms` (a minute here); a batch
+/// spread thinner over two tables waits. A mark is answered once its batch is committed.
+#[test]
+fn a_busy_batch_commits_at_busy_latency_and_a_thin_one_waits_for_max_latency() {
+    use binlake::event::{Column, ColumnType};
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let settings = binlake::lake::config::LakeConfig {
+        max_latency_ms: 60_000,
+        busy_latency_ms: 50,
+        busy_changes_per_table: 3,
+        ..Default::default()
+    };
+    let mut writer = writer_with(&lake, settings);
+    let k_url = table_url(&lake, "silver/shop/k");
+    let k2_url = table_url(&lake, "silver/shop/k2");
+    let k2 = keyed_by_id(
+        "shop",
+        "k2",
+        Column::new("v", ColumnType::VarChar { max_bytes: 40 }),
+    );
+    let (tx, rx) = channel();
+    let sender = std::thread::spawn({
+        let (k_url, k2_url) = (k_url.clone(), k2_url.clone());
+        move || {
+            let count = |url: &str| lake_query(url, &[], "SELECT count(*) FROM t");
+            let mark = |tx: &binlake::transport::embedded::HandoffSender, wait_secs| {
+                let (mark, marked) = sync_channel(1);
+                tx.send(Handoff::Mark(mark)).unwrap();
+                marked.recv_timeout(Duration::from_secs(wait_secs))
+            };
+            for id in 1..=3 {
+                tx.send(Handoff::Record(k_record(
+                    "c",
+                    id,
+                    "busy",
+                    10 * id as u64,
+                    None,
+                )))
+                .unwrap();
+            }
+            let busy = mark(&tx, 30);
+            assert_eq!(busy, Ok(Ok(())), "three records of one table: busy");
+            let k_after_busy = count(&k_url);
+            // Four records over two tables: two a table, under three.
+            for id in 4..=5 {
+                tx.send(Handoff::Record(k_record(
+                    "c",
+                    id,
+                    "thin",
+                    10 * id as u64,
+                    None,
+                )))
+                .unwrap();
+            }
+            for id in 1..=2 {
+                let row = serde_json::json!({"id": id, "v": "thin"});
+                let pos = 100 + 10 * id as u64;
+                tx.send(Handoff::Record(record_of(
+                    k2.clone(),
+                    "c",
+                    serde_json::Value::Null,
+                    row,
+                    pos,
+                    None,
+                )))
+                .unwrap();
+            }
+            let thin = mark(&tx, 2);
+            let k_while_thin = count(&k_url);
+            let (flush, flushed) = sync_channel(1);
+            tx.send(Handoff::Flush(flush)).unwrap();
+            let flush_answer = flushed.recv_timeout(Duration::from_secs(60)).unwrap();
+            let after_flush = (count(&k_url), count(&k2_url));
+            tx.send(Handoff::End).unwrap();
+            (k_after_busy, thin, k_while_thin, flush_answer, after_flush)
+        }
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let stats = runtime
+        .block_on(binlake::pipeline::sink_embedded(
+            &mut writer,
+            rx,
+            None,
+            None,
+        ))
+        .unwrap();
+    let (k_after_busy, thin, k_while_thin, flush_answer, after_flush) = sender.join().unwrap();
+    assert_eq!(k_after_busy, ["3"]);
+    assert_eq!(
+        thin,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout),
+        "two records a table is not busy: no commit before max_latency_ms"
+    );
+    assert_eq!(k_while_thin, ["3"]);
+    assert_eq!(flush_answer, Ok(()));
+    assert_eq!(after_flush, (vec!["5".to_string()], vec!["2".to_string()]));
+    assert_eq!((stats.records, stats.batches), (7, 2));
 }
 
 /// Under `on_unappliable = "stop"`, a mark after a change the lake cannot take (a value out of

@@ -302,6 +302,14 @@ path = "-"
         let bad = MINIMAL.replace("server_id = 4242", "server_id = 4242\nserverid = 1");
         let err = Config::parse(&bad, "c.toml", Path::new("."), &env).unwrap_err();
         assert!(err.to_string().contains("serverid"), "{err}");
+        let bad = format!("{MINIMAL}\n[lake]\nurl = \"lake\"\nbusy_changes_per_table = 0\n");
+        let err = Config::parse(&bad, "c.toml", Path::new("."), &env).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "config c.toml: key `lake.busy_changes_per_table`: must be at least 1"
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -326,6 +334,15 @@ path = "-"
         assert_eq!(c.transport.kind(), TransportKind::Kafka);
         assert_eq!(c.source.as_ref().unwrap().password.as_deref(), Some("pw"));
         assert_eq!(c.lake.as_ref().unwrap().url, "az://lake/online_store");
+        let lake = c.lake.as_ref().unwrap();
+        assert_eq!(
+            (
+                lake.max_latency_ms,
+                lake.busy_latency_ms,
+                lake.busy_changes_per_table
+            ),
+            (1000, 250, 500)
+        );
         let gold = c.gold.unwrap();
         assert!(gold.models.ends_with("sql/gold"));
         assert_eq!(gold.refresh_policy(), Ok(GoldRefresh::OnCommit));

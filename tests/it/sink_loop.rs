@@ -11,6 +11,19 @@ use binlake::transport::embedded::{channel, Handoff};
 
 use crate::support::lake::{k_record, keyed_by_id, lake_query, record_of, table_url, writer_with};
 
+/// Runs the sink loop over `rx` on a two-worker runtime until the channel ends.
+fn sink_until_end(
+    writer: &mut binlake::lake::writer::LakeWriter,
+    rx: binlake::transport::embedded::HandoffReceiver,
+) -> Result<binlake::pipeline::SinkStats, binlake::pipeline::PipelineError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(binlake::pipeline::sink_embedded(writer, rx, None, None))
+}
+
 #[test]
 fn batches_commit_in_order_and_marks_wait_for_their_changes() {
     for decode_ahead in [false, true] {
@@ -63,19 +76,7 @@ fn batches_in_order(decode_ahead: bool) {
             (mark_answer, silver_at_mark, flush_answer, silver_at_flush)
         }
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let stats = runtime
-        .block_on(binlake::pipeline::sink_embedded(
-            &mut writer,
-            rx,
-            None,
-            None,
-        ))
-        .unwrap();
+    let stats = sink_until_end(&mut writer, rx).unwrap();
     let (mark_answer, silver_at_mark, flush_answer, silver_at_flush) = sender.join().unwrap();
     assert_eq!(mark_answer, Ok(()));
     assert_eq!(
@@ -186,19 +187,7 @@ fn a_busy_batch_commits_at_busy_latency_and_a_thin_one_waits_for_max_latency() {
             (k_after_busy, thin, k_while_thin, flush_answer, after_flush)
         }
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let stats = runtime
-        .block_on(binlake::pipeline::sink_embedded(
-            &mut writer,
-            rx,
-            None,
-            None,
-        ))
-        .unwrap();
+    let stats = sink_until_end(&mut writer, rx).unwrap();
     let (k_after_busy, thin, k_while_thin, flush_answer, after_flush) = sender.join().unwrap();
     assert_eq!(k_after_busy, ["3"]);
     assert_eq!(
@@ -244,17 +233,7 @@ fn a_mark_after_a_change_the_lake_cannot_take_is_answered_with_the_stop() {
         tx.send(Handoff::End).unwrap();
         answer
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let sunk = runtime.block_on(binlake::pipeline::sink_embedded(
-        &mut writer,
-        rx,
-        None,
-        None,
-    ));
+    let sunk = sink_until_end(&mut writer, rx);
     let answer = sender.join().unwrap().expect_err("the mark fails");
     for part in ["shop.n", "column n", "99999999999"] {
         assert!(answer.contains(part), "{part} in {answer}");

@@ -1,5 +1,6 @@
 //! Wires the stages for the `sink` and `run` commands: records from a [`RecordSource`] (Kafka
-//! or the embedded channel) are batched by `[lake] max_rows` / `max_latency_ms`, applied by the
+//! or the embedded channel) are batched by `[lake] max_rows`, `max_batch_bytes`,
+//! `max_latency_ms` and `busy_latency_ms`, applied by the
 //! lake writer, and only then acknowledged (Kafka offsets committed, the source's flush
 //! answered), so nothing is acknowledged that is not in the lake. One loop ([`sink::run_sink`])
 //! serves both sources.

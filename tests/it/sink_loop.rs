@@ -140,29 +140,19 @@ fn a_busy_batch_commits_at_busy_latency_and_a_thin_one_waits_for_max_latency() {
                 tx.send(Handoff::Mark(mark)).unwrap();
                 marked.recv_timeout(Duration::from_secs(wait_secs))
             };
+            let insert_k = |id: i64, v: &str| {
+                tx.send(Handoff::Record(k_record("c", id, v, 10 * id as u64, None)))
+                    .unwrap()
+            };
             for id in 1..=3 {
-                tx.send(Handoff::Record(k_record(
-                    "c",
-                    id,
-                    "busy",
-                    10 * id as u64,
-                    None,
-                )))
-                .unwrap();
+                insert_k(id, "busy");
             }
             let busy = mark(&tx, 30);
             assert_eq!(busy, Ok(Ok(())), "three records of one table: busy");
             let k_after_busy = count(&k_url);
             // Four records over two tables: two a table, under three.
             for id in 4..=5 {
-                tx.send(Handoff::Record(k_record(
-                    "c",
-                    id,
-                    "thin",
-                    10 * id as u64,
-                    None,
-                )))
-                .unwrap();
+                insert_k(id, "thin");
             }
             for id in 1..=2 {
                 let row = serde_json::json!({"id": id, "v": "thin"});

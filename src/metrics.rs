@@ -33,6 +33,8 @@ pub struct Metrics {
     pub changes_applied: Counter,
     pub dead_letters: Counter,
     pub commits: Counter,
+    /// Batches committed at `busy_latency_ms`, before `max_latency_ms`, for being busy.
+    pub busy_batches: Counter,
     /// Batches applied again because another sink committed to the table first.
     pub concurrent_commits: Counter,
     pub portions_committed: Counter,
@@ -108,6 +110,7 @@ impl Metrics {
             changes_applied: Counter::default(),
             dead_letters: Counter::default(),
             commits: Counter::default(),
+            busy_batches: Counter::default(),
             concurrent_commits: Counter::default(),
             portions_committed: Counter::default(),
             append_rebases: Counter::default(),
@@ -145,6 +148,11 @@ impl Metrics {
                 m.dead_letters.clone(),
             );
             r.register("commits", "Delta commits", m.commits.clone());
+            r.register(
+                "busy_batches",
+                "Batches committed at busy_latency_ms, before max_latency_ms, for holding busy_changes_per_table records a table",
+                m.busy_batches.clone(),
+            );
             r.register(
                 "concurrent_commits",
                 "Table applies done again because another sink committed to the table first",
@@ -480,6 +488,7 @@ mod tests {
             "vacuums",
             "gold_vacuums",
             "portions_committed",
+            "busy_batches",
         ] {
             assert!(
                 body.contains(&format!("binlake_{maintenance}_total 0")),

@@ -110,6 +110,7 @@ pub fn report_sink(stats: &SinkStats, writer: &LakeWriter) {
     tracing::info!(
         records = stats.records,
         batches = stats.batches,
+        busy_batches = stats.busy_batches,
         changes = m.changes_applied,
         commits = m.commits,
         dead_letters = m.dead_letters,

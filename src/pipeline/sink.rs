@@ -62,6 +62,8 @@ pub trait RecordSource {
 pub struct SinkStats {
     pub records: u64,
     pub batches: u64,
+    /// Batches committed at `busy_latency_ms`, before `max_latency_ms`, for being busy.
+    pub busy_batches: u64,
     /// How long the loop waited for a batch's apply to end before it could go on: the part of
     /// applying that collecting (and with `decode_ahead` decoding) the next batch did not
     /// cover.
@@ -96,6 +98,8 @@ struct Filling {
     topics: HashSet<String>,
     /// Answered once everything up to here is committed.
     acks: Vec<FlushAck>,
+    /// Cut at `busy_latency_ms` for being busy, before `max_latency_ms`.
+    busy: bool,
 }
 
 impl Filling {
@@ -106,6 +110,7 @@ impl Filling {
             first_at: None,
             topics: HashSet::new(),
             acks: Vec::new(),
+            busy: false,
         }
     }
 
@@ -121,13 +126,20 @@ impl Filling {
     /// Old enough to commit: `max_latency` after its first record, or sooner when busy. A busy
     /// batch's commits cost the same storage calls as a quiet one's, shared by more changes.
     fn aged(&self, cadence: &Cadence) -> bool {
+        self.first_at
+            .is_some_and(|t| t.elapsed() >= cadence.max_latency)
+            || self.busy_and_due(cadence)
+    }
+
+    /// Busy, and `busy_latency` old but not yet `max_latency`.
+    fn busy_and_due(&self, cadence: &Cadence) -> bool {
         let Some(first_at) = self.first_at else {
             return false;
         };
         let age = first_at.elapsed();
-        age >= cadence.max_latency
-            || (age >= cadence.busy_latency
-                && self.records.len() >= cadence.busy_per_table.saturating_mul(self.topics.len()))
+        age >= cadence.busy_latency
+            && age < cadence.max_latency
+            && self.records.len() >= cadence.busy_per_table.saturating_mul(self.topics.len())
     }
 
     /// The batch so far, and a new empty one in its place.
@@ -148,6 +160,7 @@ impl Filling {
 struct Applied {
     records: Vec<Record>,
     acks: Vec<FlushAck>,
+    busy: bool,
     before: LakeMetrics,
     result: Result<(), LakeError>,
 }
@@ -164,6 +177,7 @@ fn lend<'w>(writer: &'w mut LakeWriter, mut batch: Filling, decoded: Decoded) ->
         let applied = Applied {
             records: batch.records,
             acks: batch.acks,
+            busy: batch.busy,
             before,
             result,
         };
@@ -251,7 +265,13 @@ pub async fn run_sink<S: RecordSource>(
             Next::Idle => (filling.aged(&cadence) && under_way.is_none(), false, false),
         };
         if cut {
+            // Cut by the busy rule alone: neither full, nor flushed or ended, nor `max_latency` old.
+            let busy = !now
+                && filling.records.len() < max_rows
+                && filling.bytes < max_bytes
+                && filling.busy_and_due(&cadence);
             let mut batch = filling.take();
+            batch.busy = busy;
             if !batch.records.is_empty() {
                 source.prepare(&mut batch.records)?;
             }
@@ -342,6 +362,12 @@ async fn settle<S: RecordSource>(
     source.applied(&applied.records, &writer.stopped_topics());
     stats.records += applied.records.len() as u64;
     stats.batches += 1;
+    if applied.busy {
+        stats.busy_batches += 1;
+        if let Some(m) = metrics {
+            m.busy_batches.inc();
+        }
+    }
     if let Some(g) = gold {
         g.after_commit(&touched_tables(&applied.records)).await;
         if let Some(m) = metrics {
@@ -509,6 +535,18 @@ mod tests {
         });
         assert_eq!(off.busy_latency, ms(200), "never later than max_latency");
         assert!(filling(&["a"], 1, ms(200)).aged(&off));
+
+        // Counted as busy only when the busy rule alone brings the commit forward.
+        let busy = |topics: &[&str], per_topic, age, cadence: &Cadence| {
+            filling(topics, per_topic, age).busy_and_due(cadence)
+        };
+        assert!(busy(&["a"], 500, ms(300), &cadence));
+        assert!(!busy(&["a"], 500, ms(1000), &cadence), "max_latency old");
+        assert!(!busy(&["a"], 499, ms(300), &cadence));
+        assert!(
+            !busy(&["a"], 500, ms(300), &off),
+            "busy_latency = max_latency"
+        );
     }
 
     /// What a batch's apply added to the writer's maintenance counts reaches Prometheus.

@@ -90,7 +90,10 @@ fn batches_in_order(decode_ahead: bool) {
         ["50|1275"],
         "everything before the flush was committed"
     );
-    assert_eq!((stats.records, stats.batches), (95, 10));
+    assert_eq!(
+        (stats.records, stats.batches, stats.busy_batches),
+        (95, 10, 0)
+    );
     assert_eq!(
         silver("SELECT id, v FROM t WHERE id IN (1, 2, 50) ORDER BY id"),
         ["1|u45", "2|v2", "50|v50"]
@@ -188,7 +191,11 @@ fn a_busy_batch_commits_at_busy_latency_and_a_thin_one_waits_for_max_latency() {
     assert_eq!(k_while_thin, ["3"]);
     assert_eq!(flush_answer, Ok(()));
     assert_eq!(after_flush, (vec!["5".to_string()], vec!["2".to_string()]));
-    assert_eq!((stats.records, stats.batches), (7, 2));
+    assert_eq!(
+        (stats.records, stats.batches, stats.busy_batches),
+        (7, 2, 1),
+        "the busy batch, then the flushed one"
+    );
 }
 
 /// Under `on_unappliable = "stop"`, a mark after a change the lake cannot take (a value out of
